@@ -1,0 +1,28 @@
+# The commands README.md names. Everything runs from a virtual environment in .venv.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test demo lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: install
+	$(BIN)/python examples/demo.py demo-work
+
+lint: install
+	$(BIN)/pip install --quiet ruff
+	$(BIN)/ruff check mlflow_exim tests examples
+
+clean:
+	rm -rf $(VENV) demo-work .pytest_cache

@@ -1,0 +1,40 @@
+"""mlflow-exim: migrate MLflow data between tracking servers, faithfully.
+
+Every CLI command is one call of a function exported here; each returns a
+:class:`~mlflow_exim.report.Report` that lists every object's outcome.
+"""
+
+__version__ = "0.1.0"
+
+from mlflow_exim.errors import BundleError, EximError  # noqa: E402
+from mlflow_exim.exporter import (  # noqa: E402
+    export_all,
+    export_experiment,
+    export_experiments,
+    export_run,
+)
+from mlflow_exim.importer import (  # noqa: E402
+    copy_run,
+    import_all,
+    import_experiment,
+    import_experiments,
+    import_run,
+)
+from mlflow_exim.report import Report  # noqa: E402
+from mlflow_exim.verify import verify  # noqa: E402
+
+__all__ = [
+    "BundleError",
+    "EximError",
+    "Report",
+    "copy_run",
+    "export_all",
+    "export_experiment",
+    "export_experiments",
+    "export_run",
+    "import_all",
+    "import_experiment",
+    "import_experiments",
+    "import_run",
+    "verify",
+]

@@ -1,0 +1,3 @@
+from mlflow_exim.cli import main
+
+main()

@@ -1,0 +1,92 @@
+"""Deterministic JSON and JSON Lines, with errors that name the file.
+
+Floats that JSON cannot hold (NaN, ±Infinity) are written as the strings
+"NaN", "Infinity" and "-Infinity" so that every file is strict JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+from mlflow_exim.errors import BundleError
+
+_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def encode_float(value: float) -> float | str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+def decode_float(value: Any) -> float:
+    if isinstance(value, str):
+        return _NON_FINITE[value]
+    return float(value)
+
+
+def dumps(obj: Any, *, indent: int | None = 2) -> str:
+    separators = None if indent else (",", ":")
+    return json.dumps(obj, sort_keys=True, indent=indent, ensure_ascii=False,
+                      allow_nan=False, separators=separators)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` to ``path`` atomically: a reader sees the old file or the whole new one."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(dumps(obj) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BundleError(path, "file is missing") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BundleError(path, f"cannot be read: {exc}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BundleError(path, f"is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+
+
+class JsonLinesWriter:
+    """Appends one compact JSON object per line; used for streams that can be very long."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.count = 0
+        self._file = None
+
+    def __enter__(self) -> JsonLinesWriter:
+        self._file = self.path.open("w", encoding="utf-8")
+        return self
+
+    def write(self, obj: Any) -> None:
+        self._file.write(dumps(obj, indent=None) + "\n")
+        self.count += 1
+
+    def __exit__(self, *exc) -> None:
+        self._file.close()
+
+
+def iter_json_lines(path: Path) -> Iterator[Any]:
+    try:
+        handle = path.open(encoding="utf-8")
+    except FileNotFoundError:
+        raise BundleError(path, "file is missing") from None
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise BundleError(path, f"line {number} is not valid JSON: {exc.msg}") from None

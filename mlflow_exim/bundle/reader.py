@@ -1,0 +1,128 @@
+"""Opens a bundle and validates all of it before an importer writes anything to a target."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mlflow_exim.bundle.format import (
+    ARTIFACTS_DIR,
+    FORMAT_NAME,
+    MANIFEST_FILE,
+    PARTIAL_SUFFIX,
+    PROGRESS_FILE,
+    READABLE_VERSIONS,
+)
+from mlflow_exim.bundle.jsonio import read_json
+from mlflow_exim.bundle.paths import inside
+from mlflow_exim.bundle.writer import sha256_of
+from mlflow_exim.entities import experiment as experiment_entity
+from mlflow_exim.entities import run as run_entity
+from mlflow_exim.errors import BundleError
+
+_MANIFEST_KEYS = {
+    "format": str,
+    "format_version": int,
+    "source": dict,
+    "inventory": dict,
+    "checksums": dict,
+}
+
+
+class Bundle:
+    """A validated bundle. ``experiments`` and ``runs`` hold the loaded JSON documents,
+    keyed by source id; ``run_dirs`` gives each run's directory."""
+
+    def __init__(self, root: Path, manifest: dict):
+        self.root = root
+        self.manifest = manifest
+        self.experiments: dict[str, dict] = {}
+        self.runs: dict[str, dict] = {}
+        self.run_dirs: dict[str, Path] = {}
+
+    @classmethod
+    def open(cls, path: str | Path, *, check_artifacts: bool = True) -> Bundle:
+        root = Path(path).absolute()
+        manifest_path = root / MANIFEST_FILE
+        if not root.is_dir():
+            raise BundleError(root, "is not a directory")
+        if not manifest_path.exists():
+            if (root / PROGRESS_FILE).exists() or root.name.endswith(PARTIAL_SUFFIX):
+                raise BundleError(root, "is an unfinished export (no manifest.json); "
+                                        "run the export again to complete it")
+            raise BundleError(manifest_path, "file is missing; this is not an mlflow-exim bundle")
+        manifest = read_json(manifest_path)
+        _check_manifest(manifest, manifest_path)
+        bundle = cls(root, manifest)
+        bundle._load_objects(manifest_path)
+        if check_artifacts:
+            bundle._check_artifacts(manifest_path)
+        return bundle
+
+    @property
+    def format_version(self) -> int:
+        return self.manifest["format_version"]
+
+    def _entries(self, kind: str, manifest_path: Path) -> list[dict]:
+        entries = self.manifest["inventory"].get(kind, [])
+        if not isinstance(entries, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("id"), str) and isinstance(e.get("path"), str)
+            for e in entries
+        ):
+            raise BundleError(manifest_path, f"inventory.{kind} must be a list of "
+                                             "objects with string 'id' and 'path'")
+        return entries
+
+    def _load_objects(self, manifest_path: Path) -> None:
+        for entry in self._entries("experiments", manifest_path):
+            directory = inside(self.root, entry["path"], source=manifest_path)
+            doc_path = directory / experiment_entity.EXPERIMENT_FILE
+            doc = read_json(doc_path)
+            experiment_entity.validate(doc, doc_path)
+            self.experiments[entry["id"]] = doc
+        for entry in self._entries("runs", manifest_path):
+            directory = inside(self.root, entry["path"], source=manifest_path)
+            doc_path = directory / run_entity.RUN_FILE
+            doc = read_json(doc_path)
+            run_entity.validate(doc, doc_path)
+            if not (directory / run_entity.METRICS_FILE).is_file():
+                raise BundleError(directory / run_entity.METRICS_FILE, "file is missing")
+            self.runs[entry["id"]] = doc
+            self.run_dirs[entry["id"]] = directory
+
+    def _check_artifacts(self, manifest_path: Path) -> None:
+        """Every artifact file is listed in the manifest with its size and checksum, and
+        every listed file is present and intact."""
+        expected = self.manifest["checksums"]
+        seen = set()
+        for run_dir in self.run_dirs.values():
+            for dirpath, _dirs, files in os.walk(run_dir / ARTIFACTS_DIR):
+                for name in files:
+                    path = Path(dirpath) / name
+                    relative = path.relative_to(self.root).as_posix()
+                    entry = expected.get(relative)
+                    if entry is None:
+                        raise BundleError(path, "artifact is not listed in manifest.json")
+                    if path.stat().st_size != entry.get("size") or sha256_of(path) != entry.get(
+                        "sha256"
+                    ):
+                        raise BundleError(path, "artifact does not match its checksum "
+                                                "in manifest.json")
+                    seen.add(relative)
+        missing = sorted(set(expected) - seen)
+        if missing:
+            raise BundleError(self.root / missing[0], "artifact listed in manifest.json is missing")
+
+
+def _check_manifest(manifest, path: Path) -> None:
+    if not isinstance(manifest, dict):
+        raise BundleError(path, "must hold a JSON object")
+    for key, kind in _MANIFEST_KEYS.items():
+        if not isinstance(manifest.get(key), kind):
+            raise BundleError(path, f"field {key!r} is missing or not a {kind.__name__}")
+    if manifest["format"] != FORMAT_NAME:
+        raise BundleError(path, f"format {manifest['format']!r} is not {FORMAT_NAME!r}")
+    if manifest["format_version"] not in READABLE_VERSIONS:
+        readable = ", ".join(str(v) for v in READABLE_VERSIONS)
+        raise BundleError(path, f"format_version {manifest['format_version']} is not supported "
+                                f"by this mlflow-exim (reads {readable}); upgrade mlflow-exim")

@@ -1,0 +1,211 @@
+"""Thin click layer: options → one library call → report → exit code.
+
+Exit codes: 0 every object ok; 1 at least one object failed (see the report);
+2 bad input or an unreachable server (one line on stderr, nothing written).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+
+import click
+
+from mlflow_exim import exporter, importer
+from mlflow_exim.verify import verify as verify_servers
+from mlflow_exim.errors import EximError
+from mlflow_exim.report import Report
+
+# Options shared by several commands are defined once, so a name means one thing everywhere.
+
+tracking_uri_option = click.option(
+    "--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True,
+    help="Tracking server (http[s]://host:port) or embedded store (sqlite:///file.db).")
+output_dir_option = click.option(
+    "--output-dir", required=True, type=click.Path(file_okay=False),
+    help="New (or empty) directory for the bundle. It is built as DIR.partial and renamed "
+         "when complete; an interrupted export resumes from DIR.partial.")
+input_dir_option = click.option(
+    "--input-dir", required=True, type=click.Path(exists=True, file_okay=False),
+    help="Bundle directory written by an export command.")
+export_deleted_option = click.option(
+    "--export-deleted-runs/--no-export-deleted-runs", default=False, show_default=True,
+    help="Also export deleted runs, and deleted experiments with their runs. Import "
+         "recreates them and deletes them again.")
+source_tags_option = click.option(
+    "--import-source-tags/--no-import-source-tags", default=False, show_default=True,
+    help="Write mlflow_exim.* tags with the source ids, times and system tags "
+         "(see README_governance.md).")
+report_option = click.option(
+    "--report", "report_path", type=click.Path(dir_okay=False),
+    help="Write the JSON report (every object's outcome, the id map) to this file.")
+
+
+def run_command(func):
+    """Turn a function returning a Report into a command: write the report, print the
+    summary on stderr, exit 1 on any failed object and 2 on bad input."""
+    @report_option
+    @functools.wraps(func)
+    def wrapper(report_path, **kwargs):
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        try:
+            report: Report = func(**kwargs)
+        except EximError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        if report_path:
+            report.write(report_path)
+        click.echo(report.summary(), err=True)
+        sys.exit(report.exit_code)
+    return wrapper
+
+
+@click.command("export-run")
+@click.option("--run-id", required=True, help="Id of the run to export.")
+@output_dir_option
+@tracking_uri_option
+@export_deleted_option
+@run_command
+def export_run_command(run_id, output_dir, tracking_uri, export_deleted_runs):
+    """Export one run: info, params, tags, metric histories, inputs and artifacts."""
+    return exporter.export_run(run_id, output_dir, tracking_uri=tracking_uri,
+                               export_deleted_runs=export_deleted_runs)
+
+
+@click.command("import-run")
+@input_dir_option
+@click.option("--experiment-name", required=True,
+              help="Target experiment; created when missing.")
+@tracking_uri_option
+@source_tags_option
+@run_command
+def import_run_command(input_dir, experiment_name, tracking_uri, import_source_tags):
+    """Import the run of an export-run bundle into an experiment."""
+    return importer.import_run(input_dir, experiment_name, tracking_uri=tracking_uri,
+                               import_source_tags=import_source_tags)
+
+
+@click.command("export-experiment")
+@click.option("--experiment", required=True, help="Experiment name or id.")
+@output_dir_option
+@tracking_uri_option
+@export_deleted_option
+@run_command
+def export_experiment_command(experiment, output_dir, tracking_uri, export_deleted_runs):
+    """Export one experiment with all its runs."""
+    return exporter.export_experiment(experiment, output_dir, tracking_uri=tracking_uri,
+                                      export_deleted_runs=export_deleted_runs)
+
+
+@click.command("import-experiment")
+@input_dir_option
+@click.option("--experiment-name", help="Import under this name instead of the source name.")
+@tracking_uri_option
+@source_tags_option
+@run_command
+def import_experiment_command(input_dir, experiment_name, tracking_uri, import_source_tags):
+    """Import the experiment of an export-experiment bundle, with its runs."""
+    return importer.import_experiment(input_dir, experiment_name=experiment_name,
+                                      tracking_uri=tracking_uri,
+                                      import_source_tags=import_source_tags)
+
+
+@click.command("export-experiments")
+@click.option("--experiments", required=True,
+              help="'all', a comma list of names or ids, 'prefix*' globs, or a .txt file "
+                   "with one of those per line.")
+@output_dir_option
+@tracking_uri_option
+@export_deleted_option
+@run_command
+def export_experiments_command(experiments, output_dir, tracking_uri, export_deleted_runs):
+    """Export several experiments with their runs into one bundle."""
+    return exporter.export_experiments(experiments, output_dir, tracking_uri=tracking_uri,
+                                       export_deleted_runs=export_deleted_runs)
+
+
+@click.command("import-experiments")
+@input_dir_option
+@tracking_uri_option
+@source_tags_option
+@run_command
+def import_experiments_command(input_dir, tracking_uri, import_source_tags):
+    """Import every experiment of a bundle under its own name."""
+    return importer.import_experiments(input_dir, tracking_uri=tracking_uri,
+                                       import_source_tags=import_source_tags)
+
+
+@click.command("export-all")
+@output_dir_option
+@tracking_uri_option
+@export_deleted_option
+@run_command
+def export_all_command(output_dir, tracking_uri, export_deleted_runs):
+    """Export everything: every experiment with its runs."""
+    return exporter.export_all(output_dir, tracking_uri=tracking_uri,
+                               export_deleted_runs=export_deleted_runs)
+
+
+@click.command("import-all")
+@input_dir_option
+@tracking_uri_option
+@source_tags_option
+@run_command
+def import_all_command(input_dir, tracking_uri, import_source_tags):
+    """Import everything a bundle holds."""
+    return importer.import_all(input_dir, tracking_uri=tracking_uri,
+                               import_source_tags=import_source_tags)
+
+
+@click.command("copy-run")
+@click.option("--run-id", required=True, help="Id of the source run.")
+@click.option("--src-uri", required=True, help="Source tracking URI.")
+@click.option("--dst-uri", required=True, help="Target tracking URI.")
+@click.option("--experiment-name", required=True,
+              help="Target experiment; created when missing.")
+@source_tags_option
+@run_command
+def copy_run_command(run_id, src_uri, dst_uri, experiment_name, import_source_tags):
+    """Copy one run from server to server; nothing is left on disk."""
+    return importer.copy_run(run_id, src_uri, dst_uri, experiment_name,
+                             import_source_tags=import_source_tags)
+
+
+@click.command("verify")
+@click.option("--src-uri", required=True, help="Source tracking URI.")
+@click.option("--dst-uri", required=True, help="Target tracking URI.")
+@click.option("--experiments", default="all", show_default=True,
+              help="Source experiments to compare, as for export-experiments.")
+@click.option("--artifact-content/--no-artifact-content", default=True, show_default=True,
+              help="Download artifacts on both sides and compare them byte for byte "
+                   "(otherwise paths and sizes only).")
+@click.option("--json", "as_json", is_flag=True, help="Print the scorecard as JSON.")
+def verify_command(src_uri, dst_uri, experiments, artifact_content, as_json):
+    """Compare source and target field by field; print a scorecard; exit 1 on any
+    difference."""
+    try:
+        card = verify_servers(src_uri, dst_uri, experiments=experiments,
+                                    compare_artifact_content=artifact_content)
+    except EximError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    click.echo(json.dumps(card.to_dict(), indent=2) if as_json else card.text())
+    sys.exit(0 if card.ok else 1)
+
+
+@click.group("mlflow-exim")
+@click.version_option(package_name="mlflow-exim")
+def main():
+    """Migrate MLflow experiments and runs between tracking servers, faithfully.
+
+    Each command is also installed on its own (export-run, import-run, ...).
+    """
+
+
+for _command in (export_run_command, import_run_command, export_experiment_command,
+                 import_experiment_command, export_experiments_command,
+                 import_experiments_command, export_all_command, import_all_command,
+                 copy_run_command, verify_command):
+    main.add_command(_command)

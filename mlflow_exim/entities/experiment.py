@@ -1,0 +1,108 @@
+"""Experiments: their bundle document, export and import side by side.
+
+``experiment.json`` holds the experiment's fields and tags (the description is the tag
+``mlflow.note.content``). Runs are separate objects in the bundle (``runs/``) that name
+their experiment, so a run can be found without reading its experiment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlflow.entities import Experiment, LifecycleStage
+
+from mlflow_exim import lineage
+from mlflow_exim.bundle.jsonio import write_json
+from mlflow_exim.endpoint import Endpoint
+from mlflow_exim.errors import BundleError, EximError
+from mlflow_exim.report import Outcome
+
+EXPERIMENT_FILE = "experiment.json"
+
+_FIELDS = {
+    "experiment_id": str,
+    "name": str,
+    "lifecycle_stage": str,
+    "tags": dict,
+}
+
+
+def to_doc(experiment: Experiment) -> dict:
+    return {
+        "experiment_id": experiment.experiment_id,
+        "name": experiment.name,
+        "artifact_location": experiment.artifact_location,
+        "lifecycle_stage": experiment.lifecycle_stage,
+        "creation_time": experiment.creation_time,
+        "last_update_time": experiment.last_update_time,
+        "tags": dict(experiment.tags),
+    }
+
+
+def validate(doc, path: Path) -> None:
+    if not isinstance(doc, dict):
+        raise BundleError(path, "must hold a JSON object")
+    for key, kind in _FIELDS.items():
+        if not isinstance(doc.get(key), kind):
+            raise BundleError(path, f"field {key!r} is missing or not a {kind.__name__}")
+    if doc["lifecycle_stage"] not in (LifecycleStage.ACTIVE, LifecycleStage.DELETED):
+        raise BundleError(path, f"lifecycle_stage {doc['lifecycle_stage']!r} is not "
+                                "'active' or 'deleted'")
+    if not all(isinstance(v, str) for v in doc["tags"].values()):
+        raise BundleError(path, "every tag value must be a string")
+
+
+def export(experiment: Experiment, directory: Path) -> dict:
+    doc = to_doc(experiment)
+    write_json(directory / EXPERIMENT_FILE, doc)
+    return doc
+
+
+def find(src: Endpoint, name_or_id: str) -> Experiment:
+    """An experiment by name, or else by id; deleted experiments are found too."""
+    experiment = src.client.get_experiment_by_name(name_or_id)
+    if experiment is None and name_or_id.isdigit():
+        try:
+            experiment = src.client.get_experiment(name_or_id)
+        except Exception:  # noqa: BLE001 - "not found" reads the same as no match
+            experiment = None
+    if experiment is None:
+        raise EximError(f"experiment {name_or_id!r} not found on {src.display_uri}")
+    return experiment
+
+
+def get_or_create(dst: Endpoint, name: str) -> str:
+    """The id of the active target experiment ``name``, created empty when missing."""
+    existing = dst.client.get_experiment_by_name(name)
+    if existing is None:
+        return dst.client.create_experiment(name)
+    if existing.lifecycle_stage == LifecycleStage.DELETED:
+        raise EximError(f"experiment {name!r} exists on {dst.display_uri} but is deleted; "
+                        "restore it or choose another name")
+    return existing.experiment_id
+
+
+def import_doc(dst: Endpoint, doc: dict, name: str, *, source_tags: bool,
+               outcome: Outcome) -> str:
+    """Create (or reuse, by name) the target experiment for ``doc`` and set its tags.
+
+    A target experiment that is deleted is restored only when the source one is deleted
+    too: the importer deletes it again once its runs are in.
+    """
+    tags = dict(doc["tags"])
+    if source_tags:
+        skipped: list[str] = []
+        tags.update(lineage.experiment_source_tags(doc, skipped))
+        for key in skipped:
+            outcome.warn(f"source tag for {key!r} not written: its key would be too long")
+    existing = dst.client.get_experiment_by_name(name)
+    if existing is None:
+        return dst.client.create_experiment(name, tags=tags)
+    if existing.lifecycle_stage == LifecycleStage.DELETED:
+        if doc["lifecycle_stage"] != LifecycleStage.DELETED:
+            raise EximError(f"experiment {name!r} exists on {dst.display_uri} but is deleted; "
+                            "restore it or choose another name")
+        dst.client.restore_experiment(existing.experiment_id)
+    for key, value in tags.items():
+        dst.client.set_experiment_tag(existing.experiment_id, key, value)
+    return existing.experiment_id

@@ -1,0 +1,297 @@
+"""Runs: their bundle documents, export and import side by side.
+
+A run's directory holds ``run.json`` (info, params, tags, inputs, outputs; written last, so
+its presence marks the run complete), ``metrics.jsonl`` (every point of every metric
+history, one JSON object per line, streamed both ways so memory does not grow with history
+length) and ``artifacts/`` (the run's artifact tree, byte for byte).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from mlflow.entities import (
+    Dataset,
+    DatasetInput,
+    InputTag,
+    LifecycleStage,
+    Metric,
+    Param,
+    Run,
+    RunStatus,
+    RunTag,
+)
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+from mlflow_exim import lineage
+from mlflow_exim.bundle.format import ARTIFACTS_DIR
+from mlflow_exim.bundle.jsonio import (
+    JsonLinesWriter,
+    decode_float,
+    encode_float,
+    iter_json_lines,
+    write_json,
+)
+from mlflow_exim.endpoint import Endpoint
+from mlflow_exim.errors import BundleError
+from mlflow_exim.report import Outcome
+
+RUN_FILE = "run.json"
+METRICS_FILE = "metrics.jsonl"
+MLMODEL_FILE = "MLmodel"
+LOG_MODEL_HISTORY_TAG = "mlflow.log-model.history"
+
+# Per-request limits of the LogBatch API.
+MAX_METRICS_PER_BATCH = 1000
+MAX_PARAMS_TAGS_PER_BATCH = 100
+# Points read per page of GetMetricHistory.
+METRIC_PAGE_SIZE = 10000
+
+_STATUSES = tuple(RunStatus.to_string(s) for s in RunStatus.all_status())
+
+
+# The document ---------------------------------------------------------------------------
+
+def to_doc(run: Run, metric_points: int, artifact_files: int) -> dict:
+    info = run.info
+    inputs = run.inputs
+    outputs = getattr(run, "outputs", None)
+    return {
+        "info": {
+            "run_id": info.run_id,
+            "experiment_id": info.experiment_id,
+            "run_name": info.run_name,
+            "user_id": info.user_id,
+            "status": info.status,
+            "start_time": info.start_time,
+            "end_time": info.end_time,
+            "lifecycle_stage": info.lifecycle_stage,
+            "artifact_uri": info.artifact_uri,
+        },
+        "params": dict(run.data.params),
+        "tags": dict(run.data.tags),
+        "metrics": {"keys": sorted(run.data.metrics), "points": metric_points},
+        "inputs": {
+            "datasets": [
+                {
+                    "dataset": {
+                        "name": d.dataset.name,
+                        "digest": d.dataset.digest,
+                        "source_type": d.dataset.source_type,
+                        "source": d.dataset.source,
+                        "schema": d.dataset.schema,
+                        "profile": d.dataset.profile,
+                    },
+                    "tags": [{"key": t.key, "value": t.value} for t in d.tags],
+                }
+                for d in (inputs.dataset_inputs if inputs else [])
+            ],
+            "models": [
+                {"model_id": m.model_id} for m in (getattr(inputs, "model_inputs", None) or [])
+            ],
+        },
+        "outputs": {
+            "models": [
+                {"model_id": m.model_id, "step": m.step}
+                for m in (getattr(outputs, "model_outputs", None) or [])
+            ],
+        },
+        "artifacts": {"files": artifact_files},
+    }
+
+
+def validate(doc, path: Path) -> None:
+    """Check the shape an importer relies on; a problem names the file and the field."""
+    def need(container, key, kind, where):
+        value = container.get(key) if isinstance(container, dict) else None
+        if not isinstance(value, kind):
+            names = kind.__name__ if isinstance(kind, type) else " or ".join(
+                k.__name__ for k in kind)
+            raise BundleError(path, f"field {where}{key!r} is missing or not a {names}")
+        return value
+
+    if not isinstance(doc, dict):
+        raise BundleError(path, "must hold a JSON object")
+    info = need(doc, "info", dict, "")
+    need(info, "run_id", str, "info.")
+    need(info, "experiment_id", str, "info.")
+    need(info, "start_time", (int, type(None)), "info.")
+    need(info, "end_time", (int, type(None)), "info.")
+    if info.get("status") not in _STATUSES:
+        raise BundleError(path, f"info.status {info.get('status')!r} is not one of "
+                                f"{', '.join(_STATUSES)}")
+    if info.get("lifecycle_stage") not in (LifecycleStage.ACTIVE, LifecycleStage.DELETED):
+        raise BundleError(path, f"info.lifecycle_stage {info.get('lifecycle_stage')!r} is not "
+                                "'active' or 'deleted'")
+    for section in ("params", "tags"):
+        values = need(doc, section, dict, "")
+        if not all(isinstance(v, str) for v in values.values()):
+            raise BundleError(path, f"every value in {section!r} must be a string")
+    inputs = need(doc, "inputs", dict, "")
+    for item in need(inputs, "datasets", list, "inputs."):
+        dataset = need(item, "dataset", dict, "inputs.datasets[].")
+        for key in ("name", "digest", "source_type", "source"):
+            need(dataset, key, str, "inputs.datasets[].dataset.")
+        need(item, "tags", list, "inputs.datasets[].")
+
+
+# Export ---------------------------------------------------------------------------------
+
+def export(src: Endpoint, run_id: str, directory: Path) -> dict:
+    """Write one run into ``directory``; ``run.json`` last. Returns the document."""
+    if directory.exists():
+        shutil.rmtree(directory)  # a half-written run from an interrupted export
+    directory.mkdir(parents=True)
+    run = src.client.get_run(run_id)
+    points = _export_metric_history(src, run_id, sorted(run.data.metrics), directory)
+    files = _export_artifacts(src, run_id, directory / ARTIFACTS_DIR)
+    doc = to_doc(run, points, files)
+    write_json(directory / RUN_FILE, doc)
+    return doc
+
+
+def _export_metric_history(src: Endpoint, run_id: str, keys: list[str], directory: Path) -> int:
+    with JsonLinesWriter(directory / METRICS_FILE) as out:
+        for key in keys:
+            token = None
+            while True:
+                page = src.store.get_metric_history(
+                    run_id, key, max_results=METRIC_PAGE_SIZE, page_token=token
+                )
+                for m in page:
+                    out.write({"key": key, "value": encode_float(m.value),
+                               "timestamp": m.timestamp, "step": m.step})
+                token = getattr(page, "token", None)
+                if not token:
+                    break
+        return out.count
+
+
+def _export_artifacts(src: Endpoint, run_id: str, destination: Path) -> int:
+    destination.mkdir()
+    if src.client.list_artifacts(run_id):
+        src.client.download_artifacts(run_id, "", str(destination))
+    return sum(1 for p in destination.rglob("*") if p.is_file())
+
+
+# Import ---------------------------------------------------------------------------------
+
+def import_run(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, *,
+               parent_run_id: str | None, source_tags: bool, outcome: Outcome) -> str:
+    """Create and fill one run on the target; returns its id.
+
+    ``parent_run_id`` is the target id of the parent, or None to drop the source's
+    ``mlflow.parentRunId``. Deleting the run, where the source run is deleted, is left to
+    the caller: nothing can be written into a deleted run, and children come later.
+    If any step fails, the half-written target run is deleted before the error propagates.
+    """
+    info = doc["info"]
+    run = dst.store.create_run(
+        experiment_id=experiment_id,
+        user_id=info.get("user_id") or "unknown",
+        start_time=info["start_time"],
+        tags=[],
+        run_name=info.get("run_name") or None,
+    )
+    run_id = run.info.run_id
+    outcome.target_id = run_id
+    try:
+        tags = _target_tags(doc, run_id, parent_run_id, source_tags, outcome)
+        params = [Param(k, v) for k, v in doc["params"].items()]
+        for chunk in _chunks(params, MAX_PARAMS_TAGS_PER_BATCH):
+            dst.store.log_batch(run_id, metrics=[], params=chunk, tags=[])
+        for chunk in _chunks([RunTag(k, v) for k, v in tags.items()], MAX_PARAMS_TAGS_PER_BATCH):
+            dst.store.log_batch(run_id, metrics=[], params=[], tags=chunk)
+        for chunk in _chunks(_read_metric_history(directory / METRICS_FILE),
+                             MAX_METRICS_PER_BATCH):
+            dst.store.log_batch(run_id, metrics=chunk, params=[], tags=[])
+        datasets = [
+            DatasetInput(Dataset(**item["dataset"]),
+                         tags=[InputTag(t["key"], t["value"]) for t in item["tags"]])
+            for item in doc["inputs"]["datasets"]
+        ]
+        if datasets:
+            dst.client.log_inputs(run_id, datasets=datasets)
+        models = doc["inputs"].get("models", []) + doc.get("outputs", {}).get("models", [])
+        if models:
+            outcome.warn(f"{len(models)} logged-model input/output link(s) not imported: "
+                         "logged models are not part of this bundle format version")
+        _import_artifacts(dst, run_id, directory / ARTIFACTS_DIR, info["run_id"])
+        if info["status"] != "RUNNING" or info.get("end_time") is not None:
+            dst.store.update_run_info(run_id, RunStatus.from_string(info["status"]),
+                                      info.get("end_time"), None)
+    except BaseException:
+        try:
+            dst.client.delete_run(run_id)
+        except Exception:  # noqa: BLE001 - the original error is what matters
+            pass
+        raise
+    return run_id
+
+
+def _target_tags(doc: dict, run_id: str, parent_run_id: str | None, source_tags: bool,
+                 outcome: Outcome) -> dict:
+    source_run_id = doc["info"]["run_id"]
+    tags = dict(doc["tags"])
+    if parent_run_id:
+        tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
+    elif MLFLOW_PARENT_RUN_ID in tags:
+        outcome.warn(f"parent run {tags.pop(MLFLOW_PARENT_RUN_ID)} was not imported with it; "
+                     f"{MLFLOW_PARENT_RUN_ID} removed")
+    if LOG_MODEL_HISTORY_TAG in tags:
+        tags[LOG_MODEL_HISTORY_TAG] = tags[LOG_MODEL_HISTORY_TAG].replace(source_run_id, run_id)
+    if source_tags:
+        skipped: list[str] = []
+        tags.update(lineage.run_source_tags(doc, skipped))
+        for key in skipped:
+            outcome.warn(f"source tag for {key!r} not written: its key would be too long")
+    return tags
+
+
+def _read_metric_history(path: Path) -> Iterator[Metric]:
+    for point in iter_json_lines(path):
+        try:
+            yield Metric(point["key"], decode_float(point["value"]),
+                         int(point["timestamp"]), int(point["step"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(path, f"metric point {point!r} is malformed: {exc}") from None
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _import_artifacts(dst: Endpoint, run_id: str, local_dir: Path, source_run_id: str) -> None:
+    """Upload every file under ``local_dir`` at the same relative path. MLflow-2 style
+    model directories keep a copy of their run id in ``MLmodel``; it names the new run."""
+    with tempfile.TemporaryDirectory(prefix="mlflow-exim-mlmodel-") as scratch:
+        for path in sorted(p for p in local_dir.rglob("*") if p.is_file()):
+            parent = path.parent.relative_to(local_dir).as_posix()
+            artifact_path = None if parent == "." else parent
+            if path.name == MLMODEL_FILE:
+                path = _rewritten_mlmodel(path, source_run_id, run_id, Path(scratch))
+            dst.client.log_artifact(run_id, str(path), artifact_path)
+
+
+def _rewritten_mlmodel(path: Path, old_run_id: str, new_run_id: str, scratch: Path) -> Path:
+    text = path.read_text(encoding="utf-8")
+    pattern = re.compile(rf"^(\s*run_id:\s*['\"]?){re.escape(old_run_id)}(['\"]?\s*)$",
+                         re.MULTILINE)
+    rewritten = pattern.sub(lambda m: f"{m.group(1)}{new_run_id}{m.group(2)}", text)
+    if rewritten == text:
+        return path
+    target_dir = Path(tempfile.mkdtemp(dir=scratch))
+    target = target_dir / MLMODEL_FILE
+    target.write_text(rewritten, encoding="utf-8")
+    return target

@@ -1,0 +1,90 @@
+"""The ``mlflow_exim.*`` source tags that importers write with ``--import-source-tags``.
+
+They keep on the target what no MLflow API can carry: the source ids, creation times and
+artifact locations, and a copy of the source's ``mlflow.*`` system tags as they were before
+any remapping. README_governance.md documents every key.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+PREFIX = "mlflow_exim"
+FIELD = f"{PREFIX}.field."
+RUN_INFO = f"{PREFIX}.run_info."
+MLFLOW_TAG = f"{PREFIX}.mlflow_tag."
+
+MAX_TAG_KEY = 250
+
+EXPERIMENT_FIELDS = (
+    "experiment_id",
+    "name",
+    "artifact_location",
+    "lifecycle_stage",
+    "creation_time",
+    "last_update_time",
+)
+RUN_INFO_FIELDS = (
+    "run_id",
+    "experiment_id",
+    "run_name",
+    "user_id",
+    "status",
+    "start_time",
+    "end_time",
+    "lifecycle_stage",
+    "artifact_uri",
+)
+
+
+def is_lineage_tag(key: str) -> bool:
+    return key.startswith(PREFIX + ".")
+
+
+def readable_time(millis: int | None) -> str | None:
+    """An epoch-millisecond time as ISO 8601 UTC, e.g. 2026-11-22T08:11:10.123+00:00."""
+    if millis is None:
+        return None
+    return datetime.fromtimestamp(millis / 1000, tz=timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _as_tags(prefix: str, fields: dict, names: tuple[str, ...], times: tuple[str, ...]) -> dict:
+    tags = {}
+    for name in names:
+        value = fields.get(name)
+        if value is not None:
+            tags[prefix + name] = str(value)
+    for name in times:
+        readable = readable_time(fields.get(name))
+        if readable is not None:
+            tags[f"{prefix}_{name}"] = readable
+    return tags
+
+
+def _mlflow_tag_copies(tags: dict, skipped: list[str]) -> dict:
+    copies = {}
+    for key, value in tags.items():
+        if not key.startswith("mlflow."):
+            continue
+        copy_key = MLFLOW_TAG + key[len("mlflow."):]
+        if len(copy_key) > MAX_TAG_KEY:
+            skipped.append(key)
+            continue
+        copies[copy_key] = value
+    return copies
+
+
+def experiment_source_tags(doc: dict, skipped: list[str]) -> dict:
+    """Tags for an imported experiment from its bundle document. Keys too long to copy
+    are appended to ``skipped``."""
+    tags = _as_tags(FIELD, doc, EXPERIMENT_FIELDS, ("creation_time", "last_update_time"))
+    tags.update(_mlflow_tag_copies(doc["tags"], skipped))
+    return tags
+
+
+def run_source_tags(doc: dict, skipped: list[str]) -> dict:
+    """Tags for an imported run from its bundle document. Keys too long to copy are
+    appended to ``skipped``."""
+    tags = _as_tags(RUN_INFO, doc["info"], RUN_INFO_FIELDS, ("start_time", "end_time"))
+    tags.update(_mlflow_tag_copies(doc["tags"], skipped))
+    return tags

@@ -1,0 +1,130 @@
+"""The machine-readable result of a command, and the exit code derived from it.
+
+Failures are values: :meth:`Report.track` records an object's outcome and swallows its
+exception, so one bad object never stops or hides the others.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from mlflow_exim.endpoint import redact
+
+log = logging.getLogger("mlflow_exim")
+
+OK = "ok"
+FAILED = "failed"
+SKIPPED = "skipped"
+
+
+@dataclass
+class Outcome:
+    kind: str
+    source_id: str
+    name: str | None = None
+    status: str = OK
+    target_id: str | None = None
+    reason: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(redact(message))
+        log.warning("%s %s: %s", self.kind, self.source_id, message)
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return redact(f"{type(exc).__name__}: {text}")
+
+
+class Report:
+    def __init__(self, command: str):
+        self.command = command
+        self.started_at = datetime.now(timezone.utc)
+        self.outcomes: list[Outcome] = []
+        self.extra: dict = {}  # command-specific results, e.g. the bundle path or the id map
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def track(self, kind: str, source_id: str, name: str | None = None):
+        """Record the outcome of the ``with`` block for one object.
+
+        An exception marks the object failed with its one-line reason and is not re-raised.
+        """
+        outcome = Outcome(kind=kind, source_id=source_id, name=name)
+        start = time.perf_counter()
+        try:
+            yield outcome
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a reported value
+            outcome.status = FAILED
+            outcome.reason = one_line(exc)
+            log.error("%s %s failed: %s", kind, source_id, outcome.reason)
+        finally:
+            outcome.seconds = round(time.perf_counter() - start, 3)
+            self.add(outcome)
+
+    def add(self, outcome: Outcome) -> None:
+        with self._lock:
+            self.outcomes.append(outcome)
+
+    def extend(self, other: Report) -> None:
+        for outcome in other.outcomes:
+            self.add(outcome)
+
+    def fail(self, kind: str, source_id: str, reason: str, name: str | None = None) -> None:
+        self.add(Outcome(kind=kind, source_id=source_id, name=name, status=FAILED,
+                         reason=redact(reason)))
+        log.error("%s %s failed: %s", kind, source_id, reason)
+
+    @property
+    def failures(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status == FAILED]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+        for o in self.outcomes:
+            per_kind = counts.setdefault(o.kind, {OK: 0, SKIPPED: 0, FAILED: 0})
+            per_kind[o.status] += 1
+        return counts
+
+    def to_dict(self) -> dict:
+        return {
+            "command": self.command,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": datetime.now(timezone.utc).isoformat(),
+            "ok": self.ok,
+            "counts": self.counts(),
+            "objects": [asdict(o) for o in self.outcomes],
+            **self.extra,
+        }
+
+    def write(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    def summary(self) -> str:
+        lines = [f"{self.command}: " + ("ok" if self.ok else f"{len(self.failures)} failed")]
+        for kind, c in sorted(self.counts().items()):
+            lines.append(f"  {kind}: {c[OK]} ok, {c[SKIPPED]} skipped, {c[FAILED]} failed")
+        for o in self.failures:
+            label = f"{o.kind} {o.source_id}" + (f" ({o.name})" if o.name else "")
+            lines.append(f"  FAILED {label}: {o.reason}")
+        warned = sum(len(o.warnings) for o in self.outcomes)
+        if warned:
+            lines.append(f"  {warned} warning(s); see the report for details")
+        return "\n".join(lines)

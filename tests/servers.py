@@ -1,0 +1,89 @@
+"""Real `mlflow server` and `moto` S3 processes on free loopback ports, for the tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Process:
+    """A child process in its own session, stopped by its own id (never by name)."""
+
+    def __init__(self, name: str, argv: list[str], log_dir: Path, env: dict | None = None):
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log = self.log_path.open("w")
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, **(env or {})},
+                                     start_new_session=True)
+
+    def wait_http(self, url: str, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n"
+                                   + self.log_path.read_text()[-3000:])
+            try:
+                if requests.get(url, timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"{self.name} did not answer {url} within {timeout}s:\n"
+                           + self.log_path.read_text()[-3000:])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log.close()
+
+
+class MotoServer(Process):
+    def __init__(self, log_dir: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__("moto", [str(BIN / "moto_server"), "-H", "127.0.0.1",
+                                  "-p", str(self.port)], log_dir)
+
+    def wait(self) -> None:
+        self.wait_http(f"{self.url}/moto-api/")
+
+
+class MlflowServer(Process):
+    """``mlflow server`` with a sqlite backend and proxied (mlflow-artifacts:) artifacts
+    stored under ``artifacts_destination`` (a local path or an s3:// URI)."""
+
+    def __init__(self, name: str, work_dir: Path, artifacts_destination: str,
+                 env: dict | None = None):
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        db = work_dir / f"{name}.db"
+        argv = [sys.executable, "-m", "mlflow", "server",
+                "--backend-store-uri", f"sqlite:///{db}",
+                "--artifacts-destination", artifacts_destination,
+                "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
+        super().__init__(name, argv, work_dir,
+                         env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})})
+
+    def wait(self) -> None:
+        self.wait_http(f"{self.uri}/health")
