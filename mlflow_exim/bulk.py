@@ -30,7 +30,8 @@ def parse_selection(spec: str) -> list[str] | None:
             lines = path.read_text(encoding="utf-8").splitlines()
         except OSError as exc:
             raise EximError(f"{path}: cannot read selection file: {exc.strerror}") from None
-        items = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+        items = [item for item in (line.strip() for line in lines)
+                 if item and not item.startswith("#")]
         if not items:
             raise EximError(f"{path}: selection file names nothing")
         return items

@@ -2,6 +2,9 @@
 
 Exit codes: 0 every object ok; 1 at least one object failed (see the report);
 2 bad input or an unreachable server (one line on stderr, nothing written).
+
+As a program (not as a library) it turns off MLflow's per-download progress bars, which
+would interleave with its own progress bar.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
 
 import click
@@ -43,13 +47,18 @@ report_option = click.option(
     help="Write the JSON report (every object's outcome, the id map) to this file.")
 
 
+def _configure_process() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
 def run_command(func):
     """Turn a function returning a Report into a command: write the report, print the
     summary on stderr, exit 1 on any failed object and 2 on bad input."""
     @report_option
     @functools.wraps(func)
     def wrapper(report_path, **kwargs):
-        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        _configure_process()
         try:
             report: Report = func(**kwargs)
         except EximError as exc:
@@ -185,6 +194,7 @@ def copy_run_command(run_id, src_uri, dst_uri, experiment_name, import_source_ta
 def verify_command(src_uri, dst_uri, experiments, artifact_content, as_json):
     """Compare source and target field by field; print a scorecard; exit 1 on any
     difference."""
+    _configure_process()
     try:
         card = verify_servers(src_uri, dst_uri, experiments=experiments,
                                     compare_artifact_content=artifact_content)

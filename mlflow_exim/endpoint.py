@@ -17,7 +17,8 @@ from mlflow.tracking import MlflowClient
 
 from mlflow_exim.errors import EximError
 
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
+# Greedy up to the last "@" before the path, so a password holding "@" is removed whole.
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s]+@")
 
 
 def redact(text: str) -> str:
@@ -28,11 +29,9 @@ def redact(text: str) -> str:
 def display_uri(uri: str) -> str:
     """The URI without credentials, safe for logs, reports and bundles."""
     parts = urlsplit(uri)
-    if parts.username is None and parts.password is None:
+    if "@" not in parts.netloc:
         return uri
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    host = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 

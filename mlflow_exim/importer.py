@@ -22,7 +22,7 @@ from mlflow_exim.entities import run as run_entity
 from mlflow_exim.errors import EximError
 from mlflow_exim.exporter import export_run
 from mlflow_exim.idmap import IdMap
-from mlflow_exim.report import FAILED, Outcome, Report, one_line
+from mlflow_exim.report import FAILED, Outcome, Report, log, one_line
 
 
 def import_run(input_dir: str | Path, experiment_name: str, *,
@@ -35,7 +35,7 @@ def import_run(input_dir: str | Path, experiment_name: str, *,
         raise EximError(f"{bundle.root}: holds {len(bundle.runs)} runs; import-run takes a "
                         "bundle of one run (use import-experiment for more)")
     dst = _target(tracking_uri)
-    report = Report("import-run")
+    report = _new_report("import-run", bundle)
     idmap = IdMap()
     (doc,) = bundle.runs.values()
     source_experiment = doc["info"]["experiment_id"]
@@ -104,26 +104,36 @@ def _import_everything(input_dir, tracking_uri, import_source_tags, command) -> 
 
 def _import(bundle: Bundle, dst: Endpoint, names: dict[str, str], source_tags: bool,
             command: str) -> Report:
-    report = Report(command)
+    report = _new_report(command, bundle)
     idmap = IdMap()
-    experiment_outcomes: dict[str, Outcome] = {}
+    to_delete: list[Outcome] = []
     for source_id, name in names.items():
         with report.track("experiment", source_id, name) as outcome:
-            experiment_outcomes[source_id] = outcome
-            outcome.target_id = experiment_entity.import_doc(
-                dst, bundle.experiments[source_id], name, source_tags=source_tags,
-                outcome=outcome)
+            doc = bundle.experiments[source_id]
+            outcome.target_id, owned = experiment_entity.import_doc(
+                dst, doc, name, source_tags=source_tags, outcome=outcome)
             idmap.add("experiment", source_id, outcome.target_id)
+            if owned and doc["lifecycle_stage"] == LifecycleStage.DELETED:
+                to_delete.append(outcome)
     _import_runs(bundle, dst, idmap, report, source_tags)
-    for source_id, outcome in experiment_outcomes.items():
-        deleted = bundle.experiments[source_id]["lifecycle_stage"] == LifecycleStage.DELETED
-        if deleted and outcome.status != FAILED:
-            try:
-                dst.client.delete_experiment(outcome.target_id)
-            except Exception as exc:  # noqa: BLE001 - reported on the experiment
-                outcome.status = FAILED
-                outcome.reason = f"imported, but could not be deleted again: {one_line(exc)}"
+    for outcome in to_delete:
+        try:
+            dst.client.delete_experiment(outcome.target_id)
+        except Exception as exc:  # noqa: BLE001 - reported on the experiment
+            outcome.status = FAILED
+            outcome.reason = f"imported, but could not be deleted again: {one_line(exc)}"
     report.extra["id_map"] = idmap.to_dict()
+    return report
+
+
+def _new_report(command: str, bundle: Bundle) -> Report:
+    """A report that says so when the bundle itself is partial."""
+    report = Report(command)
+    failures = bundle.manifest.get("export_failures") or []
+    if failures:
+        report.extra["bundle_export_failures"] = failures
+        log.warning("%s: the export that wrote this bundle failed for %d object(s); they are "
+                    "not in it (see the manifest's export_failures)", bundle.root, len(failures))
     return report
 
 

@@ -78,8 +78,14 @@ def verify(src_uri: str, dst_uri: str, *, experiments: str = "all",
         problems += _diff_dicts(f"{label} tags", experiment.tags, _without_lineage(target.tags))
         card.count("experiments", not problems)
         card.differences.extend(problems)
-        pairs.extend(_match_runs(_runs(src, experiment.experiment_id),
-                                 _runs(dst, target.experiment_id)))
+        target_runs = _runs(dst, target.experiment_id)
+        matched = _match_runs(_runs(src, experiment.experiment_id), target_runs)
+        pairs.extend(matched)
+        claimed = {d.info.run_id for _, d in matched if d is not None}
+        for extra in target_runs:
+            if extra.info.run_id not in claimed:
+                card.differences.append(f"{label}: run {extra.info.run_id} "
+                                        f"({extra.info.run_name}) only on the target")
     run_map = {s.info.run_id: d.info.run_id for s, d in pairs if d is not None}
     for source_run, target_run in pairs:
         label = f"run {source_run.info.run_id} ({source_run.info.run_name})"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +37,7 @@ class Seeded:
     runs: dict[str, str] = field(default_factory=dict)  # label -> id
 
 
-def _run(client: MlflowClient, experiment_id: str, name: str, offset: int, *, user="alice",
+def make_run(client: MlflowClient, experiment_id: str, name: str, offset: int, *, user="alice",
          parent: str | None = None, status="FINISHED", tags: dict | None = None) -> str:
     all_tags = {"mlflow.user": user, **(tags or {})}
     if parent:
@@ -71,6 +70,7 @@ def _rich_run(client: MlflowClient, experiment_id: str) -> str:
     tags = [RunTag(f"tag{i:03d}", f"value {i}") for i in range(120)]
     tags += [
         RunTag("empty", ""),
+        RunTag("cl\u00e9 \u00fc", "v\u00e4lue \u2713"),
         RunTag("mlflow.note.content", "# Notes\nwith **markdown** and \u00fcnicode"),
         RunTag("mlflow.source.name", "train.py"),
         RunTag("mlflow.source.type", "LOCAL"),
@@ -81,6 +81,7 @@ def _rich_run(client: MlflowClient, experiment_id: str) -> str:
     metrics += [Metric("odd", math.nan, T0, 0), Metric("odd", math.inf, T0 + 1, 1),
                 Metric("odd", -math.inf, T0 + 2, 2), Metric("odd", 0.5, T0 + 3, 3)]
     metrics += [Metric("same_step", float(v), T0 + v, 7) for v in range(5)]
+    metrics += [Metric("val/loss", 0.25, T0, 0), Metric("val/loss", 0.125, T0 + 1, 1)]
     client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
     client.log_inputs(run_id, [
         DatasetInput(
@@ -112,28 +113,26 @@ def seed_rich_source(uri: str, prefix: str, *, s3_artifact_root: str | None = No
     main = experiment("main", tags={"mlflow.note.content": "The main experiment \u2713",
                                     "team": "forecasting", "empty": ""})
     runs = seeded.runs
-    runs["parent"] = _run(client, main, "parent", 1_000)
-    runs["child"] = _run(client, main, "child", 2_000, parent=runs["parent"], status="FAILED")
-    runs["grandchild"] = _run(client, main, "grandchild", 3_000, parent=runs["child"],
+    runs["parent"] = make_run(client, main, "parent", 1_000)
+    runs["child"] = make_run(client, main, "child", 2_000, parent=runs["parent"], status="FAILED")
+    runs["grandchild"] = make_run(client, main, "grandchild", 3_000, parent=runs["child"],
                               status="KILLED", user="bob")
-    runs["running"] = _run(client, main, "running", 4_000, status="RUNNING")
+    runs["running"] = make_run(client, main, "running", 4_000, status="RUNNING")
     runs["rich"] = _rich_run(client, main)
-    runs["deleted"] = _run(client, main, "deleted", 6_000)
+    runs["deleted"] = make_run(client, main, "deleted", 6_000)
     client.delete_run(runs["deleted"])
 
+    runs["in_default"] = make_run(client, "0", f"{prefix}-in-default", 10_000)
+
     other = experiment("other")
-    runs["cross_child"] = _run(client, other, "cross-child", 7_000, parent=runs["parent"])
+    runs["cross_child"] = make_run(client, other, "cross-child", 7_000, parent=runs["parent"])
 
     gone = experiment("gone")
-    runs["in_deleted_experiment"] = _run(client, gone, "in-deleted-experiment", 8_000)
+    runs["in_deleted_experiment"] = make_run(client, gone, "in-deleted-experiment", 8_000)
     client.delete_experiment(gone)
 
     if s3_artifact_root:
         s3 = experiment("s3", artifact_location=f"{s3_artifact_root}/{prefix}")
-        runs["s3"] = _run(client, s3, "s3-run", 9_000)
+        runs["s3"] = make_run(client, s3, "s3-run", 9_000)
         _upload(client, runs["s3"], ARTIFACTS)
     return seeded
-
-
-def s3_configured() -> bool:
-    return bool(os.environ.get("MLFLOW_S3_ENDPOINT_URL"))

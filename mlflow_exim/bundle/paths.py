@@ -8,14 +8,14 @@ from pathlib import Path
 
 from mlflow_exim.errors import BundleError
 
-_PLAIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 
 
 def safe_component(value: str) -> str:
     """A single path component for ``value``: the value itself when it is plain
     (letters, digits, ``_``, ``-``), otherwise ``_`` + its url-safe base64. The two
     forms cannot collide because a plain value never starts with ``_``."""
-    if _PLAIN.match(value):
+    if _PLAIN.fullmatch(value):
         return value
     encoded = base64.urlsafe_b64encode(value.encode("utf-8")).decode("ascii").rstrip("=")
     return "_" + encoded

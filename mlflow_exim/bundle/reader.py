@@ -118,7 +118,7 @@ def _check_manifest(manifest, path: Path) -> None:
     if not isinstance(manifest, dict):
         raise BundleError(path, "must hold a JSON object")
     for key, kind in _MANIFEST_KEYS.items():
-        if not isinstance(manifest.get(key), kind):
+        if type(manifest.get(key)) is not kind:  # exact: True is no format_version
             raise BundleError(path, f"field {key!r} is missing or not a {kind.__name__}")
     if manifest["format"] != FORMAT_NAME:
         raise BundleError(path, f"format {manifest['format']!r} is not {FORMAT_NAME!r}")

@@ -83,11 +83,12 @@ def get_or_create(dst: Endpoint, name: str) -> str:
 
 
 def import_doc(dst: Endpoint, doc: dict, name: str, *, source_tags: bool,
-               outcome: Outcome) -> str:
+               outcome: Outcome) -> tuple[str, bool]:
     """Create (or reuse, by name) the target experiment for ``doc`` and set its tags.
 
-    A target experiment that is deleted is restored only when the source one is deleted
-    too: the importer deletes it again once its runs are in.
+    Returns the target id and whether this import owns its lifecycle: True when the
+    experiment was created, or restored because it is deleted on both sides. Only an owned
+    experiment is deleted again once its runs are in; an existing active one never is.
     """
     tags = dict(doc["tags"])
     if source_tags:
@@ -97,12 +98,16 @@ def import_doc(dst: Endpoint, doc: dict, name: str, *, source_tags: bool,
             outcome.warn(f"source tag for {key!r} not written: its key would be too long")
     existing = dst.client.get_experiment_by_name(name)
     if existing is None:
-        return dst.client.create_experiment(name, tags=tags)
-    if existing.lifecycle_stage == LifecycleStage.DELETED:
+        return dst.client.create_experiment(name, tags=tags), True
+    owned = existing.lifecycle_stage == LifecycleStage.DELETED
+    if owned:
         if doc["lifecycle_stage"] != LifecycleStage.DELETED:
             raise EximError(f"experiment {name!r} exists on {dst.display_uri} but is deleted; "
                             "restore it or choose another name")
         dst.client.restore_experiment(existing.experiment_id)
+    elif doc["lifecycle_stage"] == LifecycleStage.DELETED:
+        outcome.warn(f"deleted at the source, but the target experiment {name!r} already "
+                     "existed and is active; it is left active")
     for key, value in tags.items():
         dst.client.set_experiment_tag(existing.experiment_id, key, value)
-    return existing.experiment_id
+    return existing.experiment_id, owned
