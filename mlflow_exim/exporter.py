@@ -29,7 +29,7 @@ def export_run(run_id: str, output_dir: str | Path, *, tracking_uri: str | None 
         raise EximError(f"run {run_id} is deleted; pass --export-deleted-runs to export it")
     experiment = src.client.get_experiment(run.info.experiment_id)
     return _write_bundle(src, output_dir, "export-run", [(experiment, [run_id])],
-                         {"export_deleted_runs": export_deleted_runs})
+                         {"export_deleted_runs": export_deleted_runs, "run_id": run_id})
 
 
 def export_experiment(experiment: str, output_dir: str | Path, *,
@@ -43,7 +43,7 @@ def export_experiment(experiment: str, output_dir: str | Path, *,
         raise EximError(f"experiment {found.name!r} is deleted; pass --export-deleted-runs "
                         "to export it")
     return _export_experiments(src, output_dir, "export-experiment", [found],
-                               export_deleted_runs)
+                               export_deleted_runs, selection=experiment)
 
 
 def export_experiments(experiments: str, output_dir: str | Path, *,

@@ -75,10 +75,6 @@ class Report:
         with self._lock:
             self.outcomes.append(outcome)
 
-    def extend(self, other: Report) -> None:
-        for outcome in other.outcomes:
-            self.add(outcome)
-
     def fail(self, kind: str, source_id: str, reason: str, name: str | None = None) -> None:
         self.add(Outcome(kind=kind, source_id=source_id, name=name, status=FAILED,
                          reason=redact(reason)))

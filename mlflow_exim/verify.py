@@ -2,7 +2,8 @@
 
 Experiments are matched by name. A target run is matched to its source run by the source
 tag ``mlflow_exim.run_info.run_id`` when present, otherwise by run name and start time
-(both of which an import keeps). ``mlflow_exim.*`` tags are ignored; ``mlflow.parentRunId``
+(both of which an import keeps). ``mlflow_exim.*`` tags are ignored on both sides (a source
+may itself be the target of an earlier migration); ``mlflow.parentRunId``
 must name the target run matched to the source parent; ``MLmodel`` files may differ only
 by the run id they carry.
 """
@@ -75,7 +76,8 @@ def verify(src_uri: str, dst_uri: str, *, experiments: str = "all",
             continue
         problems = _diff_values(f"{label} lifecycle_stage", experiment.lifecycle_stage,
                                 target.lifecycle_stage)
-        problems += _diff_dicts(f"{label} tags", experiment.tags, _without_lineage(target.tags))
+        problems += _diff_dicts(f"{label} tags", _without_lineage(experiment.tags),
+                                _without_lineage(target.tags))
         card.count("experiments", not problems)
         card.differences.extend(problems)
         target_runs = _runs(dst, target.experiment_id)
@@ -151,7 +153,7 @@ def _diff_run(src: Endpoint, dst: Endpoint, s: Run, d: Run, run_map: dict[str, s
 
 
 def _expected_tags(s: Run, d: Run, run_map: dict[str, str]) -> dict:
-    expected = dict(s.data.tags)
+    expected = _without_lineage(s.data.tags)
     parent = expected.pop(MLFLOW_PARENT_RUN_ID, None)
     if parent is not None and parent in run_map:
         expected[MLFLOW_PARENT_RUN_ID] = run_map[parent]

@@ -41,7 +41,7 @@ class Bundle:
         self.run_dirs: dict[str, Path] = {}
 
     @classmethod
-    def open(cls, path: str | Path, *, check_artifacts: bool = True) -> Bundle:
+    def open(cls, path: str | Path) -> Bundle:
         root = Path(path).absolute()
         manifest_path = root / MANIFEST_FILE
         if not root.is_dir():
@@ -55,8 +55,7 @@ class Bundle:
         _check_manifest(manifest, manifest_path)
         bundle = cls(root, manifest)
         bundle._load_objects(manifest_path)
-        if check_artifacts:
-            bundle._check_artifacts(manifest_path)
+        bundle._check_artifacts(manifest_path)
         return bundle
 
     @property
@@ -85,8 +84,10 @@ class Bundle:
             doc_path = directory / run_entity.RUN_FILE
             doc = read_json(doc_path)
             run_entity.validate(doc, doc_path)
-            if not (directory / run_entity.METRICS_FILE).is_file():
-                raise BundleError(directory / run_entity.METRICS_FILE, "file is missing")
+            if doc["info"]["experiment_id"] not in self.experiments:
+                raise BundleError(doc_path, f"its experiment {doc['info']['experiment_id']} is "
+                                            "not in the bundle's inventory")
+            run_entity.validate_metric_history(directory / run_entity.METRICS_FILE)
             self.runs[entry["id"]] = doc
             self.run_dirs[entry["id"]] = directory
 
@@ -103,6 +104,9 @@ class Bundle:
                     entry = expected.get(relative)
                     if entry is None:
                         raise BundleError(path, "artifact is not listed in manifest.json")
+                    if not isinstance(entry, dict):
+                        raise BundleError(manifest_path, f"checksums[{relative!r}] is not an "
+                                                         "object with 'sha256' and 'size'")
                     if path.stat().st_size != entry.get("size") or sha256_of(path) != entry.get(
                         "sha256"
                     ):

@@ -136,7 +136,18 @@ def validate(doc, path: Path) -> None:
         dataset = need(item, "dataset", dict, "inputs.datasets[].")
         for key in ("name", "digest", "source_type", "source"):
             need(dataset, key, str, "inputs.datasets[].dataset.")
-        need(item, "tags", list, "inputs.datasets[].")
+        for key in ("schema", "profile"):
+            need(dataset, key, (str, type(None)), "inputs.datasets[].dataset.")
+        for tag in need(item, "tags", list, "inputs.datasets[]."):
+            need(tag, "key", str, "inputs.datasets[].tags[].")
+            need(tag, "value", str, "inputs.datasets[].tags[].")
+
+
+def validate_metric_history(path: Path) -> None:
+    """Read every line of ``metrics.jsonl`` once, so that a malformed point is found
+    before an import writes anything. Memory stays flat: the points are not kept."""
+    for _ in _read_metric_history(path):
+        pass
 
 
 # Export ---------------------------------------------------------------------------------
@@ -146,11 +157,15 @@ def export(src: Endpoint, run_id: str, directory: Path) -> dict:
     if directory.exists():
         shutil.rmtree(directory)  # a half-written run from an interrupted export
     directory.mkdir(parents=True)
-    run = src.client.get_run(run_id)
-    points = _export_metric_history(src, run_id, sorted(run.data.metrics), directory)
-    files = _export_artifacts(src, run_id, directory / ARTIFACTS_DIR)
-    doc = to_doc(run, points, files)
-    write_json(directory / RUN_FILE, doc)
+    try:
+        run = src.client.get_run(run_id)
+        points = _export_metric_history(src, run_id, sorted(run.data.metrics), directory)
+        files = _export_artifacts(src, run_id, directory / ARTIFACTS_DIR)
+        doc = to_doc(run, points, files)
+        write_json(directory / RUN_FILE, doc)
+    except Exception:
+        shutil.rmtree(directory, ignore_errors=True)  # no half-written run in the bundle
+        raise
     return doc
 
 
@@ -255,10 +270,18 @@ def _target_tags(doc: dict, run_id: str, parent_run_id: str | None, source_tags:
 def _read_metric_history(path: Path) -> Iterator[Metric]:
     for point in iter_json_lines(path):
         try:
+            if not isinstance(point["key"], str):
+                raise TypeError("key is not a string")
             yield Metric(point["key"], decode_float(point["value"]),
                          int(point["timestamp"]), int(point["step"]))
         except (KeyError, TypeError, ValueError) as exc:
-            raise BundleError(path, f"metric point {point!r} is malformed: {exc}") from None
+            raise BundleError(path, f"metric point {_short(point)} is malformed: "
+                                    f"{type(exc).__name__} {exc}") from None
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:

@@ -1,0 +1,89 @@
+"""Peak memory of export-run and import-run against metric-history length.
+
+    python benchmarks/metric_memory.py [--points 1000,1000000] [--workdir DIR]
+
+For each size it seeds a run with that many points of one metric in an embedded sqlite
+store, then runs export-run and import-run, each in a fresh process, and prints wall time
+and peak RSS. Histories are streamed page by page (export) and batch by batch (import),
+so peak RSS should not grow with the number of points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+
+# Runs one CLI command in this process and reports the process's own peak RSS.
+MEASURE = """
+import resource, sys
+from mlflow_exim.cli import main
+try:
+    main(sys.argv[1:], standalone_mode=False)
+finally:
+    sys.stderr.write(f"PEAK_RSS_KB {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n")
+"""
+
+
+def seed(uri: str, points: int, artifacts: Path) -> str:
+    client = MlflowClient(uri)
+    experiment_id = client.create_experiment("memory", artifact_location=artifacts.as_uri())
+    run_id = client.create_run(experiment_id, run_name=f"{points} points").info.run_id
+    store = client._tracking_client.store
+    batch = []
+    for step in range(points):
+        batch.append(Metric("loss", 1.0 / (step + 1), 1_700_000_000_000 + step, step))
+        if len(batch) == 1000:
+            store.log_batch(run_id, metrics=batch, params=[], tags=[])
+            batch = []
+    if batch:
+        store.log_batch(run_id, metrics=batch, params=[], tags=[])
+    client.set_terminated(run_id)
+    return run_id
+
+
+def measure(args: list[str], cwd: Path) -> tuple[float, int]:
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", MEASURE, *args], cwd=cwd,
+                          capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(f"{args[0]} failed:\n{done.stderr}")
+    peak = [line for line in done.stderr.splitlines() if line.startswith("PEAK_RSS_KB")]
+    return seconds, int(peak[-1].split()[1]) // 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--points", default="1000,1000000",
+                        help="comma list of history lengths (default: %(default)s)")
+    parser.add_argument("--workdir", default="bench-work/metric-memory")
+    options = parser.parse_args()
+    root = Path(options.workdir).absolute()
+    print(f"{'points':>10} {'seed s':>8} {'export s':>9} {'export MB':>10} "
+          f"{'import s':>9} {'import MB':>10}")
+    for points in (int(p) for p in options.points.split(",")):
+        work = root / str(points)
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        src, dst = f"sqlite:///{work / 'src.db'}", f"sqlite:///{work / 'dst.db'}"
+        start = time.perf_counter()
+        run_id = seed(src, points, work / "src-artifacts")
+        seeded = time.perf_counter() - start
+        export_s, export_mb = measure(["export-run", "--tracking-uri", src, "--run-id", run_id,
+                                       "--output-dir", str(work / "bundle")], work)
+        import_s, import_mb = measure(["import-run", "--tracking-uri", dst, "--input-dir",
+                                       str(work / "bundle"), "--experiment-name", "memory"],
+                                      work)
+        print(f"{points:>10} {seeded:>8.1f} {export_s:>9.1f} {export_mb:>10} "
+              f"{import_s:>9.1f} {import_mb:>10}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
