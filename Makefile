@@ -21,8 +21,7 @@ demo: install
 	$(BIN)/python examples/demo.py demo-work
 
 lint: install
-	$(BIN)/pip install --quiet ruff
-	$(BIN)/ruff check mlflow_exim tests examples
+	$(BIN)/ruff check mlflow_exim tests examples benchmarks
 
 clean:
 	rm -rf $(VENV) demo-work .pytest_cache

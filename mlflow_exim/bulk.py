@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import fnmatch
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator, TypeVar
+from typing import TypeVar
 
 from mlflow.entities import Experiment, ViewType
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID

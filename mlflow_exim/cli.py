@@ -18,9 +18,9 @@ import sys
 import click
 
 from mlflow_exim import exporter, importer
-from mlflow_exim.verify import verify as verify_servers
 from mlflow_exim.errors import EximError
 from mlflow_exim.report import Report
+from mlflow_exim.verify import verify as verify_servers
 
 # Options shared by several commands are defined once, so a name means one thing everywhere.
 

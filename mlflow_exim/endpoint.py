@@ -71,7 +71,9 @@ class Endpoint:
         try:
             response = http_request(creds, "/version", "GET", max_retries=0, timeout=15)
         except Exception as exc:  # noqa: BLE001 - any transport error means "unreachable"
-            raise EximError(f"cannot reach tracking server {self.display_uri}: {redact(str(exc))}")
+            raise EximError(
+                f"cannot reach tracking server {self.display_uri}: {redact(str(exc))}"
+            ) from None
         if response.status_code in (401, 403):
             raise EximError(
                 f"tracking server {self.display_uri} refused the credentials "

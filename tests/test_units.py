@@ -612,9 +612,8 @@ def test_report_track_records_outcomes_without_reraising():
 
 
 def test_report_track_lets_keyboard_interrupt_through():
-    with pytest.raises(KeyboardInterrupt):
-        with Report("x").track("run", "r1"):
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), Report("x").track("run", "r1"):
+        raise KeyboardInterrupt
 
 
 def test_report_exit_code_counts_and_summary():

@@ -8,11 +8,12 @@ length) and ``artifacts/`` (the run's artifact tree, byte for byte).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from mlflow.entities import (
     Dataset,
@@ -240,10 +241,8 @@ def import_run(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, *,
             dst.store.update_run_info(run_id, RunStatus.from_string(info["status"]),
                                       info.get("end_time"), None)
     except BaseException:
-        try:
+        with contextlib.suppress(Exception):  # the original error is what matters
             dst.client.delete_run(run_id)
-        except Exception:  # noqa: BLE001 - the original error is what matters
-            pass
         raise
     return run_id
 
