@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 import pytest
+from mlflow.entities import Metric, Param, RunTag
 
 from mlflow_exim import lineage
 from mlflow_exim.bulk import parents_first, parse_selection
@@ -24,7 +25,7 @@ from mlflow_exim.bundle.jsonio import (
 )
 from mlflow_exim.bundle.paths import inside, safe_component
 from mlflow_exim.endpoint import display_uri, redact
-from mlflow_exim.entities.run import _chunks, _rewritten_mlmodel
+from mlflow_exim.entities.run import _log_batches, _rewritten_mlmodel
 from mlflow_exim.errors import BundleError, EximError
 from mlflow_exim.report import Report
 
@@ -583,11 +584,21 @@ def test_rewritten_mlmodel_returns_original_when_nothing_changes(tmp_path, run_i
     assert sorted(p.name for p in tmp_path.iterdir()) == ["MLmodel"]
 
 
-def test_chunks():
-    assert list(_chunks(range(5), 2)) == [[0, 1], [2, 3], [4]]
-    assert list(_chunks(range(4), 2)) == [[0, 1], [2, 3]]
-    assert list(_chunks([], 3)) == []
-    assert list(_chunks((i * i for i in range(3)), 10)) == [[0, 1, 4]]
+def test_log_batches_fill_requests_within_the_api_limits():
+    params = [Param(f"p{i}", "v") for i in range(250)]
+    tags = [RunTag(f"t{i}", "v") for i in range(30)]
+    metrics = (Metric("m", float(i), i, i) for i in range(2000))
+    batches = list(_log_batches(params, tags, metrics))
+    assert [(len(p), len(t), len(m)) for p, t, m in batches] == [
+        (100, 30, 870), (100, 0, 900), (50, 0, 230)]
+    assert [x.key for p, _, _ in batches for x in p] == [p.key for p in params]
+    assert [x.value for _, _, m in batches for x in m] == [float(i) for i in range(2000)]
+
+
+def test_log_batches_of_an_empty_run_and_of_a_small_one():
+    assert list(_log_batches([], [], iter([]))) == []
+    (only,) = _log_batches([Param("a", "1")], [RunTag("b", "2")], [Metric("m", 1.0, 0, 0)])
+    assert [len(part) for part in only] == [1, 1, 1]
 
 
 # report -----------------------------------------------------------------------------------

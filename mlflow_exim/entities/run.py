@@ -13,6 +13,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
+from itertools import islice
 from pathlib import Path
 
 from mlflow.entities import (
@@ -49,6 +50,7 @@ LOG_MODEL_HISTORY_TAG = "mlflow.log-model.history"
 # Per-request limits of the LogBatch API.
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_TAGS_PER_BATCH = 100
+MAX_ENTRIES_PER_BATCH = 1000
 # Points read per page of GetMetricHistory.
 METRIC_PAGE_SIZE = 10000
 
@@ -217,14 +219,12 @@ def import_run(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, *,
     outcome.target_id = run_id
     try:
         tags = _target_tags(doc, run_id, parent_run_id, source_tags, outcome)
-        params = [Param(k, v) for k, v in doc["params"].items()]
-        for chunk in _chunks(params, MAX_PARAMS_TAGS_PER_BATCH):
-            dst.store.log_batch(run_id, metrics=[], params=chunk, tags=[])
-        for chunk in _chunks([RunTag(k, v) for k, v in tags.items()], MAX_PARAMS_TAGS_PER_BATCH):
-            dst.store.log_batch(run_id, metrics=[], params=[], tags=chunk)
-        for chunk in _chunks(_read_metric_history(directory / METRICS_FILE),
-                             MAX_METRICS_PER_BATCH):
-            dst.store.log_batch(run_id, metrics=chunk, params=[], tags=[])
+        for params, run_tags, metrics in _log_batches(
+            [Param(k, v) for k, v in doc["params"].items()],
+            [RunTag(k, v) for k, v in tags.items()],
+            _read_metric_history(directory / METRICS_FILE),
+        ):
+            dst.store.log_batch(run_id, metrics=metrics, params=params, tags=run_tags)
         datasets = [
             DatasetInput(Dataset(**item["dataset"]),
                          tags=[InputTag(t["key"], t["value"]) for t in item["tags"]])
@@ -283,15 +283,21 @@ def _short(value) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-def _chunks(items: Iterable, size: int) -> Iterator[list]:
-    chunk = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+def _log_batches(params: list[Param], tags: list[RunTag],
+                 metrics: Iterable[Metric]) -> Iterator[tuple[list, list, list]]:
+    """(params, tags, metrics) for LogBatch requests, each within the API's limits, so that
+    a small run needs one request. Metrics are drawn from the stream as room allows."""
+    metrics = iter(metrics)
+    while True:
+        batch_params = params[:MAX_PARAMS_TAGS_PER_BATCH]
+        batch_tags = tags[:MAX_PARAMS_TAGS_PER_BATCH]
+        params = params[len(batch_params):]
+        tags = tags[len(batch_tags):]
+        room = MAX_ENTRIES_PER_BATCH - len(batch_params) - len(batch_tags)
+        batch_metrics = list(islice(metrics, min(room, MAX_METRICS_PER_BATCH)))
+        if not (batch_params or batch_tags or batch_metrics):
+            return
+        yield batch_params, batch_tags, batch_metrics
 
 
 def _import_artifacts(dst: Endpoint, run_id: str, local_dir: Path, source_run_id: str) -> None:
