@@ -22,6 +22,9 @@ from mlflow_exim.errors import EximError
 from mlflow_exim.report import Report
 from mlflow_exim.verify import verify as verify_servers
 
+EXIT_CODES = ("Exit codes: 0 every object ok; 1 at least one object failed (the others were "
+              "still done; see --report); 2 bad input or unreachable server, nothing written.")
+
 # Options shared by several commands are defined once, so a name means one thing everywhere.
 
 tracking_uri_option = click.option(
@@ -71,7 +74,7 @@ def run_command(func):
     return wrapper
 
 
-@click.command("export-run")
+@click.command("export-run", epilog=EXIT_CODES)
 @click.option("--run-id", required=True, help="Id of the run to export.")
 @output_dir_option
 @tracking_uri_option
@@ -83,7 +86,7 @@ def export_run_command(run_id, output_dir, tracking_uri, export_deleted_runs):
                                export_deleted_runs=export_deleted_runs)
 
 
-@click.command("import-run")
+@click.command("import-run", epilog=EXIT_CODES)
 @input_dir_option
 @click.option("--experiment-name", required=True,
               help="Target experiment; created when missing.")
@@ -96,7 +99,7 @@ def import_run_command(input_dir, experiment_name, tracking_uri, import_source_t
                                import_source_tags=import_source_tags)
 
 
-@click.command("export-experiment")
+@click.command("export-experiment", epilog=EXIT_CODES)
 @click.option("--experiment", required=True, help="Experiment name or id.")
 @output_dir_option
 @tracking_uri_option
@@ -108,7 +111,7 @@ def export_experiment_command(experiment, output_dir, tracking_uri, export_delet
                                       export_deleted_runs=export_deleted_runs)
 
 
-@click.command("import-experiment")
+@click.command("import-experiment", epilog=EXIT_CODES)
 @input_dir_option
 @click.option("--experiment-name", help="Import under this name instead of the source name.")
 @tracking_uri_option
@@ -121,7 +124,7 @@ def import_experiment_command(input_dir, experiment_name, tracking_uri, import_s
                                       import_source_tags=import_source_tags)
 
 
-@click.command("export-experiments")
+@click.command("export-experiments", epilog=EXIT_CODES)
 @click.option("--experiments", required=True,
               help="'all', a comma list of names or ids, 'prefix*' globs, or a .txt file "
                    "with one of those per line.")
@@ -135,7 +138,7 @@ def export_experiments_command(experiments, output_dir, tracking_uri, export_del
                                        export_deleted_runs=export_deleted_runs)
 
 
-@click.command("import-experiments")
+@click.command("import-experiments", epilog=EXIT_CODES)
 @input_dir_option
 @tracking_uri_option
 @source_tags_option
@@ -146,7 +149,7 @@ def import_experiments_command(input_dir, tracking_uri, import_source_tags):
                                        import_source_tags=import_source_tags)
 
 
-@click.command("export-all")
+@click.command("export-all", epilog=EXIT_CODES)
 @output_dir_option
 @tracking_uri_option
 @export_deleted_option
@@ -157,7 +160,7 @@ def export_all_command(output_dir, tracking_uri, export_deleted_runs):
                                export_deleted_runs=export_deleted_runs)
 
 
-@click.command("import-all")
+@click.command("import-all", epilog=EXIT_CODES)
 @input_dir_option
 @tracking_uri_option
 @source_tags_option
@@ -168,7 +171,7 @@ def import_all_command(input_dir, tracking_uri, import_source_tags):
                                import_source_tags=import_source_tags)
 
 
-@click.command("copy-run")
+@click.command("copy-run", epilog=EXIT_CODES)
 @click.option("--run-id", required=True, help="Id of the source run.")
 @click.option("--src-uri", required=True, help="Source tracking URI.")
 @click.option("--dst-uri", required=True, help="Target tracking URI.")
@@ -182,7 +185,9 @@ def copy_run_command(run_id, src_uri, dst_uri, experiment_name, import_source_ta
                              import_source_tags=import_source_tags)
 
 
-@click.command("verify")
+@click.command("verify", epilog="Experiments are matched by name; runs by the source-id tag "
+               "mlflow_exim.run_info.run_id, or else by run name and start time. Exit codes: 0 "
+               "identical; 1 differences; 2 bad input or unreachable server.")
 @click.option("--src-uri", required=True, help="Source tracking URI.")
 @click.option("--dst-uri", required=True, help="Target tracking URI.")
 @click.option("--experiments", default="all", show_default=True,
