@@ -13,7 +13,7 @@ from mlflow_exim.endpoint import Endpoint
 from mlflow_exim.entities import experiment as experiment_entity
 from mlflow_exim.entities import run as run_entity
 from mlflow_exim.errors import EximError
-from mlflow_exim.report import Report, one_line
+from mlflow_exim.report import FAILED, Report, one_line
 
 
 def export_run(run_id: str, output_dir: str | Path, *, tracking_uri: str | None = None,
@@ -103,12 +103,17 @@ def _write_bundle(src: Endpoint, output_dir, command: str,
     report = report or Report(command)
     source = {"tracking_uri": src.display_uri, **src.server_info}
     writer = BundleWriter(output_dir, command=command, source=source, options=options)
-    for experiment, _ in plan:
-        with report.track("experiment", experiment.experiment_id, experiment.name):
+    work = []
+    for experiment, run_ids in plan:
+        with report.track("experiment", experiment.experiment_id, experiment.name) as outcome:
             experiment_entity.export(experiment, writer.experiment_dir(experiment.experiment_id))
             writer.add_experiment(experiment.experiment_id, experiment.name)
-    work = [(experiment.experiment_id, run_id) for experiment, run_ids in plan
-            for run_id in run_ids]
+        if outcome.status == FAILED:  # a run is only readable with its experiment
+            for run_id in run_ids:
+                report.fail("run", run_id, f"its experiment {experiment.experiment_id} could "
+                                           "not be exported")
+        else:
+            work.extend((experiment.experiment_id, run_id) for run_id in run_ids)
     for experiment_id, run_id in progress(work, total=len(work), desc="export runs"):
         with report.track("run", run_id) as outcome:
             directory = writer.run_dir(run_id)

@@ -6,8 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mlflow import MlflowClient
+
 import mlflow_exim
-from tests.seed import seed_rich_source
+from tests.seed import make_run, seed_rich_source
 
 BIN = Path(sys.executable).parent
 
@@ -41,3 +43,24 @@ def test_sqlite_to_sqlite_round_trip_is_identical(tmp_path, monkeypatch):
     assert card.totals == {"experiments": 4, "runs": 9}
     verified = run("mlflow-exim", "verify", "--src-uri", src, "--dst-uri", dst, cwd=tmp_path)
     assert verified.returncode == 0 and "result: identical" in verified.stdout
+
+
+def test_a_run_that_cannot_be_exported_is_reported_and_the_bundle_still_imports(workdir):
+    src, dst = f"sqlite:///{workdir / 'src.db'}", f"sqlite:///{workdir / 'dst.db'}"
+    client = MlflowClient(src)
+    good = client.create_experiment("good")
+    good_runs = [make_run(client, good, f"ok-{i}", i) for i in range(2)]
+    broken = client.create_experiment("broken", artifact_location="nosuchscheme://bucket/x")
+    broken_run = make_run(client, broken, "unreadable-artifacts", 10)
+
+    exported = mlflow_exim.export_all(workdir / "bundle", tracking_uri=src)
+    assert exported.exit_code == 1
+    (failure,) = exported.failures
+    assert (failure.kind, failure.source_id) == ("run", broken_run)
+    assert "nosuchscheme" in failure.reason
+    assert not (workdir / "bundle" / "runs" / broken_run).exists()
+
+    imported = mlflow_exim.import_all(workdir / "bundle", tracking_uri=dst)
+    assert imported.ok, imported.summary()
+    assert [f["source_id"] for f in imported.extra["bundle_export_failures"]] == [broken_run]
+    assert sorted(imported.extra["id_map"]["run"]) == sorted(good_runs)
