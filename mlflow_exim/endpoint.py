@@ -44,7 +44,12 @@ class Endpoint:
             raise EximError("no tracking URI: pass --tracking-uri or set MLFLOW_TRACKING_URI")
         self.uri = uri
         self.display_uri = display_uri(uri)
-        self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        try:
+            self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            _ = self.store  # opening an embedded store can fail (e.g. a file store): fail here
+        except Exception as exc:  # noqa: BLE001 - any failure to open is the user's to fix
+            raise EximError(f"cannot open tracking store {self.display_uri}: "
+                            f"{redact(' '.join(str(exc).split()))}") from None
 
     def __repr__(self) -> str:
         return f"Endpoint({self.display_uri!r})"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import filecmp
 import math
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,8 +166,14 @@ def _expected_tags(s: Run, d: Run, run_map: dict[str, str]) -> dict:
 
 def _history(endpoint: Endpoint, run_id: str, key: str) -> list[tuple]:
     points = endpoint.client.get_metric_history(run_id, key)
-    return sorted((m.step, m.timestamp, "nan" if math.isnan(m.value) else m.value)
-                  for m in points)
+    return sorted((m.step, m.timestamp, _comparable(m.value)) for m in points)
+
+
+def _comparable(value: float) -> float | str:
+    """NaN equals NaN; ±inf equals the ±1.7976931348623157e308 a SQL store keeps for it."""
+    if math.isnan(value):
+        return "nan"
+    return max(-sys.float_info.max, min(sys.float_info.max, value))
 
 
 def _datasets(run: Run) -> list[tuple]:

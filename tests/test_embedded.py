@@ -64,3 +64,23 @@ def test_a_run_that_cannot_be_exported_is_reported_and_the_bundle_still_imports(
     assert imported.ok, imported.summary()
     assert [f["source_id"] for f in imported.extra["bundle_export_failures"]] == [broken_run]
     assert sorted(imported.extra["id_map"]["run"]) == sorted(good_runs)
+
+
+def test_a_legacy_mlruns_file_store_migrates_to_sqlite(workdir, monkeypatch):
+    src, dst = (workdir / "mlruns").as_uri(), f"sqlite:///{workdir / 'dst.db'}"
+    refused = run("export-all", "--tracking-uri", src, "--output-dir", workdir / "b0",
+                  cwd=workdir)
+    assert refused.returncode == 2
+    assert refused.stderr.startswith(f"error: cannot open tracking store {src}: ")
+    assert "MLFLOW_ALLOW_FILE_STORE" in refused.stderr and len(refused.stderr.splitlines()) == 1
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow's opt-in for file stores
+    seed_rich_source(src, "fs")
+    exported = mlflow_exim.export_all(workdir / "bundle", tracking_uri=src,
+                                      export_deleted_runs=True)
+    assert exported.ok, exported.summary()
+    imported = mlflow_exim.import_all(workdir / "bundle", tracking_uri=dst)
+    assert imported.ok, imported.summary()
+    card = mlflow_exim.verify(src, dst)
+    assert card.ok, card.text()
+    assert card.totals == {"experiments": 4, "runs": 9}
