@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sys
+from contextlib import contextmanager
 
 import click
 
@@ -55,6 +56,16 @@ def _configure_process() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
+@contextmanager
+def _errors_as_exit_2():
+    """Bad input and file-system errors outside any one object: one line, exit 2."""
+    try:
+        yield
+    except (EximError, OSError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
 def run_command(func):
     """Turn a function returning a Report into a command: write the report, print the
     summary on stderr, exit 1 on any failed object and 2 on bad input."""
@@ -62,13 +73,10 @@ def run_command(func):
     @functools.wraps(func)
     def wrapper(report_path, **kwargs):
         _configure_process()
-        try:
+        with _errors_as_exit_2():
             report: Report = func(**kwargs)
-        except EximError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
-        if report_path:
-            report.write(report_path)
+            if report_path:
+                report.write(report_path)
         click.echo(report.summary(), err=True)
         sys.exit(report.exit_code)
     return wrapper
@@ -200,12 +208,9 @@ def verify_command(src_uri, dst_uri, experiments, artifact_content, as_json):
     """Compare source and target field by field; print a scorecard; exit 1 on any
     difference."""
     _configure_process()
-    try:
+    with _errors_as_exit_2():
         card = verify_servers(src_uri, dst_uri, experiments=experiments,
-                                    compare_artifact_content=artifact_content)
-    except EximError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+                              compare_artifact_content=artifact_content)
     click.echo(json.dumps(card.to_dict(), indent=2) if as_json else card.text())
     sys.exit(0 if card.ok else 1)
 

@@ -1,4 +1,4 @@
-"""Embedded sqlite:/// stores on both sides, through the installed console scripts."""
+"""Embedded stores (sqlite, and a legacy mlruns file store) as source and target."""
 
 from __future__ import annotations
 
