@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
 from mlflow.entities import Metric, Param, RunTag
 
 from mlflow_exim import lineage
-from mlflow_exim.bulk import parents_first, parse_selection
+from mlflow_exim.bulk import parents_first, parse_selection, progress
 from mlflow_exim.bundle import Bundle, BundleWriter
 from mlflow_exim.bundle.format import FORMAT_NAME, FORMAT_VERSION, MANIFEST_FILE, PROGRESS_FILE
 from mlflow_exim.bundle.jsonio import (
@@ -661,3 +663,17 @@ def test_report_write(tmp_path):
         ("run", "r1", "ok"), ("run", "r2", "failed"), ("experiment", "1", "ok")]
     assert data["id_map"] == {"run": {"r1": "t1"}}
     assert "secret" not in path.read_text()
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_is_quiet_off_a_terminal_and_counts_on_one(monkeypatch, capsys):
+    assert list(progress(iter([1, 2, 3]), total=3, desc="runs")) == [1, 2, 3]
+    assert capsys.readouterr().err == ""
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert list(progress(iter("ab"), total=2, desc="runs")) == ["a", "b"]
+    assert "runs:" in terminal.getvalue() and "0/2" in terminal.getvalue()  # done / total
