@@ -30,7 +30,8 @@ EXIT_CODES = ("Exit codes: 0 every object ok; 1 at least one object failed (the 
 
 tracking_uri_option = click.option(
     "--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True,
-    help="Tracking server (http[s]://host:port) or embedded store (sqlite:///file.db).")
+    help="Tracking server (http[s]://host:port) or embedded store (sqlite:///file.db; a "
+         "legacy file:///.../mlruns store with MLFLOW_ALLOW_FILE_STORE=true).")
 output_dir_option = click.option(
     "--output-dir", required=True, type=click.Path(file_okay=False),
     help="New (or empty) directory for the bundle. It is built as DIR.partial and renamed "
