@@ -51,6 +51,14 @@ class Endpoint:
             raise EximError(f"cannot open tracking store {self.display_uri}: "
                             f"{redact(' '.join(str(exc).split()))}") from None
 
+    @classmethod
+    def connect(cls, uri: str | None) -> Endpoint:
+        """An endpoint whose server has answered, so that an unreachable server or refused
+        credentials fail in one line before any work starts."""
+        endpoint = cls(uri)
+        _ = endpoint.server_info
+        return endpoint
+
     def __repr__(self) -> str:
         return f"Endpoint({self.display_uri!r})"
 

@@ -19,8 +19,7 @@ from mlflow_exim.report import FAILED, Report, one_line
 def export_run(run_id: str, output_dir: str | Path, *, tracking_uri: str | None = None,
                export_deleted_runs: bool = False) -> Report:
     """Export one run (and its experiment's metadata) to a new bundle at ``output_dir``."""
-    src = Endpoint(tracking_uri)
-    _ = src.server_info
+    src = Endpoint.connect(tracking_uri)
     try:
         run = src.client.get_run(run_id)
     except Exception as exc:  # noqa: BLE001 - "not found" and friends
@@ -36,8 +35,7 @@ def export_experiment(experiment: str, output_dir: str | Path, *,
                       tracking_uri: str | None = None,
                       export_deleted_runs: bool = False) -> Report:
     """Export one experiment, by name or id, with all its runs."""
-    src = Endpoint(tracking_uri)
-    _ = src.server_info
+    src = Endpoint.connect(tracking_uri)
     found = experiment_entity.find(src, experiment)
     if found.lifecycle_stage == LifecycleStage.DELETED and not export_deleted_runs:
         raise EximError(f"experiment {found.name!r} is deleted; pass --export-deleted-runs "
@@ -51,8 +49,7 @@ def export_experiments(experiments: str, output_dir: str | Path, *,
                        export_deleted_runs: bool = False) -> Report:
     """Export the experiments named by ``experiments``: ``all``, a comma list of names or
     ids, ``prefix*`` globs, or a ``.txt`` file with one of those per line."""
-    src = Endpoint(tracking_uri)
-    _ = src.server_info
+    src = Endpoint.connect(tracking_uri)
     selected = select_experiments(src, experiments, include_deleted=export_deleted_runs)
     return _export_experiments(src, output_dir, "export-experiments", selected,
                                export_deleted_runs, selection=experiments)
@@ -62,8 +59,7 @@ def export_all(output_dir: str | Path, *, tracking_uri: str | None = None,
                export_deleted_runs: bool = False) -> Report:
     """Export everything this version of the bundle format carries: every experiment with
     its runs."""
-    src = Endpoint(tracking_uri)
-    _ = src.server_info
+    src = Endpoint.connect(tracking_uri)
     selected = all_experiments(src, include_deleted=export_deleted_runs)
     return _export_experiments(src, output_dir, "export-all", selected, export_deleted_runs)
 

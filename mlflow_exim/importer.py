@@ -34,7 +34,7 @@ def import_run(input_dir: str | Path, experiment_name: str, *,
     if len(bundle.runs) != 1:
         raise EximError(f"{bundle.root}: holds {len(bundle.runs)} runs; import-run takes a "
                         "bundle of one run (use import-experiment for more)")
-    dst = _target(tracking_uri)
+    dst = Endpoint.connect(tracking_uri)
     report = _new_report("import-run", bundle)
     idmap = IdMap()
     (doc,) = bundle.runs.values()
@@ -58,7 +58,7 @@ def import_experiment(input_dir: str | Path, *, experiment_name: str | None = No
                         "import-experiment takes one (use import-experiments)")
     (source_id, doc), = bundle.experiments.items()
     names = {source_id: experiment_name or doc["name"]}
-    return _import(bundle, _target(tracking_uri), names, import_source_tags,
+    return _import(bundle, Endpoint.connect(tracking_uri), names, import_source_tags,
                    "import-experiment")
 
 
@@ -90,16 +90,10 @@ def copy_run(run_id: str, src_uri: str, dst_uri: str, experiment_name: str, *,
     return imported
 
 
-def _target(tracking_uri: str | None) -> Endpoint:
-    dst = Endpoint(tracking_uri)
-    _ = dst.server_info  # fail fast, in one line, when the target is unreachable
-    return dst
-
-
 def _import_everything(input_dir, tracking_uri, import_source_tags, command) -> Report:
     bundle = Bundle.open(input_dir)
     names = {source_id: doc["name"] for source_id, doc in bundle.experiments.items()}
-    return _import(bundle, _target(tracking_uri), names, import_source_tags, command)
+    return _import(bundle, Endpoint.connect(tracking_uri), names, import_source_tags, command)
 
 
 def _import(bundle: Bundle, dst: Endpoint, names: dict[str, str], source_tags: bool,

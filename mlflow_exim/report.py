@@ -40,6 +40,12 @@ class Outcome:
         log.warning("%s %s: %s", self.kind, self.source_id, message)
 
 
+def abbreviate(value, limit: int) -> str:
+    """``repr(value)``, cut to ``limit`` characters for one-line messages."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return redact(f"{type(exc).__name__}: {text}")

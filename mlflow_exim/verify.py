@@ -24,6 +24,7 @@ from mlflow_exim import lineage
 from mlflow_exim.bulk import PAGE_SIZE, select_experiments
 from mlflow_exim.endpoint import Endpoint
 from mlflow_exim.entities.run import LOG_MODEL_HISTORY_TAG, MLMODEL_FILE
+from mlflow_exim.report import abbreviate
 
 _SOURCE_RUN_ID_TAG = lineage.RUN_INFO + "run_id"
 _INFO_FIELDS = ("run_name", "status", "start_time", "end_time", "user_id", "lifecycle_stage")
@@ -65,7 +66,7 @@ def verify(src_uri: str, dst_uri: str, *, experiments: str = "all",
            compare_artifact_content: bool = True) -> Scorecard:
     """Compare the selected source experiments (deleted ones included) and all their runs
     with the target."""
-    src, dst = Endpoint(src_uri), Endpoint(dst_uri)
+    src, dst = Endpoint.connect(src_uri), Endpoint.connect(dst_uri)
     card = Scorecard(src.display_uri, dst.display_uri)
     pairs: list[tuple[Run, Run | None]] = []
     for experiment in select_experiments(src, experiments, include_deleted=True):
@@ -236,11 +237,6 @@ def _diff_dicts(label: str, expected: dict, actual: dict) -> list[str]:
         elif key not in expected:
             problems.append(f"{label}: {key!r} only on the target")
         elif expected[key] != actual[key]:
-            problems.append(f"{label}: {key!r} source {_short(expected[key])}, "
-                            f"target {_short(actual[key])}")
+            problems.append(f"{label}: {key!r} source {abbreviate(expected[key], 80)}, "
+                            f"target {abbreviate(actual[key], 80)}")
     return problems
-
-
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."

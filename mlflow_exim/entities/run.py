@@ -40,7 +40,7 @@ from mlflow_exim.bundle.jsonio import (
 )
 from mlflow_exim.endpoint import Endpoint
 from mlflow_exim.errors import BundleError
-from mlflow_exim.report import Outcome
+from mlflow_exim.report import Outcome, abbreviate
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
@@ -274,13 +274,8 @@ def _read_metric_history(path: Path) -> Iterator[Metric]:
             yield Metric(point["key"], decode_float(point["value"]),
                          int(point["timestamp"]), int(point["step"]))
         except (KeyError, TypeError, ValueError) as exc:
-            raise BundleError(path, f"metric point {_short(point)} is malformed: "
+            raise BundleError(path, f"metric point {abbreviate(point, 120)} is malformed: "
                                     f"{type(exc).__name__} {exc}") from None
-
-
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def _log_batches(params: list[Param], tags: list[RunTag],
