@@ -13,6 +13,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from tqdm import tqdm
 
 from mlflow_exim.endpoint import Endpoint
+from mlflow_exim.entities.registered_model import all_models
 from mlflow_exim.errors import EximError
 
 T = TypeVar("T")
@@ -57,25 +58,39 @@ def all_experiments(src: Endpoint, *, include_deleted: bool) -> list[Experiment]
 def select_experiments(src: Endpoint, spec: str, *, include_deleted: bool) -> list[Experiment]:
     """Experiments named by ``spec``: ``all``, names or ids, ``prefix*`` globs, or a
     ``.txt`` file of those. A name or pattern that matches nothing is an error."""
+    hint = "" if include_deleted else " (deleted experiments need --export-deleted-runs)"
+    return _select(spec, all_experiments(src, include_deleted=include_deleted),
+                   name=lambda e: e.name, key=lambda e: e.experiment_id,
+                   what="experiment", where=f"{src.display_uri}{hint}")
+
+
+def select_registered_models(src: Endpoint, spec: str) -> list:
+    """Registered models (never prompts) named by ``spec``: ``all``, names, ``prefix*``
+    globs, or a ``.txt`` file of those. A name or pattern that matches nothing is an
+    error."""
+    return _select(spec, all_models(src), name=lambda m: m.name, key=lambda m: m.name,
+                   what="registered model", where=src.display_uri)
+
+
+def _select(spec: str, candidates: list[T], *, name, key, what: str, where: str) -> list[T]:
+    """The candidates that ``spec`` names, by name, by key (an id), or by glob on the name;
+    each once, in the order named."""
     items = parse_selection(spec)
-    candidates = all_experiments(src, include_deleted=include_deleted)
     if items is None:
         return candidates
-    by_name = {e.name: e for e in candidates}
-    by_id = {e.experiment_id: e for e in candidates}
-    selected: dict[str, Experiment] = {}
+    by_name = {name(c): c for c in candidates}
+    by_key = {key(c): c for c in candidates}
+    selected: dict[str, T] = {}
     for item in items:
         if any(ch in item for ch in "*?["):
-            matches = [e for e in candidates if fnmatch.fnmatchcase(e.name, item)]
+            matches = [c for c in candidates if fnmatch.fnmatchcase(name(c), item)]
         else:
-            match = by_name.get(item) or by_id.get(item)
+            match = by_name.get(item) or by_key.get(item)
             matches = [match] if match else []
         if not matches:
-            hint = "" if include_deleted else " (deleted experiments need --export-deleted-runs)"
-            raise EximError(f"experiment selection {item!r} matches no experiment on "
-                            f"{src.display_uri}{hint}")
-        for experiment in matches:
-            selected.setdefault(experiment.experiment_id, experiment)
+            raise EximError(f"{what} selection {item!r} matches no {what} on {where}")
+        for candidate in matches:
+            selected.setdefault(key(candidate), candidate)
     return list(selected.values())
 
 

@@ -47,9 +47,28 @@ source_tags_option = click.option(
     "--import-source-tags/--no-import-source-tags", default=False, show_default=True,
     help="Write mlflow_exim.* tags with the source ids, times and system tags "
          "(see README_governance.md).")
+stage_to_alias_option = click.option(
+    "--stage-to-alias", "stage_to_alias", metavar="STAGE=ALIAS[,STAGE=ALIAS]",
+    callback=lambda _ctx, _param, value: _parse_stage_to_alias(value),
+    help="Also point ALIAS at the version in STAGE, for users moving off stages, e.g. "
+         "Production=champion,Staging=challenger (the stage is kept too).")
 report_option = click.option(
     "--report", "report_path", type=click.Path(dir_okay=False),
     help="Write the JSON report (every object's outcome, the id map) to this file.")
+
+
+def _comma_list(_ctx, _param, value: str | None) -> list[str] | None:
+    return [item.strip() for item in value.split(",") if item.strip()] if value else None
+
+
+def _parse_stage_to_alias(value: str | None) -> dict[str, str]:
+    mapping = {}
+    for item in _comma_list(None, None, value) or []:
+        stage, _, alias = item.partition("=")
+        if not stage.strip() or not alias.strip():
+            raise click.BadParameter(f"{item!r} is not STAGE=ALIAS", param_hint="--stage-to-alias")
+        mapping[stage.strip()] = alias.strip()
+    return mapping
 
 
 def _configure_process() -> None:
@@ -173,11 +192,108 @@ def export_all_command(output_dir, tracking_uri, export_deleted_runs):
 @input_dir_option
 @tracking_uri_option
 @source_tags_option
+@stage_to_alias_option
 @run_command
-def import_all_command(input_dir, tracking_uri, import_source_tags):
+def import_all_command(input_dir, tracking_uri, import_source_tags, stage_to_alias):
     """Import everything a bundle holds."""
     return importer.import_all(input_dir, tracking_uri=tracking_uri,
-                               import_source_tags=import_source_tags)
+                               import_source_tags=import_source_tags,
+                               stage_to_alias=stage_to_alias)
+
+
+@click.command("export-model", epilog=EXIT_CODES)
+@click.option("--model", required=True, help="Registered model name.")
+@output_dir_option
+@tracking_uri_option
+@click.option("--versions", callback=_comma_list, metavar="N[,N]",
+              help="Only these versions, e.g. 1,3.")
+@click.option("--stages", callback=_comma_list, metavar="STAGE[,STAGE]",
+              help="Only versions in these stages, e.g. Production,Staging.")
+@click.option("--latest-versions", is_flag=True,
+              help="Only the newest version of each stage (of --stages, if given).")
+@run_command
+def export_model_command(model, output_dir, tracking_uri, versions, stages, latest_versions):
+    """Export a registered model with its versions (all by default), and the run and
+    logged model behind each version."""
+    return exporter.export_model(model, output_dir, tracking_uri=tracking_uri,
+                                 versions=versions, stages=stages,
+                                 latest_versions=latest_versions)
+
+
+@click.command("import-model", epilog=EXIT_CODES)
+@input_dir_option
+@click.option("--model", help="Import under this name instead of the source name.")
+@click.option("--experiment-name",
+              help="Put the versions' runs and logged models into this experiment (created "
+                   "when missing) instead of experiments named as at the source.")
+@tracking_uri_option
+@source_tags_option
+@stage_to_alias_option
+@run_command
+def import_model_command(input_dir, model, experiment_name, tracking_uri, import_source_tags,
+                         stage_to_alias):
+    """Import the registered model of an export-model bundle, with the same version
+    numbers, stages and aliases."""
+    return importer.import_model(input_dir, model=model, experiment_name=experiment_name,
+                                 tracking_uri=tracking_uri,
+                                 import_source_tags=import_source_tags,
+                                 stage_to_alias=stage_to_alias)
+
+
+@click.command("export-models", epilog=EXIT_CODES)
+@click.option("--models", required=True,
+              help="'all', a comma list of names, 'prefix*' globs, or a .txt file with one "
+                   "of those per line. Prompts are never included.")
+@output_dir_option
+@tracking_uri_option
+@run_command
+def export_models_command(models, output_dir, tracking_uri):
+    """Export several registered models, with all their versions, into one bundle."""
+    return exporter.export_models(models, output_dir, tracking_uri=tracking_uri)
+
+
+@click.command("import-models", epilog=EXIT_CODES)
+@input_dir_option
+@tracking_uri_option
+@source_tags_option
+@stage_to_alias_option
+@run_command
+def import_models_command(input_dir, tracking_uri, import_source_tags, stage_to_alias):
+    """Import every registered model of a bundle under its own name."""
+    return importer.import_models(input_dir, tracking_uri=tracking_uri,
+                                  import_source_tags=import_source_tags,
+                                  stage_to_alias=stage_to_alias)
+
+
+@click.command("export-model-version", epilog=EXIT_CODES)
+@click.option("--model", required=True, help="Registered model name.")
+@click.option("--version", required=True, help="Version number.")
+@output_dir_option
+@tracking_uri_option
+@run_command
+def export_model_version_command(model, version, output_dir, tracking_uri):
+    """Export one model version with its run and logged model."""
+    return exporter.export_model_version(model, version, output_dir, tracking_uri=tracking_uri)
+
+
+@click.command("import-model-version", epilog=EXIT_CODES)
+@input_dir_option
+@click.option("--model", required=True,
+              help="Target registered model (created when missing); the version is added as "
+                   "its next version.")
+@click.option("--experiment-name",
+              help="Put the run and logged model into this experiment instead of one named "
+                   "as at the source.")
+@tracking_uri_option
+@source_tags_option
+@run_command
+def import_model_version_command(input_dir, model, experiment_name, tracking_uri,
+                                 import_source_tags):
+    """Import the version of an export-model-version bundle as the next version of a
+    model."""
+    return importer.import_model_version(input_dir, model, experiment_name=experiment_name,
+                                         tracking_uri=tracking_uri,
+                                         import_source_tags=import_source_tags)
 
 
 @click.command("copy-run", epilog=EXIT_CODES)
@@ -192,6 +308,42 @@ def copy_run_command(run_id, src_uri, dst_uri, experiment_name, import_source_ta
     """Copy one run from server to server; nothing is left on disk."""
     return importer.copy_run(run_id, src_uri, dst_uri, experiment_name,
                              import_source_tags=import_source_tags)
+
+
+@click.command("copy-model-version", epilog=EXIT_CODES)
+@click.option("--src-uri", required=True, help="Source tracking and registry URI.")
+@click.option("--dst-uri", required=True, help="Target tracking and registry URI.")
+@click.option("--src-model", required=True, help="Source registered model.")
+@click.option("--src-version", required=True, help="Source version number.")
+@click.option("--dst-model", required=True, help="Target registered model (created when "
+                                                   "missing).")
+@click.option("--dst-experiment-name",
+              help="Experiment for the copied run and logged model (default: the source "
+                   "experiment's name).")
+@click.option("--copy-stages-and-aliases", is_flag=True,
+              help="Give the copy the source version's stage and aliases.")
+@click.option("--alias", "aliases", multiple=True, metavar="NAME",
+              help="Point this alias at the copy (repeatable).")
+@click.option("--copy-lineage-tags", is_flag=True,
+              help="Tag the copy with mlflow_exim.src_version.* and the two URIs.")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="How to print the target version on stdout.")
+@report_option
+def copy_model_version_command(report_path, output, **kwargs):
+    """Deep-copy a model version to another model or server (its run, logged model and
+    artifacts travel). Running the same copy again creates nothing and exits 0."""
+    _configure_process()
+    with _errors_as_exit_2():
+        report = importer.copy_model_version(**kwargs)
+        if report_path:
+            report.write(report_path)
+    click.echo(report.summary(), err=True)
+    version = report.extra.get("model_version")
+    if version and output == "json":
+        click.echo(json.dumps(version, sort_keys=True))
+    elif version:
+        click.echo(f"{version['name']} version {version['version']} ({version['status']})")
+    sys.exit(report.exit_code)
 
 
 @click.command("verify", epilog="Experiments are matched by name; runs by the source-id tag "
@@ -219,7 +371,8 @@ def verify_command(src_uri, dst_uri, experiments, artifact_content, as_json):
 @click.group("mlflow-exim")
 @click.version_option(package_name="mlflow-exim")
 def main():
-    """Migrate MLflow experiments and runs between tracking servers, faithfully.
+    """Migrate MLflow experiments, runs, logged models and registered models between
+    tracking servers, faithfully.
 
     Each command is also installed on its own (export-run, import-run, ...).
     """
@@ -228,5 +381,8 @@ def main():
 for _command in (export_run_command, import_run_command, export_experiment_command,
                  import_experiment_command, export_experiments_command,
                  import_experiments_command, export_all_command, import_all_command,
-                 copy_run_command, verify_command):
+                 export_model_command, import_model_command, export_models_command,
+                 import_models_command, export_model_version_command,
+                 import_model_version_command, copy_run_command, copy_model_version_command,
+                 verify_command):
     main.add_command(_command)

@@ -1,19 +1,33 @@
-"""Export: server → bundle. Each public function is one CLI command."""
+"""Export: server → bundle. Each public function is one CLI command.
+
+Every export first makes a plan (which experiments, runs, logged models and registered
+models to write), then writes it in dependency order. An object needed by several others,
+such as a run behind a model version that its experiment also holds, is written once.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mlflow.entities import Experiment, LifecycleStage, ViewType
+from mlflow.entities import Experiment, LifecycleStage, LoggedModel, ViewType
+from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 
-from mlflow_exim.bulk import PAGE_SIZE, all_experiments, progress, select_experiments
+from mlflow_exim.bulk import (
+    PAGE_SIZE,
+    all_experiments,
+    progress,
+    select_experiments,
+    select_registered_models,
+)
 from mlflow_exim.bundle import BundleWriter
 from mlflow_exim.endpoint import Endpoint
 from mlflow_exim.entities import experiment as experiment_entity
+from mlflow_exim.entities import logged_model as logged_model_entity
+from mlflow_exim.entities import registered_model as registered_model_entity
 from mlflow_exim.entities import run as run_entity
 from mlflow_exim.errors import EximError
-from mlflow_exim.report import FAILED, Report, one_line
+from mlflow_exim.report import FAILED, Outcome, Report, one_line
 
 
 def export_run(run_id: str, output_dir: str | Path, *, tracking_uri: str | None = None,
@@ -26,22 +40,25 @@ def export_run(run_id: str, output_dir: str | Path, *, tracking_uri: str | None 
         raise EximError(f"run {run_id!r} not found on {src.display_uri}") from exc
     if run.info.lifecycle_stage == LifecycleStage.DELETED and not export_deleted_runs:
         raise EximError(f"run {run_id} is deleted; pass --export-deleted-runs to export it")
-    experiment = src.client.get_experiment(run.info.experiment_id)
-    return _write_bundle(src, output_dir, "export-run", [(experiment, [run_id])],
+    plan = _Plan(src)
+    plan.add_run(run_id, run.info.experiment_id)
+    return _write_bundle(plan, output_dir, "export-run",
                          {"export_deleted_runs": export_deleted_runs, "run_id": run_id})
 
 
 def export_experiment(experiment: str, output_dir: str | Path, *,
                       tracking_uri: str | None = None,
                       export_deleted_runs: bool = False) -> Report:
-    """Export one experiment, by name or id, with all its runs."""
+    """Export one experiment, by name or id, with all its runs and logged models."""
     src = Endpoint.connect(tracking_uri)
     found = experiment_entity.find(src, experiment)
     if found.lifecycle_stage == LifecycleStage.DELETED and not export_deleted_runs:
         raise EximError(f"experiment {found.name!r} is deleted; pass --export-deleted-runs "
                         "to export it")
-    return _export_experiments(src, output_dir, "export-experiment", [found],
-                               export_deleted_runs, selection=experiment)
+    plan = _Plan(src)
+    plan.add_experiments([found], export_deleted_runs)
+    return _write_bundle(plan, output_dir, "export-experiment",
+                         {"export_deleted_runs": export_deleted_runs, "selection": experiment})
 
 
 def export_experiments(experiments: str, output_dir: str | Path, *,
@@ -50,34 +67,167 @@ def export_experiments(experiments: str, output_dir: str | Path, *,
     """Export the experiments named by ``experiments``: ``all``, a comma list of names or
     ids, ``prefix*`` globs, or a ``.txt`` file with one of those per line."""
     src = Endpoint.connect(tracking_uri)
-    selected = select_experiments(src, experiments, include_deleted=export_deleted_runs)
-    return _export_experiments(src, output_dir, "export-experiments", selected,
-                               export_deleted_runs, selection=experiments)
+    plan = _Plan(src)
+    plan.add_experiments(select_experiments(src, experiments, include_deleted=export_deleted_runs),
+                         export_deleted_runs)
+    return _write_bundle(plan, output_dir, "export-experiments",
+                         {"export_deleted_runs": export_deleted_runs, "selection": experiments})
+
+
+def export_model(model: str, output_dir: str | Path, *, tracking_uri: str | None = None,
+                 versions: list[str] | None = None, stages: list[str] | None = None,
+                 latest_versions: bool = False) -> Report:
+    """Export one registered model with the selected versions (all by default): listed
+    ``versions``, or those in ``stages``, or with ``latest_versions`` the newest of each
+    stage. The run and the logged model behind each version travel with it."""
+    if versions and (stages or latest_versions):
+        raise EximError("--versions cannot be combined with --stages or --latest-versions")
+    src = Endpoint.connect(tracking_uri)
+    registered = registered_model_entity.find(src, model)
+    try:
+        chosen = registered_model_entity.select_versions(
+            registered_model_entity.versions(src, registered.name), numbers=versions,
+            stages=stages, latest=latest_versions)
+    except EximError as exc:
+        raise EximError(f"registered model {model!r}: {exc}") from None
+    plan = _Plan(src)
+    plan.add_registered_model(registered, chosen)
+    return _write_bundle(plan, output_dir, "export-model",
+                         {"selection": model, "versions": versions, "stages": stages,
+                          "latest_versions": latest_versions})
+
+
+def export_model_version(model: str, version: str, output_dir: str | Path, *,
+                         tracking_uri: str | None = None) -> Report:
+    """Export one model version with its run and logged model (and the model's
+    description, tags and aliases)."""
+    report = export_model(model, output_dir, tracking_uri=tracking_uri, versions=[str(version)])
+    report.command = "export-model-version"
+    return report
+
+
+def export_models(models: str, output_dir: str | Path, *,
+                  tracking_uri: str | None = None) -> Report:
+    """Export the registered models named by ``models`` (``all``, a comma list, ``prefix*``
+    globs or a ``.txt`` file) with all their versions, runs and logged models."""
+    src = Endpoint.connect(tracking_uri)
+    plan = _Plan(src)
+    for registered in select_registered_models(src, models):
+        plan.add_registered_model(registered, _all_versions(plan, registered))
+    return _write_bundle(plan, output_dir, "export-models", {"selection": models})
 
 
 def export_all(output_dir: str | Path, *, tracking_uri: str | None = None,
                export_deleted_runs: bool = False) -> Report:
-    """Export everything this version of the bundle format carries: every experiment with
-    its runs."""
+    """Export everything the bundle format carries: every experiment with its runs and
+    logged models, and every registered model with its versions."""
     src = Endpoint.connect(tracking_uri)
-    selected = all_experiments(src, include_deleted=export_deleted_runs)
-    return _export_experiments(src, output_dir, "export-all", selected, export_deleted_runs)
+    plan = _Plan(src, export_deleted_runs=export_deleted_runs)
+    plan.add_experiments(all_experiments(src, include_deleted=export_deleted_runs),
+                         export_deleted_runs)
+    for registered in registered_model_entity.all_models(src):
+        plan.add_registered_model(registered, _all_versions(plan, registered))
+    return _write_bundle(plan, output_dir, "export-all",
+                         {"export_deleted_runs": export_deleted_runs})
 
 
-def _export_experiments(src: Endpoint, output_dir, command: str,
-                        experiments: list[Experiment], export_deleted_runs: bool,
-                        **options) -> Report:
-    view = ViewType.ALL if export_deleted_runs else ViewType.ACTIVE_ONLY
-    plan = []
-    report = Report(command)
-    for experiment in experiments:
-        try:
-            plan.append((experiment, _run_ids(src, experiment.experiment_id, view)))
-        except Exception as exc:  # noqa: BLE001 - reported; the other experiments go on
-            report.fail("experiment", experiment.experiment_id,
-                        f"cannot list its runs: {one_line(exc)}", experiment.name)
-    return _write_bundle(src, output_dir, command, plan,
-                         {"export_deleted_runs": export_deleted_runs, **options}, report)
+def _all_versions(plan: _Plan, registered: RegisteredModel) -> list[ModelVersion]:
+    try:
+        return registered_model_entity.versions(plan.src, registered.name)
+    except Exception as exc:  # noqa: BLE001 - reported; the other models go on
+        plan.report.fail("registered_model", registered.name,
+                         f"cannot list its versions: {one_line(exc)}", registered.name)
+        return []
+
+
+# The plan -------------------------------------------------------------------------------
+
+@dataclass
+class _VersionEntry:
+    version: ModelVersion
+    ref: dict
+    needs: list[tuple[str, str]]  # (inventory section, source id) that must be written
+
+
+@dataclass
+class _Plan:
+    """What an export writes. Dicts keep insertion order and drop repeats."""
+
+    src: Endpoint
+    export_deleted_runs: bool = False
+    report: Report = field(default_factory=lambda: Report("export"))
+    experiments: dict[str, Experiment] = field(default_factory=dict)
+    runs: dict[str, str] = field(default_factory=dict)  # run id -> experiment id
+    logged_models: dict[str, LoggedModel] = field(default_factory=dict)
+    registered_models: list[tuple[RegisteredModel, list[_VersionEntry]]] = field(
+        default_factory=list)
+
+    def add_experiment(self, experiment_id: str) -> None:
+        if experiment_id not in self.experiments:
+            self.experiments[experiment_id] = self.src.client.get_experiment(experiment_id)
+
+    def add_run(self, run_id: str, experiment_id: str) -> None:
+        self.add_experiment(experiment_id)
+        self.runs.setdefault(run_id, experiment_id)
+
+    def add_logged_model(self, model: LoggedModel) -> None:
+        self.add_experiment(model.experiment_id)
+        self.logged_models.setdefault(model.model_id, model)
+
+    def add_experiments(self, experiments: list[Experiment], export_deleted_runs: bool) -> None:
+        """Whole experiments: all their runs (deleted ones too, if asked) and logged
+        models."""
+        view = ViewType.ALL if export_deleted_runs else ViewType.ACTIVE_ONLY
+        for experiment in experiments:
+            self.experiments.setdefault(experiment.experiment_id, experiment)
+            try:
+                run_ids = _run_ids(self.src, experiment.experiment_id, view)
+                model_ids = logged_model_entity.model_ids(self.src, experiment.experiment_id)
+            except Exception as exc:  # noqa: BLE001 - reported; the other experiments go on
+                self.report.fail("experiment", experiment.experiment_id,
+                                 f"cannot list its runs and logged models: {one_line(exc)}",
+                                 experiment.name)
+                del self.experiments[experiment.experiment_id]
+                continue
+            for run_id in run_ids:
+                self.add_run(run_id, experiment.experiment_id)
+            for model_id in model_ids:
+                self.logged_models.setdefault(model_id, None)  # read when written
+
+    def add_registered_model(self, registered: RegisteredModel,
+                             versions: list[ModelVersion]) -> None:
+        """A registered model with ``versions``, and the run and logged model behind each.
+        A version whose run is deleted or unreadable is a reported failure."""
+        entries = []
+        for version in versions:
+            key = f"{registered.name}/{version.version}"
+            try:
+                entries.append(self._version_entry(version))
+            except Exception as exc:  # noqa: BLE001 - reported; the other versions go on
+                reason = str(exc) if isinstance(exc, EximError) else one_line(exc)
+                self.report.fail("model_version", key, reason, registered.name)
+        self.registered_models.append((registered, entries))
+
+    def _version_entry(self, version: ModelVersion) -> _VersionEntry:
+        needs = []
+        run_artifact_uri = None
+        if version.run_id:
+            run = self.src.client.get_run(version.run_id)
+            if run.info.lifecycle_stage == LifecycleStage.DELETED and not self.export_deleted_runs:
+                raise EximError(f"its source run {version.run_id} is deleted")
+            self.add_run(run.info.run_id, run.info.experiment_id)
+            run_artifact_uri = run.info.artifact_uri
+            needs.append(("runs", run.info.run_id))
+        ref = registered_model_entity.source_ref(version, run_artifact_uri)
+        if ref["kind"] == "logged_model":
+            model = self.src.client.get_logged_model(ref["model_id"])
+            self.add_logged_model(model)
+            needs.append(("logged_models", model.model_id))
+            for run_id in {model.source_run_id, *(m.run_id for m in model.metrics or [])}:
+                if run_id and run_id not in self.runs:
+                    run = self.src.client.get_run(run_id)
+                    self.add_run(run_id, run.info.experiment_id)
+        return _VersionEntry(version, ref, needs)
 
 
 def _run_ids(src: Endpoint, experiment_id: str, view: int) -> list[str]:
@@ -91,33 +241,87 @@ def _run_ids(src: Endpoint, experiment_id: str, view: int) -> list[str]:
             return ids
 
 
-def _write_bundle(src: Endpoint, output_dir, command: str,
-                  plan: list[tuple[Experiment, list[str]]], options: dict,
-                  report: Report | None = None) -> Report:
-    """Write the experiments and runs of ``plan``. An experiment already in ``report`` as
-    failed (its runs could not be listed) is not in ``plan``."""
-    report = report or Report(command)
+# Writing --------------------------------------------------------------------------------
+
+def _write_bundle(plan: _Plan, output_dir, command: str, options: dict) -> Report:
+    report = plan.report
+    report.command = command
+    src = plan.src
     source = {"tracking_uri": src.display_uri, **src.server_info}
     writer = BundleWriter(output_dir, command=command, source=source, options=options)
-    work = []
-    for experiment, run_ids in plan:
-        with report.track("experiment", experiment.experiment_id, experiment.name) as outcome:
+    for experiment in plan.experiments.values():
+        with report.track("experiment", experiment.experiment_id, experiment.name):
             experiment_entity.export(experiment, writer.experiment_dir(experiment.experiment_id))
             writer.add_experiment(experiment.experiment_id, experiment.name)
-        if outcome.status == FAILED:  # a run is only readable with its experiment
-            for run_id in run_ids:
-                report.fail("run", run_id, f"its experiment {experiment.experiment_id} could "
-                                           "not be exported")
-        else:
-            work.extend((experiment.experiment_id, run_id) for run_id in run_ids)
-    for experiment_id, run_id in progress(work, total=len(work), desc="export runs"):
-        with report.track("run", run_id) as outcome:
-            directory = writer.run_dir(run_id)
-            if not (directory / run_entity.RUN_FILE).exists():  # else: kept from a resumed export
-                doc = run_entity.export(src, run_id, directory)
-                outcome.name = doc["info"]["run_name"]
-            writer.add_run(run_id, experiment_id)
-            outcome.target_id = writer.relative(directory)
+    _write_runs(plan, writer, report)
+    _write_logged_models(plan, writer, report)
+    _write_registered_models(plan, writer, report)
     writer.finish([asdict(o) for o in report.failures])
     report.extra["bundle"] = str(writer.final)
     return report
+
+
+def _dependency_failed(writer: BundleWriter, experiment_id: str) -> str | None:
+    if writer.has("experiments", experiment_id):
+        return None
+    return f"its experiment {experiment_id} could not be exported"
+
+
+def _write_runs(plan: _Plan, writer: BundleWriter, report: Report) -> None:
+    for run_id, experiment_id in progress(plan.runs.items(), total=len(plan.runs),
+                                          desc="export runs"):
+        with report.track("run", run_id) as outcome:
+            if problem := _dependency_failed(writer, experiment_id):
+                raise EximError(problem)
+            directory = writer.run_dir(run_id)
+            if not (directory / run_entity.RUN_FILE).exists():  # else: kept from a resumed export
+                doc = run_entity.export(plan.src, run_id, directory)
+                outcome.name = doc["info"]["run_name"]
+            writer.add_run(run_id, experiment_id)
+            outcome.target_id = writer.relative(directory)
+
+
+def _write_logged_models(plan: _Plan, writer: BundleWriter, report: Report) -> None:
+    for model_id, model in progress(plan.logged_models.items(), total=len(plan.logged_models),
+                                    desc="export logged models"):
+        with report.track("logged_model", model_id) as outcome:
+            directory = writer.object_dir("logged_models", model_id)
+            if not (directory / logged_model_entity.LOGGED_MODEL_FILE).exists():
+                model = model or plan.src.client.get_logged_model(model_id)
+                outcome.name = model.name
+                if problem := _dependency_failed(writer, model.experiment_id):
+                    raise EximError(problem)
+                doc = logged_model_entity.export(plan.src, model, directory)
+            else:
+                doc = logged_model_entity.read(directory)
+            writer.add("logged_models", model_id, experiment_id=doc["experiment_id"])
+            outcome.target_id = writer.relative(directory)
+
+
+def _write_registered_models(plan: _Plan, writer: BundleWriter, report: Report) -> None:
+    """Each model with the versions whose run and logged model were written; a version
+    whose dependency failed is reported failed and left out."""
+    for registered, entries in plan.registered_models:
+        written: list[_VersionEntry] = []
+        for entry in entries:
+            missing = [f"{kind[:-1].replace('_', ' ')} {object_id}"
+                       for kind, object_id in entry.needs if not writer.has(kind, object_id)]
+            if missing:
+                report.fail("model_version", f"{registered.name}/{entry.version.version}",
+                            f"its {missing[0]} could not be exported", registered.name)
+            else:
+                written.append(entry)
+        with report.track("registered_model", registered.name, registered.name) as outcome:
+            doc = registered_model_entity.to_doc(registered, [
+                registered_model_entity.version_doc(e.version, e.ref) for e in written])
+            directory = writer.object_dir("registered_models", registered.name)
+            registered_model_entity.export(doc, directory)
+            writer.add("registered_models", registered.name, name=registered.name)
+            outcome.target_id = writer.relative(directory)
+        for entry in written:
+            key = f"{registered.name}/{entry.version.version}"
+            if outcome.status == FAILED:
+                report.fail("model_version", key, "its registered model could not be exported",
+                            registered.name)
+            else:
+                report.add(Outcome("model_version", key, registered.name))

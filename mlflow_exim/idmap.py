@@ -6,7 +6,7 @@ import threading
 
 
 class IdMap:
-    KINDS = ("experiment", "run")
+    KINDS = ("experiment", "run", "logged_model", "model_version")
 
     def __init__(self):
         self._maps: dict[str, dict[str, str]] = {kind: {} for kind in self.KINDS}

@@ -1,28 +1,39 @@
 """Import: bundle → server. Each public function is one CLI command.
 
 The whole bundle is validated before anything is written to the target. Objects are then
-created in dependency order: experiments, runs parents first (each run is created, filled,
-terminated and, if deleted at the source, deleted again), and last the experiments that
-are deleted at the source.
+created in dependency order:
+
+1. experiments;
+2. runs, parents first (each is created, filled and terminated);
+3. logged models (their source runs and the runs of their metrics exist by now), then the
+   runs' links to them (model inputs and outputs);
+4. registered models and their versions, which point at the migrated runs and models;
+5. last, what is deleted at the source is deleted again: runs, then experiments (nothing
+   can be written into a deleted run or experiment).
 """
 
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlflow.entities import LifecycleStage
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from mlflow_exim import lineage
 from mlflow_exim.bulk import parents_first, progress
 from mlflow_exim.bundle import Bundle
 from mlflow_exim.endpoint import Endpoint
 from mlflow_exim.entities import experiment as experiment_entity
+from mlflow_exim.entities import logged_model as logged_model_entity
+from mlflow_exim.entities import registered_model as registered_model_entity
 from mlflow_exim.entities import run as run_entity
+from mlflow_exim.entities.registered_model import ImportOptions
 from mlflow_exim.errors import EximError
-from mlflow_exim.exporter import export_run
+from mlflow_exim.exporter import export_model_version, export_run
 from mlflow_exim.idmap import IdMap
-from mlflow_exim.report import FAILED, Outcome, Report, log, one_line
+from mlflow_exim.report import FAILED, SKIPPED, Outcome, Report, log, one_line
 
 
 def import_run(input_dir: str | Path, experiment_name: str, *,
@@ -34,44 +45,87 @@ def import_run(input_dir: str | Path, experiment_name: str, *,
     if len(bundle.runs) != 1:
         raise EximError(f"{bundle.root}: holds {len(bundle.runs)} runs; import-run takes a "
                         "bundle of one run (use import-experiment for more)")
-    dst = Endpoint.connect(tracking_uri)
-    report = _new_report("import-run", bundle)
-    idmap = IdMap()
-    (doc,) = bundle.runs.values()
-    source_experiment = doc["info"]["experiment_id"]
-    with report.track("experiment", source_experiment, experiment_name) as outcome:
-        outcome.target_id = experiment_entity.get_or_create(dst, experiment_name)
-        idmap.add("experiment", source_experiment, outcome.target_id)
-    _import_runs(bundle, dst, idmap, report, import_source_tags)
-    report.extra["id_map"] = idmap.to_dict()
-    return report
+    plan = _ImportPlan(bundle, Endpoint.connect(tracking_uri), "import-run",
+                       source_tags=import_source_tags, experiment_name=experiment_name)
+    return plan.run()
 
 
 def import_experiment(input_dir: str | Path, *, experiment_name: str | None = None,
                       tracking_uri: str | None = None,
                       import_source_tags: bool = False) -> Report:
-    """Import the one experiment of a bundle, under its own name or ``experiment_name``.
-    An existing target experiment of that name receives the runs."""
+    """Import the one experiment of a bundle, with its runs and logged models, under its own
+    name or ``experiment_name``. An existing target experiment of that name receives them."""
     bundle = Bundle.open(input_dir)
     if len(bundle.experiments) != 1:
         raise EximError(f"{bundle.root}: holds {len(bundle.experiments)} experiments; "
                         "import-experiment takes one (use import-experiments)")
-    (source_id, doc), = bundle.experiments.items()
-    names = {source_id: experiment_name or doc["name"]}
-    return _import(bundle, Endpoint.connect(tracking_uri), names, import_source_tags,
-                   "import-experiment")
+    plan = _ImportPlan(bundle, Endpoint.connect(tracking_uri), "import-experiment",
+                       source_tags=import_source_tags, with_models=False)
+    if experiment_name:
+        plan.names = {source_id: experiment_name for source_id in bundle.experiments}
+    return plan.run()
 
 
 def import_experiments(input_dir: str | Path, *, tracking_uri: str | None = None,
                        import_source_tags: bool = False) -> Report:
-    """Import every experiment of a bundle under its own name."""
-    return _import_everything(input_dir, tracking_uri, import_source_tags, "import-experiments")
+    """Import every experiment of a bundle, with its runs and logged models, under its own
+    name. Registered models in the bundle are left alone (use import-models or
+    import-all)."""
+    bundle = Bundle.open(input_dir)
+    return _ImportPlan(bundle, Endpoint.connect(tracking_uri), "import-experiments",
+                       source_tags=import_source_tags, with_models=False).run()
 
 
 def import_all(input_dir: str | Path, *, tracking_uri: str | None = None,
-               import_source_tags: bool = False) -> Report:
+               import_source_tags: bool = False,
+               stage_to_alias: dict[str, str] | None = None) -> Report:
     """Import everything a bundle holds (made by ``export-all`` or any other export)."""
-    return _import_everything(input_dir, tracking_uri, import_source_tags, "import-all")
+    bundle = Bundle.open(input_dir)
+    return _ImportPlan(bundle, Endpoint.connect(tracking_uri), "import-all",
+                       source_tags=import_source_tags,
+                       models=ImportOptions(source_tags=import_source_tags,
+                                            stage_to_alias=stage_to_alias or {})).run()
+
+
+def import_models(input_dir: str | Path, *, tracking_uri: str | None = None,
+                  import_source_tags: bool = False,
+                  stage_to_alias: dict[str, str] | None = None) -> Report:
+    """Import every registered model of a bundle under its own name, with the same version
+    numbers, and the runs and logged models behind the versions."""
+    report = import_all(input_dir, tracking_uri=tracking_uri,
+                        import_source_tags=import_source_tags, stage_to_alias=stage_to_alias)
+    report.command = "import-models"
+    return report
+
+
+def import_model(input_dir: str | Path, *, model: str | None = None,
+                 experiment_name: str | None = None, tracking_uri: str | None = None,
+                 import_source_tags: bool = False,
+                 stage_to_alias: dict[str, str] | None = None) -> Report:
+    """Import the one registered model of a bundle, under its own name or ``model``, with
+    the same version numbers. Its runs and logged models go into their own experiments,
+    or all into ``experiment_name``."""
+    bundle = Bundle.open(input_dir)
+    (source_name,) = _only_model(bundle, "import-model")
+    plan = _ImportPlan(bundle, Endpoint.connect(tracking_uri), "import-model",
+                       source_tags=import_source_tags, experiment_name=experiment_name,
+                       models=ImportOptions(source_tags=import_source_tags,
+                                            stage_to_alias=stage_to_alias or {}))
+    plan.model_names = {source_name: model or source_name}
+    return plan.run()
+
+
+def import_model_version(input_dir: str | Path, model: str, *,
+                         experiment_name: str | None = None, tracking_uri: str | None = None,
+                         import_source_tags: bool = False) -> Report:
+    """Import the one model version of a bundle (from export-model-version) as the next
+    version of ``model`` (created when missing), with its run and logged model."""
+    bundle = Bundle.open(input_dir)
+    _only_model(bundle, "import-model-version", one_version=True)
+    return _import_version_as(bundle, Endpoint.connect(tracking_uri), "import-model-version",
+                              model, experiment_name,
+                              ImportOptions(source_tags=import_source_tags, keep_numbers=False,
+                                            update_existing=False))
 
 
 def copy_run(run_id: str, src_uri: str, dst_uri: str, experiment_name: str, *,
@@ -90,34 +144,111 @@ def copy_run(run_id: str, src_uri: str, dst_uri: str, experiment_name: str, *,
     return imported
 
 
-def _import_everything(input_dir, tracking_uri, import_source_tags, command) -> Report:
-    bundle = Bundle.open(input_dir)
-    names = {source_id: doc["name"] for source_id, doc in bundle.experiments.items()}
-    return _import(bundle, Endpoint.connect(tracking_uri), names, import_source_tags, command)
+def copy_model_version(src_uri: str, dst_uri: str, src_model: str, src_version: str,
+                       dst_model: str, *, dst_experiment_name: str | None = None,
+                       copy_stages_and_aliases: bool = False, aliases: tuple[str, ...] = (),
+                       copy_lineage_tags: bool = False) -> Report:
+    """Deep-copy one model version to ``dst_model`` on another server (or the same one):
+    its run, logged model and all artifacts travel, so the target never points at source
+    storage. Its run goes into ``dst_experiment_name`` (default: the source experiment's
+    name). Idempotent: if ``dst_model`` already holds a copy of the version, nothing is
+    created and the report says which version it is (``extra["model_version"]``).
 
-
-def _import(bundle: Bundle, dst: Endpoint, names: dict[str, str], source_tags: bool,
-            command: str) -> Report:
-    report = _new_report(command, bundle)
-    idmap = IdMap()
-    to_delete: list[Outcome] = []
-    for source_id, name in names.items():
-        with report.track("experiment", source_id, name) as outcome:
-            doc = bundle.experiments[source_id]
-            outcome.target_id, owned = experiment_entity.import_doc(
-                dst, doc, name, source_tags=source_tags, outcome=outcome)
-            idmap.add("experiment", source_id, outcome.target_id)
-            if owned and doc["lifecycle_stage"] == LifecycleStage.DELETED:
-                to_delete.append(outcome)
-    _import_runs(bundle, dst, idmap, report, source_tags)
-    for outcome in to_delete:
-        try:
-            dst.client.delete_experiment(outcome.target_id)
-        except Exception as exc:  # noqa: BLE001 - reported on the experiment
-            outcome.status = FAILED
-            outcome.reason = f"imported, but could not be deleted again: {one_line(exc)}"
-    report.extra["id_map"] = idmap.to_dict()
+    A copy is recognised by the lineage tags (``copy_lineage_tags``) or else by what it
+    shares with the original: description, user tags, the run's name and start time, and
+    the logged model (name, type, params) or artifact path it serves."""
+    src, dst = Endpoint.connect(src_uri), Endpoint.connect(dst_uri)
+    try:
+        original = src.client.get_model_version(src_model, str(src_version))
+    except Exception:  # noqa: BLE001 - "not found" and friends
+        raise EximError(f"model version {src_model}/{src_version} not found on "
+                        f"{src.display_uri}") from None
+    existing = _existing_copy(src, dst, original, dst_model)
+    if existing is not None:
+        return _already_copied(dst, original, existing, aliases)
+    options = ImportOptions(
+        keep_numbers=False, update_existing=False, copy_stages=copy_stages_and_aliases,
+        copy_aliases=copy_stages_and_aliases, extra_aliases=tuple(aliases),
+        extra_version_tags=lineage.copy_lineage_tags(
+            src_model, {"version": original.version, "run_id": original.run_id},
+            src.display_uri, dst.display_uri) if copy_lineage_tags else {})
+    with tempfile.TemporaryDirectory(prefix="mlflow-exim-copy-") as scratch:
+        bundle_dir = Path(scratch) / "bundle"
+        exported = export_model_version(src_model, str(src_version), bundle_dir,
+                                        tracking_uri=src_uri)
+        exported.command = "copy-model-version"
+        if not exported.ok:
+            return exported
+        report = _import_version_as(Bundle.open(bundle_dir), dst, "copy-model-version",
+                                    dst_model, dst_experiment_name, options)
+    created = report.extra["id_map"]["model_version"].get(f"{src_model}/{original.version}")
+    if created:
+        version = dst.client.get_model_version(dst_model, created.rpartition("/")[2])
+        report.extra["model_version"] = _version_summary(version, "created")
     return report
+
+
+# Helpers of the commands ----------------------------------------------------------------
+
+def _only_model(bundle: Bundle, command: str, *, one_version: bool = False) -> list[str]:
+    names = list(bundle.registered_models)
+    if len(names) != 1:
+        raise EximError(f"{bundle.root}: holds {len(names)} registered models; {command} "
+                        "takes a bundle of one (use import-models for more)")
+    if one_version and len(bundle.registered_models[names[0]]["versions"]) != 1:
+        raise EximError(f"{bundle.root}: {command} takes a bundle of one model version "
+                        "(from export-model-version)")
+    return names
+
+
+def _import_version_as(bundle: Bundle, dst: Endpoint, command: str, model: str,
+                       experiment_name: str | None, options: ImportOptions) -> Report:
+    (source_name,) = bundle.registered_models
+    plan = _ImportPlan(bundle, dst, command, source_tags=options.source_tags,
+                       experiment_name=experiment_name, models=options)
+    plan.model_names = {source_name: model}
+    return plan.run()
+
+
+def _existing_copy(src: Endpoint, dst: Endpoint, original, dst_model: str):
+    """The version of ``dst_model`` that is already a copy of ``original``, if any."""
+    try:
+        candidates = registered_model_entity.versions(dst, dst_model)
+    except Exception:  # noqa: BLE001 - no such model on the target yet
+        return None
+    for candidate in candidates:
+        tags = candidate.tags or {}
+        if (tags.get(lineage.SRC_VERSION + "name") == original.name
+                and tags.get(lineage.SRC_VERSION + "version") == str(original.version)
+                and tags.get(lineage.SRC_CLIENT_URI) == src.display_uri):
+            return candidate
+    wanted = None
+    for candidate in candidates:
+        if (candidate.description or "") != (original.description or ""):
+            continue  # cheap test first; the fingerprint reads runs and models
+        wanted = wanted or registered_model_entity.fingerprint(src, original)
+        if registered_model_entity.fingerprint(dst, candidate) == wanted:
+            return candidate
+    return None
+
+
+def _already_copied(dst: Endpoint, original, existing, aliases: tuple[str, ...]) -> Report:
+    """Nothing is created; asked-for aliases are pointed at the existing copy."""
+    report = Report("copy-model-version")
+    outcome = Outcome("model_version", f"{original.name}/{original.version}", existing.name,
+                      status=SKIPPED, target_id=f"{existing.name}/{existing.version}",
+                      reason=f"already present as {existing.name} version {existing.version}")
+    report.add(outcome)
+    for alias in aliases:
+        if alias not in (existing.aliases or []):
+            dst.client.set_registered_model_alias(existing.name, alias, existing.version)
+    report.extra["model_version"] = _version_summary(existing, "already_present")
+    return report
+
+
+def _version_summary(version, status: str) -> dict:
+    return {"name": version.name, "version": str(version.version), "source": version.source,
+            "run_id": version.run_id or None, "status": status}
 
 
 def _new_report(command: str, bundle: Bundle) -> Report:
@@ -131,19 +262,121 @@ def _new_report(command: str, bundle: Bundle) -> Report:
     return report
 
 
-def _import_runs(bundle: Bundle, dst: Endpoint, idmap: IdMap, report: Report,
-                 source_tags: bool) -> None:
-    order = parents_first(bundle.runs)
-    for source_id in progress(order, total=len(order), desc="import runs"):
-        doc = bundle.runs[source_id]
-        with report.track("run", source_id, doc["info"].get("run_name")) as outcome:
-            experiment_id = idmap.get("experiment", doc["info"]["experiment_id"])
-            if experiment_id is None:
-                raise EximError(f"its experiment {doc['info']['experiment_id']} was not imported")
-            target_id = run_entity.import_run(
-                dst, doc, bundle.run_dirs[source_id], experiment_id,
-                parent_run_id=idmap.get("run", doc["tags"].get(MLFLOW_PARENT_RUN_ID)),
-                source_tags=source_tags, outcome=outcome)
-            idmap.add("run", source_id, target_id)
-            if doc["info"]["lifecycle_stage"] == LifecycleStage.DELETED:
-                dst.client.delete_run(target_id)
+# The import engine ----------------------------------------------------------------------
+
+@dataclass
+class _ImportPlan:
+    """One import of a bundle into a target, in dependency order (see the module text).
+
+    ``experiment_name`` puts every run and logged model into that one experiment (created
+    empty when missing); ``names`` otherwise maps source experiment ids to target names.
+    ``models`` is None when registered models are not imported."""
+
+    bundle: Bundle
+    dst: Endpoint
+    command: str
+    source_tags: bool = False
+    experiment_name: str | None = None
+    with_models: bool = True
+    models: ImportOptions | None = None
+    names: dict[str, str] = field(default_factory=dict)
+    model_names: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.names = self.names or {i: d["name"] for i, d in self.bundle.experiments.items()}
+        if self.with_models and self.models is None:
+            self.models = ImportOptions(source_tags=self.source_tags)
+        if not self.with_models:
+            self.models = None
+        self.model_names = {n: n for n in self.bundle.registered_models}
+        self.report = _new_report(self.command, self.bundle)
+        self.idmap = IdMap()
+
+    def run(self) -> Report:
+        experiments_to_delete = self._import_experiments()
+        runs_to_delete = self._import_runs()
+        self._import_logged_models()
+        if self.models is not None:
+            for source_name, doc in self.bundle.registered_models.items():
+                registered_model_entity.import_model(
+                    self.dst, doc, self.model_names.get(source_name, source_name),
+                    idmap=self.idmap, report=self.report, options=self.models)
+        for outcome in runs_to_delete + experiments_to_delete:
+            self._delete_again(outcome)
+        self.report.extra["id_map"] = self.idmap.to_dict()
+        return self.report
+
+    def _import_experiments(self) -> list[Outcome]:
+        """Experiments (or the one named target); returns those to delete again."""
+        to_delete = []
+        if self.experiment_name:
+            with self.report.track("experiment", ",".join(self.bundle.experiments),
+                                   self.experiment_name) as outcome:
+                outcome.target_id = experiment_entity.get_or_create(self.dst,
+                                                                    self.experiment_name)
+                for source_id in self.bundle.experiments:
+                    self.idmap.add("experiment", source_id, outcome.target_id)
+            return to_delete
+        for source_id, name in self.names.items():
+            with self.report.track("experiment", source_id, name) as outcome:
+                doc = self.bundle.experiments[source_id]
+                outcome.target_id, owned = experiment_entity.import_doc(
+                    self.dst, doc, name, source_tags=self.source_tags, outcome=outcome)
+                self.idmap.add("experiment", source_id, outcome.target_id)
+                if owned and doc["lifecycle_stage"] == LifecycleStage.DELETED:
+                    to_delete.append(outcome)
+        return to_delete
+
+    def _import_runs(self) -> list[Outcome]:
+        """Runs, parents first; returns those deleted at the source."""
+        to_delete = []
+        self._run_outcomes: dict[str, Outcome] = {}
+        order = parents_first(self.bundle.runs)
+        for source_id in progress(order, total=len(order), desc="import runs"):
+            doc = self.bundle.runs[source_id]
+            with self.report.track("run", source_id, doc["info"].get("run_name")) as outcome:
+                experiment_id = self._experiment(doc["info"]["experiment_id"])
+                target_id = run_entity.import_run(
+                    self.dst, doc, self.bundle.run_dirs[source_id], experiment_id,
+                    parent_run_id=self.idmap.get("run", doc["tags"].get(MLFLOW_PARENT_RUN_ID)),
+                    source_tags=self.source_tags, outcome=outcome)
+                self.idmap.add("run", source_id, target_id)
+                self._run_outcomes[source_id] = outcome
+                if doc["info"]["lifecycle_stage"] == LifecycleStage.DELETED:
+                    to_delete.append(outcome)
+        return to_delete
+
+    def _import_logged_models(self) -> None:
+        """Logged models, then the links of the imported runs to them."""
+        models = self.bundle.logged_models
+        for source_id in progress(list(models), total=len(models), desc="import logged models"):
+            doc = models[source_id]
+            with self.report.track("logged_model", source_id, doc["name"]) as outcome:
+                target_id = logged_model_entity.import_model(
+                    self.dst, doc, self.bundle.dirs["logged_models"][source_id],
+                    self._experiment(doc["experiment_id"]), idmap=self.idmap,
+                    source_tags=self.source_tags, outcome=outcome)
+                self.idmap.add("logged_model", source_id, target_id)
+        for source_id, outcome in self._run_outcomes.items():
+            try:
+                run_entity.import_model_links(self.dst, self.bundle.runs[source_id],
+                                              outcome.target_id, self.idmap, outcome)
+            except Exception as exc:  # noqa: BLE001 - reported on the run
+                outcome.status = FAILED
+                outcome.reason = f"imported, but its logged-model links failed: {one_line(exc)}"
+
+    def _experiment(self, source_id: str) -> str:
+        target = self.idmap.get("experiment", source_id)
+        if target is None:
+            raise EximError(f"its experiment {source_id} was not imported")
+        return target
+
+    def _delete_again(self, outcome: Outcome) -> None:
+        try:
+            if outcome.kind == "run":
+                self.dst.client.delete_run(outcome.target_id)
+            else:
+                self.dst.client.delete_experiment(outcome.target_id)
+        except Exception as exc:  # noqa: BLE001 - reported on the object
+            outcome.status = FAILED
+            outcome.reason = f"imported, but could not be deleted again: {one_line(exc)}"

@@ -24,6 +24,34 @@ EXPERIMENT_FIELDS = (
     "creation_time",
     "last_update_time",
 )
+LOGGED_MODEL_FIELDS = (
+    "model_id",
+    "experiment_id",
+    "name",
+    "source_run_id",
+    "status",
+    "artifact_location",
+    "creation_timestamp",
+    "last_updated_timestamp",
+)
+REGISTERED_MODEL_FIELDS = ("name", "creation_timestamp", "last_updated_timestamp")
+MODEL_VERSION_FIELDS = (
+    "name",
+    "version",
+    "source",
+    "run_id",
+    "run_link",
+    "current_stage",
+    "status",
+    "user_id",
+    "creation_timestamp",
+    "last_updated_timestamp",
+)
+_TIMESTAMPS = ("creation_timestamp", "last_updated_timestamp")
+# copy-model-version --copy-lineage-tags: one hop of provenance on the copied version.
+SRC_VERSION = f"{PREFIX}.src_version."
+SRC_CLIENT_URI = f"{PREFIX}.src_client.tracking_uri"
+DST_CLIENT_URI = f"{PREFIX}.dst_client.tracking_uri"
 RUN_INFO_FIELDS = (
     "run_id",
     "experiment_id",
@@ -88,3 +116,30 @@ def run_source_tags(doc: dict, skipped: list[str]) -> dict:
     tags = _as_tags(RUN_INFO, doc["info"], RUN_INFO_FIELDS, ("start_time", "end_time"))
     tags.update(_mlflow_tag_copies(doc["tags"], skipped))
     return tags
+
+
+def logged_model_source_tags(doc: dict) -> dict:
+    """Tags for an imported logged model from its bundle document."""
+    return _as_tags(FIELD, doc, LOGGED_MODEL_FIELDS, _TIMESTAMPS)
+
+
+def registered_model_source_tags(doc: dict) -> dict:
+    """Tags for an imported registered model from its bundle document."""
+    return _as_tags(FIELD, doc, REGISTERED_MODEL_FIELDS, _TIMESTAMPS)
+
+
+def model_version_source_tags(model_name: str, version: dict) -> dict:
+    """Tags for an imported model version from its entry in the bundle document."""
+    return _as_tags(FIELD, {**version, "name": model_name}, MODEL_VERSION_FIELDS, _TIMESTAMPS)
+
+
+def copy_lineage_tags(model_name: str, version: dict, src_uri: str, dst_uri: str) -> dict:
+    """The one-hop provenance tags of ``copy-model-version --copy-lineage-tags``; the URIs
+    must already be free of credentials."""
+    return {
+        SRC_VERSION + "name": model_name,
+        SRC_VERSION + "version": version["version"],
+        **({SRC_VERSION + "run_id": version["run_id"]} if version.get("run_id") else {}),
+        SRC_CLIENT_URI: src_uri,
+        DST_CLIENT_URI: dst_uri,
+    }

@@ -23,7 +23,8 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from mlflow_exim import lineage
 from mlflow_exim.bulk import PAGE_SIZE, select_experiments
 from mlflow_exim.endpoint import Endpoint
-from mlflow_exim.entities.run import LOG_MODEL_HISTORY_TAG, MLMODEL_FILE
+from mlflow_exim.entities.artifacts import MLMODEL_FILE
+from mlflow_exim.entities.run import LOG_MODEL_HISTORY_TAG
 from mlflow_exim.report import abbreviate
 
 _SOURCE_RUN_ID_TAG = lineage.RUN_INFO + "run_id"

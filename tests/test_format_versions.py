@@ -44,3 +44,35 @@ def test_v1_fixture_imports_with_every_field(workdir):
     local = Path(client.download_artifacts(child.info.run_id, "", str(workdir / "dl")))
     assert (local / "notes" / "r\u00e9sum\u00e9 \u2713.txt").read_text() == "r\u00e9sum\u00e9\n"
     assert f"run_id: {child.info.run_id}" in (local / "model" / "MLmodel").read_text()
+
+
+def test_v2_fixture_imports_logged_and_registered_models(workdir, monkeypatch):
+    uri = f"sqlite:///{workdir / 'target.db'}"
+    # MLflow's embedded SQL registry looks a `models:/m-…` source up through the process's
+    # tracking URI (see README, limits); a server target needs no such setting.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    report = mlflow_exim.import_all(FIXTURES / "bundle-v2", tracking_uri=uri)
+    assert report.ok, report.summary()
+    ids = report.extra["id_map"]
+    (new_model,) = ids["logged_model"].values()
+    (new_run,) = ids["run"].values()
+    client = MlflowClient(uri)
+    model = client.get_logged_model(new_model)
+    assert (model.name, model.model_type, model.params) == ("clf", "classifier", {"C": "1.0"})
+    assert (model.source_run_id, str(model.status), model.tags["team"]) == (
+        new_run, "READY", "a")
+    (metric,) = model.metrics
+    assert (metric.key, metric.value, metric.dataset_name, metric.run_id) == (
+        "acc", 0.75, "eval", new_run)
+    assert [o.model_id for o in client.get_run(new_run).outputs.model_outputs] == [new_model]
+    registered = client.get_registered_model("fixture-v2-model")
+    assert (registered.description, registered.tags) == ("frozen", {"owner": "ann"})
+    assert {alias: str(v) for alias, v in registered.aliases.items()} == {"champion": "3"}
+    v1 = client.get_model_version("fixture-v2-model", "1")
+    assert v1.source == f"{client.get_run(new_run).info.artifact_uri}/model"
+    assert (v1.description, v1.tags, v1.run_id) == ("mlflow 2 style", {"k": "v"}, new_run)
+    v3 = client.get_model_version("fixture-v2-model", "3")
+    assert (v3.source, v3.current_stage) == (f"models:/{new_model}", "Production")
+    # Version 2 was deleted at the source: its number stays free on the target too.
+    versions = client.search_model_versions("name = 'fixture-v2-model'")
+    assert sorted(int(v.version) for v in versions) == [1, 3]

@@ -27,7 +27,8 @@ from mlflow_exim.bundle.jsonio import (
 )
 from mlflow_exim.bundle.paths import inside, safe_component
 from mlflow_exim.endpoint import display_uri, redact
-from mlflow_exim.entities.run import _log_batches, _rewritten_mlmodel
+from mlflow_exim.entities.artifacts import _rewritten_mlmodel
+from mlflow_exim.entities.run import _log_batches
 from mlflow_exim.errors import BundleError, EximError
 from mlflow_exim.report import Report
 
@@ -262,8 +263,8 @@ ABSOLUTE_RUN = {"id": RUN_ID, "experiment_id": "1", "path": "/tmp"}
                  "not valid JSON", id="manifest-not-json"),
     pytest.param(lambda r: make_bundle(r, format="zip"), MANIFEST_FILE, "'zip'",
                  id="wrong-format"),
-    pytest.param(lambda r: make_bundle(r, format_version=2), MANIFEST_FILE,
-                 "format_version 2", id="unknown-version"),
+    pytest.param(lambda r: make_bundle(r, format_version=3), MANIFEST_FILE,
+                 "format_version 3", id="unknown-version"),
     pytest.param(lambda r: make_bundle(r, format_version=True), MANIFEST_FILE,
                  "format_version", id="boolean-version"),
     pytest.param(lambda r: make_bundle(r, inventory={"runs": [ESCAPING_RUN]}), MANIFEST_FILE,
@@ -377,6 +378,8 @@ def test_writer_builds_under_partial_and_renames_on_finish(tmp_path, precreate_e
     assert manifest["inventory"] == {
         "experiments": [{"id": "1", "name": "churn", "path": "experiments/1"}],
         "runs": [{"id": RUN_ID, "experiment_id": "1", "path": RUN_DIR}],
+        "logged_models": [],
+        "registered_models": [],
     }
     assert manifest["checksums"] == {ARTIFACT: {
         "sha256": hashlib.sha256(ARTIFACT_BYTES).hexdigest(), "size": len(ARTIFACT_BYTES)}}
@@ -572,17 +575,25 @@ def test_rewritten_mlmodel_changes_only_the_run_id_line(tmp_path, quote):
     original = tmp_path / "MLmodel"
     text = MLMODEL.format(old="old1", quoted=f"{quote}old1{quote}")
     original.write_text(text)
-    result = _rewritten_mlmodel(original, "old1", "new2", tmp_path)
+    result = _rewritten_mlmodel(original, {"run_id": ("old1", "new2")}, tmp_path)
     assert result != original and result.name == "MLmodel"
     assert result.read_text() == MLMODEL.format(old="old1", quoted=f"{quote}new2{quote}")
     assert original.read_text() == text
+
+
+def test_rewritten_mlmodel_changes_the_model_id_and_the_run_id_of_a_logged_model(tmp_path):
+    original = tmp_path / "MLmodel"
+    original.write_text("model_id: m-old\nrun_id: r-old\nmodel_uuid: m-old-uuid\n")
+    result = _rewritten_mlmodel(original, {"model_id": ("m-old", "m-new"),
+                                           "run_id": ("r-old", "r-new")}, tmp_path)
+    assert result.read_text() == "model_id: m-new\nrun_id: r-new\nmodel_uuid: m-old-uuid\n"
 
 
 @pytest.mark.parametrize("run_id_value", ["other", "old1extra", "xold1"])
 def test_rewritten_mlmodel_returns_original_when_nothing_changes(tmp_path, run_id_value):
     original = tmp_path / "MLmodel"
     original.write_text(MLMODEL.format(old="old1", quoted=run_id_value))
-    assert _rewritten_mlmodel(original, "old1", "new2", tmp_path) == original
+    assert _rewritten_mlmodel(original, {"run_id": ("old1", "new2")}, tmp_path) == original
     assert sorted(p.name for p in tmp_path.iterdir()) == ["MLmodel"]
 
 

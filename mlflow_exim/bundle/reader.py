@@ -12,11 +12,14 @@ from mlflow_exim.bundle.format import (
     PARTIAL_SUFFIX,
     PROGRESS_FILE,
     READABLE_VERSIONS,
+    WITH_ARTIFACTS,
 )
 from mlflow_exim.bundle.jsonio import read_json
 from mlflow_exim.bundle.paths import inside
 from mlflow_exim.bundle.writer import sha256_of
 from mlflow_exim.entities import experiment as experiment_entity
+from mlflow_exim.entities import logged_model as logged_model_entity
+from mlflow_exim.entities import registered_model as registered_model_entity
 from mlflow_exim.entities import run as run_entity
 from mlflow_exim.errors import BundleError
 
@@ -30,15 +33,22 @@ _MANIFEST_KEYS = {
 
 
 class Bundle:
-    """A validated bundle. ``experiments`` and ``runs`` hold the loaded JSON documents,
-    keyed by source id; ``run_dirs`` gives each run's directory."""
+    """A validated bundle. ``experiments``, ``runs``, ``logged_models`` and
+    ``registered_models`` hold the loaded JSON documents, keyed by source id (a registered
+    model's id is its name); ``dirs`` gives each object's directory by section and id."""
 
     def __init__(self, root: Path, manifest: dict):
         self.root = root
         self.manifest = manifest
         self.experiments: dict[str, dict] = {}
         self.runs: dict[str, dict] = {}
-        self.run_dirs: dict[str, Path] = {}
+        self.logged_models: dict[str, dict] = {}
+        self.registered_models: dict[str, dict] = {}
+        self.dirs: dict[str, dict[str, Path]] = {"runs": {}, "logged_models": {}}
+
+    @property
+    def run_dirs(self) -> dict[str, Path]:
+        return self.dirs["runs"]
 
     @classmethod
     def open(cls, path: str | Path) -> Bundle:
@@ -89,15 +99,32 @@ class Bundle:
                                             "not in the bundle's inventory")
             run_entity.validate_metric_history(directory / run_entity.METRICS_FILE)
             self.runs[entry["id"]] = doc
-            self.run_dirs[entry["id"]] = directory
+            self.dirs["runs"][entry["id"]] = directory
+        for entry in self._entries("logged_models", manifest_path):
+            directory = inside(self.root, entry["path"], source=manifest_path)
+            doc_path = directory / logged_model_entity.LOGGED_MODEL_FILE
+            doc = read_json(doc_path)
+            logged_model_entity.validate(doc, doc_path)
+            if doc["experiment_id"] not in self.experiments:
+                raise BundleError(doc_path, f"its experiment {doc['experiment_id']} is not in "
+                                            "the bundle's inventory")
+            self.logged_models[entry["id"]] = doc
+            self.dirs["logged_models"][entry["id"]] = directory
+        for entry in self._entries("registered_models", manifest_path):
+            directory = inside(self.root, entry["path"], source=manifest_path)
+            doc_path = directory / registered_model_entity.REGISTERED_MODEL_FILE
+            doc = read_json(doc_path)
+            registered_model_entity.validate(doc, doc_path)
+            self.registered_models[entry["id"]] = doc
 
     def _check_artifacts(self, manifest_path: Path) -> None:
         """Every artifact file is listed in the manifest with its size and checksum, and
         every listed file is present and intact."""
         expected = self.manifest["checksums"]
         seen = set()
-        for run_dir in self.run_dirs.values():
-            for dirpath, _dirs, files in os.walk(run_dir / ARTIFACTS_DIR):
+        object_dirs = [d for kind in WITH_ARTIFACTS for d in self.dirs[kind].values()]
+        for object_dir in object_dirs:
+            for dirpath, _dirs, files in os.walk(object_dir / ARTIFACTS_DIR):
                 for name in files:
                     path = Path(dirpath) / name
                     relative = path.relative_to(self.root).as_posix()

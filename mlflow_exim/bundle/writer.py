@@ -16,13 +16,13 @@ from pathlib import Path
 
 from mlflow_exim.bundle.format import (
     ARTIFACTS_DIR,
-    EXPERIMENTS_DIR,
     FORMAT_NAME,
     FORMAT_VERSION,
+    INVENTORY_DIRS,
     MANIFEST_FILE,
     PARTIAL_SUFFIX,
     PROGRESS_FILE,
-    RUNS_DIR,
+    WITH_ARTIFACTS,
 )
 from mlflow_exim.bundle.jsonio import read_json, write_json
 from mlflow_exim.bundle.paths import safe_component
@@ -58,8 +58,7 @@ class BundleWriter:
         }
         self._prepare_partial()
         self._lock = threading.Lock()
-        self._experiments: dict[str, dict] = {}
-        self._runs: dict[str, dict] = {}
+        self._inventory: dict[str, dict[str, dict]] = {kind: {} for kind in INVENTORY_DIRS}
 
     def _prepare_partial(self) -> None:
         progress = self.root / PROGRESS_FILE
@@ -75,48 +74,56 @@ class BundleWriter:
 
     # Layout -------------------------------------------------------------------------------
 
+    def object_dir(self, kind: str, object_id: str) -> Path:
+        """The directory of one object of an inventory section (not created)."""
+        return self.root / INVENTORY_DIRS[kind] / safe_component(object_id)
+
     def experiment_dir(self, experiment_id: str) -> Path:
-        path = self.root / EXPERIMENTS_DIR / safe_component(experiment_id)
+        path = self.object_dir("experiments", experiment_id)
         path.mkdir(parents=True, exist_ok=True)
         return path
 
     def run_dir(self, run_id: str) -> Path:
-        return self.root / RUNS_DIR / safe_component(run_id)
+        return self.object_dir("runs", run_id)
 
     def relative(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
 
     # Inventory ----------------------------------------------------------------------------
 
-    def add_experiment(self, experiment_id: str, name: str) -> None:
+    def add(self, kind: str, object_id: str, **fields) -> None:
+        """List a completely written object in the manifest's inventory."""
         with self._lock:
-            self._experiments[experiment_id] = {
-                "id": experiment_id,
-                "name": name,
-                "path": self.relative(self.experiment_dir(experiment_id)),
+            self._inventory[kind][object_id] = {
+                "id": object_id,
+                "path": self.relative(self.object_dir(kind, object_id)),
+                **fields,
             }
 
-    def add_run(self, run_id: str, experiment_id: str) -> None:
+    def has(self, kind: str, object_id: str) -> bool:
         with self._lock:
-            self._runs[run_id] = {
-                "id": run_id,
-                "experiment_id": experiment_id,
-                "path": self.relative(self.run_dir(run_id)),
-            }
+            return object_id in self._inventory[kind]
+
+    def add_experiment(self, experiment_id: str, name: str) -> None:
+        self.add("experiments", experiment_id, name=name)
+
+    def add_run(self, run_id: str, experiment_id: str) -> None:
+        self.add("runs", run_id, experiment_id=experiment_id)
 
     # Completion ---------------------------------------------------------------------------
 
     def _checksums(self) -> dict[str, dict]:
         checksums = {}
-        for entry in self._runs.values():
-            artifacts = self.root / entry["path"] / ARTIFACTS_DIR
-            for dirpath, _dirs, files in os.walk(artifacts):
-                for name in files:
-                    path = Path(dirpath) / name
-                    checksums[self.relative(path)] = {
-                        "sha256": sha256_of(path),
-                        "size": path.stat().st_size,
-                    }
+        for kind in WITH_ARTIFACTS:
+            for entry in self._inventory[kind].values():
+                artifacts = self.root / entry["path"] / ARTIFACTS_DIR
+                for dirpath, _dirs, files in os.walk(artifacts):
+                    for name in files:
+                        path = Path(dirpath) / name
+                        checksums[self.relative(path)] = {
+                            "sha256": sha256_of(path),
+                            "size": path.stat().st_size,
+                        }
         return checksums
 
     def finish(self, failures: list[dict]) -> Path:
@@ -125,8 +132,8 @@ class BundleWriter:
         manifest = dict(self._header)
         manifest["created_at"] = datetime.now(timezone.utc).isoformat()
         manifest["inventory"] = {
-            "experiments": sorted(self._experiments.values(), key=lambda e: e["id"]),
-            "runs": sorted(self._runs.values(), key=lambda r: r["id"]),
+            kind: sorted(entries.values(), key=lambda e: e["id"])
+            for kind, entries in self._inventory.items()
         }
         manifest["checksums"] = self._checksums()
         manifest["export_failures"] = failures

@@ -9,9 +9,7 @@ length) and ``artifacts/`` (the run's artifact tree, byte for byte).
 from __future__ import annotations
 
 import contextlib
-import re
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
@@ -21,6 +19,8 @@ from mlflow.entities import (
     DatasetInput,
     InputTag,
     LifecycleStage,
+    LoggedModelInput,
+    LoggedModelOutput,
     Metric,
     Param,
     Run,
@@ -39,12 +39,13 @@ from mlflow_exim.bundle.jsonio import (
     write_json,
 )
 from mlflow_exim.endpoint import Endpoint
+from mlflow_exim.entities.artifacts import count_files, upload_tree
 from mlflow_exim.errors import BundleError
+from mlflow_exim.idmap import IdMap
 from mlflow_exim.report import Outcome, abbreviate
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
-MLMODEL_FILE = "MLmodel"
 LOG_MODEL_HISTORY_TAG = "mlflow.log-model.history"
 
 # Per-request limits of the LogBatch API.
@@ -193,7 +194,7 @@ def _export_artifacts(src: Endpoint, run_id: str, destination: Path) -> int:
     destination.mkdir()
     if src.client.list_artifacts(run_id):
         src.client.download_artifacts(run_id, "", str(destination))
-    return sum(1 for p in destination.rglob("*") if p.is_file())
+    return count_files(destination)
 
 
 # Import ---------------------------------------------------------------------------------
@@ -232,10 +233,6 @@ def import_run(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, *,
         ]
         if datasets:
             dst.client.log_inputs(run_id, datasets=datasets)
-        models = doc["inputs"].get("models", []) + doc.get("outputs", {}).get("models", [])
-        if models:
-            outcome.warn(f"{len(models)} logged-model input/output link(s) not imported: "
-                         "logged models are not part of this bundle format version")
         _import_artifacts(dst, run_id, directory / ARTIFACTS_DIR, info["run_id"])
         if info["status"] != "RUNNING" or info.get("end_time") is not None:
             dst.store.update_run_info(run_id, RunStatus.from_string(info["status"]),
@@ -245,6 +242,27 @@ def import_run(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, *,
             dst.client.delete_run(run_id)
         raise
     return run_id
+
+
+def import_model_links(dst: Endpoint, doc: dict, run_id: str, idmap: IdMap,
+                       outcome: Outcome) -> None:
+    """Link the target run to the migrated logged models it consumed (inputs) and produced
+    (outputs, with their step). Called once the logged models exist on the target."""
+    def target(link: dict) -> str | None:
+        model_id = idmap.get("logged_model", link["model_id"])
+        if model_id is None:
+            outcome.warn(f"link to logged model {link['model_id']} not imported: the model is "
+                         "not part of this import")
+        return model_id
+
+    inputs = [LoggedModelInput(m) for m in map(target, doc["inputs"].get("models", [])) if m]
+    outputs = [LoggedModelOutput(m, link["step"])
+               for link in doc.get("outputs", {}).get("models", [])
+               if (m := target(link))]
+    if inputs:
+        dst.client.log_inputs(run_id, models=inputs)
+    if outputs:
+        dst.client.log_outputs(run_id, outputs)
 
 
 def _target_tags(doc: dict, run_id: str, parent_run_id: str | None, source_tags: bool,
@@ -298,23 +316,5 @@ def _log_batches(params: list[Param], tags: list[RunTag],
 def _import_artifacts(dst: Endpoint, run_id: str, local_dir: Path, source_run_id: str) -> None:
     """Upload every file under ``local_dir`` at the same relative path. MLflow-2 style
     model directories keep a copy of their run id in ``MLmodel``; it names the new run."""
-    with tempfile.TemporaryDirectory(prefix="mlflow-exim-mlmodel-") as scratch:
-        for path in sorted(p for p in local_dir.rglob("*") if p.is_file()):
-            parent = path.parent.relative_to(local_dir).as_posix()
-            artifact_path = None if parent == "." else parent
-            if path.name == MLMODEL_FILE:
-                path = _rewritten_mlmodel(path, source_run_id, run_id, Path(scratch))
-            dst.client.log_artifact(run_id, str(path), artifact_path)
-
-
-def _rewritten_mlmodel(path: Path, old_run_id: str, new_run_id: str, scratch: Path) -> Path:
-    text = path.read_text(encoding="utf-8")
-    pattern = re.compile(rf"^(\s*run_id:\s*['\"]?){re.escape(old_run_id)}(['\"]?\s*)$",
-                         re.MULTILINE)
-    rewritten = pattern.sub(lambda m: f"{m.group(1)}{new_run_id}{m.group(2)}", text)
-    if rewritten == text:
-        return path
-    target_dir = Path(tempfile.mkdtemp(dir=scratch))
-    target = target_dir / MLMODEL_FILE
-    target.write_text(rewritten, encoding="utf-8")
-    return target
+    upload_tree(local_dir, lambda path, artifact_dir: dst.client.log_artifact(
+        run_id, path, artifact_dir), {"run_id": (source_run_id, run_id)})

@@ -1,0 +1,209 @@
+"""MLflow 3 logged models: their bundle document, export and import side by side.
+
+A logged model's directory holds ``logged_model.json`` (fields, params, tags and every
+metric with its run and dataset links; written last) and ``artifacts/`` (the model's own
+artifact tree, which lives beside its run's artifacts, not inside them).
+
+On import the model is recreated for real: created with its name, type, params and tags,
+its artifacts uploaded (``MLmodel`` rewritten to the new model and run ids), its metrics
+logged against the migrated runs, and its status set. A server assigns the new model id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from pathlib import Path
+
+import mlflow
+from mlflow.entities import LoggedModel, LoggedModelStatus, Metric
+
+from mlflow_exim import lineage
+from mlflow_exim.bundle.format import ARTIFACTS_DIR
+from mlflow_exim.bundle.jsonio import decode_float, encode_float, read_json, write_json
+from mlflow_exim.endpoint import Endpoint
+from mlflow_exim.entities.artifacts import count_files, upload_tree
+from mlflow_exim.entities.run import MAX_METRICS_PER_BATCH
+from mlflow_exim.errors import BundleError
+from mlflow_exim.idmap import IdMap
+from mlflow_exim.report import Outcome
+
+LOGGED_MODEL_FILE = "logged_model.json"
+# The server keeps this tag itself: registering a version on the target appends to it.
+MODEL_VERSIONS_TAG = "mlflow.modelVersions"
+_FINAL_STATUSES = ("READY", "FAILED")
+_STATUSES = (*_FINAL_STATUSES, "PENDING", "UNSPECIFIED")
+PAGE_SIZE = 1000
+
+
+# The document ---------------------------------------------------------------------------
+
+def to_doc(model: LoggedModel, artifact_files: int) -> dict:
+    return {
+        "model_id": model.model_id,
+        "experiment_id": model.experiment_id,
+        "name": model.name,
+        "model_type": model.model_type,
+        "source_run_id": model.source_run_id,
+        "status": _status_name(model.status),
+        "status_message": model.status_message,
+        "artifact_location": model.artifact_location,
+        "creation_timestamp": model.creation_timestamp,
+        "last_updated_timestamp": model.last_updated_timestamp,
+        "params": dict(model.params or {}),
+        "tags": dict(model.tags or {}),
+        "metrics": [
+            {
+                "key": m.key,
+                "value": encode_float(m.value),
+                "timestamp": m.timestamp,
+                "step": m.step,
+                "run_id": m.run_id,
+                "dataset_name": m.dataset_name,
+                "dataset_digest": m.dataset_digest,
+            }
+            for m in sorted(model.metrics or [], key=lambda m: (m.key, m.step, m.timestamp))
+        ],
+        "artifacts": {"files": artifact_files},
+    }
+
+
+def _status_name(status) -> str:
+    return status.value if isinstance(status, LoggedModelStatus) else str(status)
+
+
+def validate(doc, path: Path) -> None:
+    if not isinstance(doc, dict):
+        raise BundleError(path, "must hold a JSON object")
+    for key in ("model_id", "experiment_id", "name"):
+        if not isinstance(doc.get(key), str):
+            raise BundleError(path, f"field {key!r} is missing or not a str")
+    for key in ("model_type", "source_run_id"):
+        if not isinstance(doc.get(key), (str, type(None))):
+            raise BundleError(path, f"field {key!r} is not a str or null")
+    if doc.get("status") not in _STATUSES:
+        raise BundleError(path, f"status {doc.get('status')!r} is not one of "
+                                f"{', '.join(_STATUSES)}")
+    for section in ("params", "tags"):
+        values = doc.get(section)
+        if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+            raise BundleError(path, f"field {section!r} must be an object of strings")
+    metrics = doc.get("metrics")
+    if not isinstance(metrics, list):
+        raise BundleError(path, "field 'metrics' is missing or not a list")
+    for point in metrics:
+        try:
+            _metric(point, "m-check")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(path, f"metric {point!r} is malformed: {exc}") from None
+
+
+def _metric(point: dict, model_id: str, run_id: str | None = None) -> Metric:
+    if not isinstance(point["key"], str):
+        raise TypeError("key is not a string")
+    return Metric(point["key"], decode_float(point["value"]), int(point["timestamp"]),
+                  int(point["step"]), model_id=model_id, dataset_name=point.get("dataset_name"),
+                  dataset_digest=point.get("dataset_digest"), run_id=run_id)
+
+
+# Export ---------------------------------------------------------------------------------
+
+def model_ids(src: Endpoint, experiment_id: str) -> list[str]:
+    """The ids of every logged model of an experiment (deleted models are invisible)."""
+    ids, token = [], None
+    while True:
+        page = src.client.search_logged_models([experiment_id], max_results=PAGE_SIZE,
+                                               page_token=token)
+        ids.extend(model.model_id for model in page)
+        token = page.token
+        if not token:
+            return ids
+
+
+def export(src: Endpoint, model: LoggedModel, directory: Path) -> dict:
+    """Write one logged model into ``directory``; ``logged_model.json`` last."""
+    if directory.exists():
+        shutil.rmtree(directory)  # half-written by an interrupted export
+    artifacts = directory / ARTIFACTS_DIR
+    directory.mkdir(parents=True)
+    try:
+        if src.client.list_logged_model_artifacts(model.model_id):
+            # The public download takes the endpoint's URI (it sets no process-wide state)
+            # and puts the tree in a folder named like the location's last part.
+            scratch = directory / "download"
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=model.artifact_location, tracking_uri=src.uri,
+                dst_path=str(scratch))
+            Path(local).rename(artifacts)
+            shutil.rmtree(scratch)
+        else:
+            artifacts.mkdir()
+        doc = to_doc(model, count_files(artifacts))
+        write_json(directory / LOGGED_MODEL_FILE, doc)
+    except Exception:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    return doc
+
+
+def read(directory: Path) -> dict:
+    """The document of a logged model kept by a resumed export."""
+    return read_json(directory / LOGGED_MODEL_FILE)
+
+
+# Import ---------------------------------------------------------------------------------
+
+def import_model(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, *,
+                 idmap: IdMap, source_tags: bool, outcome: Outcome) -> str:
+    """Recreate one logged model on the target; returns its new id. Its source run and the
+    runs its metrics name must already be in ``idmap``. A half-made model is deleted when
+    any step fails."""
+    source_run = idmap.get("run", doc["source_run_id"])
+    if doc["source_run_id"] and source_run is None:
+        outcome.warn(f"its source run {doc['source_run_id']} is not part of this import; "
+                     "the model arrives without a source run")
+    tags = {k: v for k, v in doc["tags"].items() if k != MODEL_VERSIONS_TAG}
+    if source_tags:
+        tags.update(lineage.logged_model_source_tags(doc))
+    model = dst.client.create_logged_model(experiment_id, name=doc["name"],
+                                           source_run_id=source_run, tags=tags or None,
+                                           params=doc["params"] or None,
+                                           model_type=doc["model_type"])
+    model_id = model.model_id
+    outcome.target_id = model_id
+    try:
+        upload_tree(directory / ARTIFACTS_DIR,
+                    lambda path, artifact_dir: dst.client.log_model_artifact(
+                        model_id, path, artifact_dir),
+                    {"model_id": (doc["model_id"], model_id),
+                     **({"run_id": (doc["source_run_id"], source_run)} if source_run else {})})
+        _import_metrics(dst, doc, model_id, source_run, idmap, outcome)
+        if doc["status"] in _FINAL_STATUSES:
+            dst.client.finalize_logged_model(model_id, doc["status"])
+    except BaseException:
+        with contextlib.suppress(Exception):  # the original error is what matters
+            dst.client.delete_logged_model(model_id)
+        raise
+    return model_id
+
+
+def _import_metrics(dst: Endpoint, doc: dict, model_id: str, source_run: str | None,
+                    idmap: IdMap, outcome: Outcome) -> None:
+    """A model metric can only be logged through a run: each goes to the migrated run it
+    was logged in (the store call, so no active-model state of the process applies)."""
+    by_run: dict[str, list[Metric]] = {}
+    missing = 0
+    for point in doc["metrics"]:
+        run_id = idmap.get("run", point.get("run_id")) or (
+            source_run if point.get("run_id") is None else None)
+        if run_id is None:
+            missing += 1
+            continue
+        by_run.setdefault(run_id, []).append(_metric(point, model_id, run_id))
+    if missing:
+        outcome.warn(f"{missing} metric point(s) not imported: the runs they were logged in "
+                     "are not part of this import")
+    for run_id, metrics in by_run.items():
+        for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
+            dst.store.log_batch(run_id, metrics=metrics[start:start + MAX_METRICS_PER_BATCH],
+                                params=[], tags=[])

@@ -1,0 +1,355 @@
+"""Registered models and their versions: the bundle document, export and import.
+
+``registered_model.json`` holds the model (name, description, tags, aliases) and every
+exported version. Each version says where its files are in ``source_ref``, in terms of
+objects of the bundle, so that the importer can point the new version at the migrated
+copy instead of at source storage:
+
+* ``{"kind": "logged_model", "model_id": "m-…"}``: the source was ``models:/m-…``;
+* ``{"kind": "run_artifact", "form": "runs" | "artifact_uri", "path": "model"}``: the
+  source lay inside the version's run artifacts (``runs:/<run>/model`` or
+  ``<run artifact_uri>/model``);
+* ``{"kind": "external"}``: anything else; the source is kept as it is.
+
+Prompts live in the registry too, as models tagged ``mlflow.prompt.is_prompt``; they are
+never treated as models here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlflow.entities.model_registry import ModelVersion, RegisteredModel
+
+from mlflow_exim import lineage
+from mlflow_exim.bundle.jsonio import write_json
+from mlflow_exim.endpoint import Endpoint
+from mlflow_exim.errors import BundleError, EximError
+from mlflow_exim.idmap import IdMap
+from mlflow_exim.report import FAILED, Outcome, Report, one_line
+
+REGISTERED_MODEL_FILE = "registered_model.json"
+PROMPT_TAG = "mlflow.prompt.is_prompt"
+NO_STAGE = "None"
+STAGES = (NO_STAGE, "Staging", "Production", "Archived")
+PAGE_SIZE = 1000
+_LOGGED_MODEL_URI = re.compile(r"models:/(m-[0-9a-f]+)/?")
+
+
+# Reading the source ---------------------------------------------------------------------
+
+def is_prompt(model: RegisteredModel) -> bool:
+    return str((model.tags or {}).get(PROMPT_TAG, "")).lower() == "true"
+
+
+def find(src: Endpoint, name: str) -> RegisteredModel:
+    try:
+        model = src.client.get_registered_model(name)
+    except Exception:  # noqa: BLE001 - "not found" and friends
+        model = None
+    if model is None or is_prompt(model):
+        raise EximError(f"registered model {name!r} not found on {src.display_uri}")
+    return model
+
+
+def all_models(src: Endpoint) -> list[RegisteredModel]:
+    """Every registered model, prompts excluded."""
+    found, token = [], None
+    while True:
+        page = src.client.search_registered_models(max_results=PAGE_SIZE, page_token=token)
+        found.extend(model for model in page if not is_prompt(model))
+        token = page.token
+        if not token:
+            return found
+
+
+def versions(src: Endpoint, name: str) -> list[ModelVersion]:
+    """Every visible version of ``name``, in version order (deleted ones are invisible)."""
+    found, token = [], None
+    escaped = name.replace("\\", "\\\\").replace("'", "\\'")
+    while True:
+        page = src.client.search_model_versions(f"name = '{escaped}'", max_results=PAGE_SIZE,
+                                                page_token=token)
+        found.extend(page)
+        token = page.token
+        if not token:
+            return sorted(found, key=lambda v: int(v.version))
+
+
+def select_versions(all_versions: list[ModelVersion], *, numbers: list[str] | None = None,
+                    stages: list[str] | None = None,
+                    latest: bool = False) -> list[ModelVersion]:
+    """The versions asked for: listed numbers, or those in the given stages, or the latest
+    of each stage; all of them by default. A listed number that does not exist is an
+    error."""
+    if numbers:
+        by_number = {v.version: v for v in all_versions}
+        missing = [n for n in numbers if n not in by_number]
+        if missing:
+            raise EximError(f"version(s) {', '.join(missing)} not found")
+        return [by_number[n] for n in sorted(set(numbers), key=int)]
+    if stages:
+        unknown = [s for s in stages if s.lower() not in {x.lower() for x in STAGES}]
+        if unknown:
+            raise EximError(f"unknown stage(s) {', '.join(unknown)}; stages are "
+                            f"{', '.join(STAGES)}")
+        wanted = {s.lower() for s in stages}
+        all_versions = [v for v in all_versions if (v.current_stage or NO_STAGE).lower() in wanted]
+    if latest:
+        newest: dict[str, ModelVersion] = {}
+        for v in all_versions:
+            newest[v.current_stage or NO_STAGE] = v  # in version order: the last one wins
+        all_versions = sorted(newest.values(), key=lambda v: int(v.version))
+    return all_versions
+
+
+def source_ref(version: ModelVersion, run_artifact_uri: str | None) -> dict:
+    """Where the version's files are, relative to the objects a bundle holds."""
+    source = version.source or ""
+    if match := _LOGGED_MODEL_URI.fullmatch(source):
+        return {"kind": "logged_model", "model_id": match.group(1)}
+    if version.run_id and source.startswith("runs:/"):
+        run_id, _, path = source[len("runs:/"):].partition("/")
+        if run_id == version.run_id:
+            return {"kind": "run_artifact", "form": "runs", "path": path.strip("/")}
+    if run_artifact_uri:
+        root = run_artifact_uri.rstrip("/")
+        if source.rstrip("/") == root or source.startswith(root + "/"):
+            return {"kind": "run_artifact", "form": "artifact_uri",
+                    "path": source[len(root):].strip("/")}
+    return {"kind": "external"}
+
+
+# The document ---------------------------------------------------------------------------
+
+def version_doc(version: ModelVersion, ref: dict) -> dict:
+    return {
+        "version": str(version.version),
+        "description": version.description or "",
+        "tags": dict(version.tags or {}),
+        "current_stage": version.current_stage or NO_STAGE,
+        "status": version.status,
+        "status_message": version.status_message,
+        "source": version.source,
+        "source_ref": ref,
+        "run_id": version.run_id or None,
+        "run_link": version.run_link or None,
+        "user_id": version.user_id or None,
+        "creation_timestamp": version.creation_timestamp,
+        "last_updated_timestamp": version.last_updated_timestamp,
+    }
+
+
+def to_doc(model: RegisteredModel, version_docs: list[dict]) -> dict:
+    return {
+        "name": model.name,
+        "description": model.description or "",
+        "tags": dict(model.tags or {}),
+        "aliases": {alias: str(v) for alias, v in (model.aliases or {}).items()},
+        "creation_timestamp": model.creation_timestamp,
+        "last_updated_timestamp": model.last_updated_timestamp,
+        "versions": sorted(version_docs, key=lambda v: int(v["version"])),
+    }
+
+
+def export(doc: dict, directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    write_json(directory / REGISTERED_MODEL_FILE, doc)
+
+
+def validate(doc, path: Path) -> None:
+    def need(container, key, kind, where=""):
+        value = container.get(key) if isinstance(container, dict) else None
+        if not isinstance(value, kind):
+            raise BundleError(path, f"field {where}{key!r} is missing or has the wrong type")
+        return value
+
+    if not isinstance(doc, dict):
+        raise BundleError(path, "must hold a JSON object")
+    need(doc, "name", str)
+    need(doc, "description", str)
+    for section in ("tags", "aliases"):
+        if not all(isinstance(v, str) for v in need(doc, section, dict).values()):
+            raise BundleError(path, f"every value in {section!r} must be a string")
+    for v in need(doc, "versions", list):
+        number = need(v, "version", str, "versions[].")
+        if not number.isdigit():
+            raise BundleError(path, f"version {number!r} is not a number")
+        if not all(isinstance(t, str) for t in need(v, "tags", dict, "versions[].").values()):
+            raise BundleError(path, f"version {number}: every tag value must be a string")
+        need(v, "description", str, "versions[].")
+        need(v, "current_stage", str, "versions[].")
+        need(v, "run_id", (str, type(None)), "versions[].")
+        ref = need(v, "source_ref", dict, "versions[].")
+        kind = ref.get("kind")
+        if kind == "logged_model":
+            need(ref, "model_id", str, "versions[].source_ref.")
+        elif kind == "run_artifact":
+            need(ref, "path", str, "versions[].source_ref.")
+            if ref.get("form") not in ("runs", "artifact_uri") or not v["run_id"]:
+                raise BundleError(path, f"version {number}: a run_artifact source needs a "
+                                        "run_id and a form of 'runs' or 'artifact_uri'")
+        elif kind != "external":
+            raise BundleError(path, f"version {number}: source_ref kind {kind!r} is unknown")
+
+
+# Import ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """How versions arrive. A whole-model import keeps numbers, stages and aliases and
+    brings an existing target model up to date; copy-model-version appends one version."""
+
+    source_tags: bool = False
+    stage_to_alias: dict[str, str] = field(default_factory=dict)
+    keep_numbers: bool = True
+    copy_stages: bool = True
+    copy_aliases: bool = True
+    update_existing: bool = True
+    extra_aliases: tuple[str, ...] = ()
+    extra_version_tags: dict[str, str] = field(default_factory=dict)
+
+
+def import_model(dst: Endpoint, doc: dict, name: str, *, idmap: IdMap, report: Report,
+                 options: ImportOptions) -> None:
+    """Create (or update, by name) the target model, then its versions in order, then its
+    aliases. With ``keep_numbers`` each version gets its source number: numbers left free by
+    deleted source versions are used up by placeholder versions that are deleted at once."""
+    with report.track("registered_model", doc["name"], name) as outcome:
+        outcome.target_id = name
+        _create_or_update(dst, doc, name, options)
+    if outcome.status == FAILED:
+        for v in doc["versions"]:
+            report.fail("model_version", f"{doc['name']}/{v['version']}",
+                        "its registered model could not be imported", name)
+        return
+    numbers: dict[str, str] = {}
+    run_uris: dict[str, str] = {}
+    for v in doc["versions"]:
+        key = f"{doc['name']}/{v['version']}"
+        with report.track("model_version", key, name) as version_outcome:
+            created = _import_version(dst, doc, v, name, idmap=idmap, run_uris=run_uris,
+                                      options=options, outcome=version_outcome)
+            numbers[v["version"]] = created
+            idmap.add("model_version", key, f"{name}/{created}")
+            version_outcome.target_id = f"{name}/{created}"
+    try:
+        _set_aliases(dst, doc, name, numbers, options, outcome)
+    except Exception as exc:  # noqa: BLE001 - reported on the model
+        outcome.status = FAILED
+        outcome.reason = f"versions imported, but aliases could not be set: {one_line(exc)}"
+
+
+def _create_or_update(dst: Endpoint, doc: dict, name: str, options: ImportOptions) -> None:
+    tags = dict(doc["tags"])
+    if options.source_tags:
+        tags.update(lineage.registered_model_source_tags(doc))
+    try:
+        existing = dst.client.get_registered_model(name)
+    except Exception:  # noqa: BLE001 - RESOURCE_DOES_NOT_EXIST
+        existing = None
+    if existing is None:
+        dst.client.create_registered_model(name, tags=tags or None,
+                                           description=doc["description"] or None)
+        return
+    if is_prompt(existing):
+        raise EximError(f"{name!r} is a prompt on {dst.display_uri}, not a model")
+    if not options.update_existing:
+        return
+    for key, value in tags.items():
+        if existing.tags.get(key) != value:
+            dst.client.set_registered_model_tag(name, key, value)
+    if (existing.description or "") != doc["description"]:
+        dst.client.update_registered_model(name, description=doc["description"])
+
+
+def target_source(dst: Endpoint, v: dict, idmap: IdMap, run_uris: dict[str, str],
+                  outcome: Outcome) -> tuple[str, str | None, str | None]:
+    """The (source, run_id, model_id) of the target version: pointing at the migrated
+    logged model or run, never at source storage (except for an external source)."""
+    run_id = idmap.get("run", v["run_id"])
+    if v["run_id"] and run_id is None:
+        raise EximError(f"its run {v['run_id']} is not part of this import")
+    ref = v["source_ref"]
+    if ref["kind"] == "logged_model":
+        model_id = idmap.get("logged_model", ref["model_id"])
+        if model_id is None:
+            raise EximError(f"its logged model {ref['model_id']} is not part of this import")
+        return f"models:/{model_id}", run_id, model_id
+    if ref["kind"] == "run_artifact":
+        path = ref["path"]
+        if ref["form"] == "runs":
+            return f"runs:/{run_id}/{path}", run_id, None
+        if run_id not in run_uris:
+            run_uris[run_id] = dst.client.get_run(run_id).info.artifact_uri.rstrip("/")
+        return run_uris[run_id] + (f"/{path}" if path else ""), run_id, None
+    outcome.warn(f"source {v['source']!r} is outside the migrated runs and logged models; "
+                 "it is kept as it is")
+    return v["source"], run_id, None
+
+
+def _import_version(dst: Endpoint, doc: dict, v: dict, name: str, *, idmap: IdMap,
+                    run_uris: dict[str, str], options: ImportOptions, outcome: Outcome) -> str:
+    source, run_id, model_id = target_source(dst, v, idmap, run_uris, outcome)
+    tags = {**v["tags"], **options.extra_version_tags}
+    if options.source_tags:
+        tags.update(lineage.model_version_source_tags(doc["name"], v))
+    keep_number = options.keep_numbers
+
+    def create() -> ModelVersion:
+        return dst.client.create_model_version(
+            name, source, run_id=run_id, tags=tags or None, run_link=v.get("run_link"),
+            description=v["description"] or None, model_id=model_id)
+
+    created = create()
+    wanted = int(v["version"])
+    while keep_number and int(created.version) < wanted:
+        dst.client.delete_model_version(name, created.version)  # a placeholder for a gap
+        created = create()
+    if keep_number and int(created.version) != wanted:
+        outcome.warn(f"arrived as version {created.version}: the target model already had "
+                     f"version {wanted} or later")
+    if options.copy_stages and v["current_stage"] != NO_STAGE:
+        dst.client.transition_model_version_stage(name, created.version, v["current_stage"])
+    return str(created.version)
+
+
+def _set_aliases(dst: Endpoint, doc: dict, name: str, numbers: dict[str, str],
+                 options: ImportOptions, outcome: Outcome) -> None:
+    aliases = dict(doc["aliases"]) if options.copy_aliases else {}
+    aliases = {a: v for a, v in aliases.items() if v in numbers or options.keep_numbers}
+    for alias in options.extra_aliases:
+        for version in numbers:
+            aliases[alias] = version
+    for stage, alias in options.stage_to_alias.items():
+        in_stage = [v["version"] for v in doc["versions"]
+                    if v["current_stage"].lower() == stage.lower() and v["version"] in numbers]
+        if len(in_stage) > 1:
+            outcome.warn(f"versions {', '.join(in_stage)} are all in stage {stage}; alias "
+                         f"{alias!r} points at the newest")
+        if in_stage:
+            aliases[alias] = max(in_stage, key=int)
+    for alias, version in sorted(aliases.items()):
+        if version not in numbers:
+            outcome.warn(f"alias {alias!r} not set: version {version} did not arrive")
+            continue
+        dst.client.set_registered_model_alias(name, alias, numbers[version])
+
+
+# Recognising a copy ---------------------------------------------------------------------
+
+def fingerprint(endpoint: Endpoint, version: ModelVersion) -> tuple:
+    """What a copied version shares with its original: description, user tags, the run's
+    name and start time, and the model it serves (a logged model's name, type and params,
+    or the path inside the run's artifacts). Ids, numbers and times all differ."""
+    run = endpoint.client.get_run(version.run_id) if version.run_id else None
+    ref = source_ref(version, run.info.artifact_uri if run else None)
+    served = ref.get("path") if ref["kind"] == "run_artifact" else version.source
+    if ref["kind"] == "logged_model":
+        model = endpoint.client.get_logged_model(ref["model_id"])
+        served = (model.name, model.model_type, tuple(sorted((model.params or {}).items())))
+    tags = {k: v for k, v in (version.tags or {}).items() if not lineage.is_lineage_tag(k)}
+    return (version.description or "", tuple(sorted(tags.items())),
+            (run.info.run_name, run.info.start_time) if run else None, ref["kind"], served)
