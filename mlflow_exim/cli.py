@@ -134,7 +134,7 @@ def import_run_command(input_dir, experiment_name, tracking_uri, import_source_t
 @export_deleted_option
 @run_command
 def export_experiment_command(experiment, output_dir, tracking_uri, export_deleted_runs):
-    """Export one experiment with all its runs."""
+    """Export one experiment with all its runs and logged models."""
     return exporter.export_experiment(experiment, output_dir, tracking_uri=tracking_uri,
                                       export_deleted_runs=export_deleted_runs)
 
@@ -146,7 +146,8 @@ def export_experiment_command(experiment, output_dir, tracking_uri, export_delet
 @source_tags_option
 @run_command
 def import_experiment_command(input_dir, experiment_name, tracking_uri, import_source_tags):
-    """Import the experiment of an export-experiment bundle, with its runs."""
+    """Import the experiment of an export-experiment bundle, with its runs and logged
+    models."""
     return importer.import_experiment(input_dir, experiment_name=experiment_name,
                                       tracking_uri=tracking_uri,
                                       import_source_tags=import_source_tags)
@@ -161,7 +162,7 @@ def import_experiment_command(input_dir, experiment_name, tracking_uri, import_s
 @export_deleted_option
 @run_command
 def export_experiments_command(experiments, output_dir, tracking_uri, export_deleted_runs):
-    """Export several experiments with their runs into one bundle."""
+    """Export several experiments with their runs and logged models into one bundle."""
     return exporter.export_experiments(experiments, output_dir, tracking_uri=tracking_uri,
                                        export_deleted_runs=export_deleted_runs)
 
@@ -183,7 +184,8 @@ def import_experiments_command(input_dir, tracking_uri, import_source_tags):
 @export_deleted_option
 @run_command
 def export_all_command(output_dir, tracking_uri, export_deleted_runs):
-    """Export everything: every experiment with its runs."""
+    """Export everything: every experiment with its runs and logged models, and every
+    registered model with its versions (never prompts)."""
     return exporter.export_all(output_dir, tracking_uri=tracking_uri,
                                export_deleted_runs=export_deleted_runs)
 
@@ -346,23 +348,29 @@ def copy_model_version_command(report_path, output, **kwargs):
     sys.exit(report.exit_code)
 
 
-@click.command("verify", epilog="Experiments are matched by name; runs by the source-id tag "
-               "mlflow_exim.run_info.run_id, or else by run name and start time. Exit codes: 0 "
-               "identical; 1 differences; 2 bad input or unreachable server.")
+@click.command("verify", epilog="Experiments and registered models are matched by name, "
+               "versions by number; runs by the source-id tag mlflow_exim.run_info.run_id, or "
+               "else by run name and start time; logged models by the tag "
+               "mlflow_exim.field.model_id, or else by name, run, type and params. Exit codes: "
+               "0 identical; 1 differences; 2 bad input or unreachable server.")
 @click.option("--src-uri", required=True, help="Source tracking URI.")
 @click.option("--dst-uri", required=True, help="Target tracking URI.")
 @click.option("--experiments", default="all", show_default=True,
               help="Source experiments to compare, as for export-experiments.")
+@click.option("--models", default="all", show_default=True,
+              help="Source registered models to compare, as for export-models; 'none' to "
+                   "compare no registered models.")
 @click.option("--artifact-content/--no-artifact-content", default=True, show_default=True,
               help="Download artifacts on both sides and compare them byte for byte "
                    "(otherwise paths and sizes only).")
 @click.option("--json", "as_json", is_flag=True, help="Print the scorecard as JSON.")
-def verify_command(src_uri, dst_uri, experiments, artifact_content, as_json):
+def verify_command(src_uri, dst_uri, experiments, models, artifact_content, as_json):
     """Compare source and target field by field; print a scorecard; exit 1 on any
     difference."""
     _configure_process()
     with _errors_as_exit_2():
         card = verify_servers(src_uri, dst_uri, experiments=experiments,
+                              models=None if models == "none" else models,
                               compare_artifact_content=artifact_content)
     click.echo(json.dumps(card.to_dict(), indent=2) if as_json else card.text())
     sys.exit(0 if card.ok else 1)

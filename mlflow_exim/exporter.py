@@ -80,6 +80,21 @@ def export_model(model: str, output_dir: str | Path, *, tracking_uri: str | None
     """Export one registered model with the selected versions (all by default): listed
     ``versions``, or those in ``stages``, or with ``latest_versions`` the newest of each
     stage. The run and the logged model behind each version travel with it."""
+    return _export_model(model, output_dir, "export-model", tracking_uri=tracking_uri,
+                         versions=versions, stages=stages, latest_versions=latest_versions)
+
+
+def export_model_version(model: str, version: str, output_dir: str | Path, *,
+                         tracking_uri: str | None = None) -> Report:
+    """Export one model version with its run and logged model (and the model's
+    description, tags and aliases)."""
+    return _export_model(model, output_dir, "export-model-version", tracking_uri=tracking_uri,
+                         versions=[str(version)])
+
+
+def _export_model(model: str, output_dir, command: str, *, tracking_uri: str | None,
+                  versions: list[str] | None = None, stages: list[str] | None = None,
+                  latest_versions: bool = False) -> Report:
     if versions and (stages or latest_versions):
         raise EximError("--versions cannot be combined with --stages or --latest-versions")
     src = Endpoint.connect(tracking_uri)
@@ -92,18 +107,9 @@ def export_model(model: str, output_dir: str | Path, *, tracking_uri: str | None
         raise EximError(f"registered model {model!r}: {exc}") from None
     plan = _Plan(src)
     plan.add_registered_model(registered, chosen)
-    return _write_bundle(plan, output_dir, "export-model",
+    return _write_bundle(plan, output_dir, command,
                          {"selection": model, "versions": versions, "stages": stages,
                           "latest_versions": latest_versions})
-
-
-def export_model_version(model: str, version: str, output_dir: str | Path, *,
-                         tracking_uri: str | None = None) -> Report:
-    """Export one model version with its run and logged model (and the model's
-    description, tags and aliases)."""
-    report = export_model(model, output_dir, tracking_uri=tracking_uri, versions=[str(version)])
-    report.command = "export-model-version"
-    return report
 
 
 def export_models(models: str, output_dir: str | Path, *,
@@ -113,7 +119,7 @@ def export_models(models: str, output_dir: str | Path, *,
     src = Endpoint.connect(tracking_uri)
     plan = _Plan(src)
     for registered in select_registered_models(src, models):
-        plan.add_registered_model(registered, _all_versions(plan, registered))
+        plan.add_registered_model_with_all_versions(registered)
     return _write_bundle(plan, output_dir, "export-models", {"selection": models})
 
 
@@ -126,18 +132,9 @@ def export_all(output_dir: str | Path, *, tracking_uri: str | None = None,
     plan.add_experiments(all_experiments(src, include_deleted=export_deleted_runs),
                          export_deleted_runs)
     for registered in registered_model_entity.all_models(src):
-        plan.add_registered_model(registered, _all_versions(plan, registered))
+        plan.add_registered_model_with_all_versions(registered)
     return _write_bundle(plan, output_dir, "export-all",
                          {"export_deleted_runs": export_deleted_runs})
-
-
-def _all_versions(plan: _Plan, registered: RegisteredModel) -> list[ModelVersion]:
-    try:
-        return registered_model_entity.versions(plan.src, registered.name)
-    except Exception as exc:  # noqa: BLE001 - reported; the other models go on
-        plan.report.fail("registered_model", registered.name,
-                         f"cannot list its versions: {one_line(exc)}", registered.name)
-        return []
 
 
 # The plan -------------------------------------------------------------------------------
@@ -207,6 +204,15 @@ class _Plan:
                 reason = str(exc) if isinstance(exc, EximError) else one_line(exc)
                 self.report.fail("model_version", key, reason, registered.name)
         self.registered_models.append((registered, entries))
+
+    def add_registered_model_with_all_versions(self, registered: RegisteredModel) -> None:
+        try:
+            versions = registered_model_entity.versions(self.src, registered.name)
+        except Exception as exc:  # noqa: BLE001 - reported; the other models go on
+            self.report.fail("registered_model", registered.name,
+                             f"cannot list its versions: {one_line(exc)}", registered.name)
+            return
+        self.add_registered_model(registered, versions)
 
     def _version_entry(self, version: ModelVersion) -> _VersionEntry:
         needs = []

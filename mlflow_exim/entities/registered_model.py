@@ -17,6 +17,7 @@ never treated as models here.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow_exim import lineage
 from mlflow_exim.bundle.jsonio import write_json
 from mlflow_exim.endpoint import Endpoint
+from mlflow_exim.entities.logged_model import MODEL_VERSIONS_TAG
 from mlflow_exim.errors import BundleError, EximError
 from mlflow_exim.idmap import IdMap
 from mlflow_exim.report import FAILED, Outcome, Report, one_line
@@ -66,13 +68,20 @@ def all_models(src: Endpoint) -> list[RegisteredModel]:
 
 
 def versions(src: Endpoint, name: str) -> list[ModelVersion]:
-    """Every visible version of ``name``, in version order (deleted ones are invisible)."""
+    """Every visible version of ``name``, in version order (deleted ones are invisible).
+
+    A quote cannot be escaped in a version filter (``'it\\'s'`` and ``'it''s'`` silently
+    match nothing), so a name holding one is searched with LIKE, ``_`` standing for the
+    quote, and the results are filtered by exact name."""
+    if "'" in name:
+        filter_string = "name LIKE '" + name.replace("'", "_") + "'"
+    else:
+        filter_string = f"name = '{name}'"
     found, token = [], None
-    escaped = name.replace("\\", "\\\\").replace("'", "\\'")
     while True:
-        page = src.client.search_model_versions(f"name = '{escaped}'", max_results=PAGE_SIZE,
+        page = src.client.search_model_versions(filter_string, max_results=PAGE_SIZE,
                                                 page_token=token)
-        found.extend(page)
+        found.extend(v for v in page if v.name == name)
         token = page.token
         if not token:
             return sorted(found, key=lambda v: int(v.version))
@@ -281,7 +290,7 @@ def target_source(dst: Endpoint, v: dict, idmap: IdMap, run_uris: dict[str, str]
     if ref["kind"] == "run_artifact":
         path = ref["path"]
         if ref["form"] == "runs":
-            return f"runs:/{run_id}/{path}", run_id, None
+            return f"runs:/{run_id}" + (f"/{path}" if path else ""), run_id, None
         if run_id not in run_uris:
             run_uris[run_id] = dst.client.get_run(run_id).info.artifact_uri.rstrip("/")
         return run_uris[run_id] + (f"/{path}" if path else ""), run_id, None
@@ -305,15 +314,34 @@ def _import_version(dst: Endpoint, doc: dict, v: dict, name: str, *, idmap: IdMa
 
     created = create()
     wanted = int(v["version"])
+    placeholders = []
     while keep_number and int(created.version) < wanted:
         dst.client.delete_model_version(name, created.version)  # a placeholder for a gap
+        placeholders.append(str(created.version))
         created = create()
+    if placeholders and model_id:
+        _forget_registrations(dst, model_id, name, placeholders)
     if keep_number and int(created.version) != wanted:
         outcome.warn(f"arrived as version {created.version}: the target model already had "
                      f"version {wanted} or later")
     if options.copy_stages and v["current_stage"] != NO_STAGE:
         dst.client.transition_model_version_stage(name, created.version, v["current_stage"])
     return str(created.version)
+
+
+def _forget_registrations(dst: Endpoint, model_id: str, name: str,
+                          numbers: list[str]) -> None:
+    """Drop deleted placeholder versions from the logged model's ``mlflow.modelVersions``
+    tag, which the server appended them to and does not clean up."""
+    tags = dst.client.get_logged_model(model_id).tags or {}
+    try:
+        entries = json.loads(tags.get(MODEL_VERSIONS_TAG, "[]"))
+    except json.JSONDecodeError:
+        return
+    kept = [e for e in entries
+            if not (e.get("name") == name and str(e.get("version")) in numbers)]
+    if kept != entries:
+        dst.client.set_logged_model_tags(model_id, {MODEL_VERSIONS_TAG: json.dumps(kept)})
 
 
 def _set_aliases(dst: Endpoint, doc: dict, name: str, numbers: dict[str, str],
