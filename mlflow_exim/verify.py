@@ -228,11 +228,19 @@ def _match_runs(sources: list[Run], targets: list[Run]) -> list[tuple[Run, Run |
         if match is None:
             candidates = [t for t in by_identity.get((s.info.run_name, s.info.start_time), [])
                           if t.info.run_id not in claimed]
-            match = candidates[0] if candidates else None
+            match = max(candidates, key=lambda t: _agreement(s, t)) if candidates else None
         if match is not None:
             claimed.add(match.info.run_id)
         pairs.append((s, match))
     return pairs
+
+
+def _agreement(s: Run, t: Run) -> int:
+    """How many identifying fields two runs share beyond name and start time, so that runs
+    that share those two still pair up with their own copies."""
+    return sum((s.info.lifecycle_stage == t.info.lifecycle_stage,
+                s.info.status == t.info.status, s.info.end_time == t.info.end_time,
+                s.data.params == t.data.params))
 
 
 def _diff_run(src: Endpoint, dst: Endpoint, s: Run, d: Run, run_map: dict[str, str],
