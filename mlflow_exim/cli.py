@@ -52,6 +52,15 @@ stage_to_alias_option = click.option(
     callback=lambda _ctx, _param, value: _parse_stage_to_alias(value),
     help="Also point ALIAS at the version in STAGE, for users moving off stages, e.g. "
          "Production=champion,Staging=challenger (the stage is kept too).")
+
+
+def import_options(func):
+    """--input-dir, --tracking-uri and --import-source-tags: what every bulk import takes."""
+    for option in (source_tags_option, tracking_uri_option, input_dir_option):
+        func = option(func)
+    return func
+
+
 report_option = click.option(
     "--report", "report_path", type=click.Path(dir_okay=False),
     help="Write the JSON report (every object's outcome, the id map) to this file.")
@@ -168,14 +177,11 @@ def export_experiments_command(experiments, output_dir, tracking_uri, export_del
 
 
 @click.command("import-experiments", epilog=EXIT_CODES)
-@input_dir_option
-@tracking_uri_option
-@source_tags_option
+@import_options
 @run_command
-def import_experiments_command(input_dir, tracking_uri, import_source_tags):
+def import_experiments_command(input_dir, **options):
     """Import every experiment of a bundle under its own name."""
-    return importer.import_experiments(input_dir, tracking_uri=tracking_uri,
-                                       import_source_tags=import_source_tags)
+    return importer.import_experiments(input_dir, **options)
 
 
 @click.command("export-all", epilog=EXIT_CODES)
@@ -191,16 +197,12 @@ def export_all_command(output_dir, tracking_uri, export_deleted_runs):
 
 
 @click.command("import-all", epilog=EXIT_CODES)
-@input_dir_option
-@tracking_uri_option
-@source_tags_option
+@import_options
 @stage_to_alias_option
 @run_command
-def import_all_command(input_dir, tracking_uri, import_source_tags, stage_to_alias):
+def import_all_command(input_dir, **options):
     """Import everything a bundle holds."""
-    return importer.import_all(input_dir, tracking_uri=tracking_uri,
-                               import_source_tags=import_source_tags,
-                               stage_to_alias=stage_to_alias)
+    return importer.import_all(input_dir, **options)
 
 
 @click.command("export-model", epilog=EXIT_CODES)
@@ -255,16 +257,12 @@ def export_models_command(models, output_dir, tracking_uri):
 
 
 @click.command("import-models", epilog=EXIT_CODES)
-@input_dir_option
-@tracking_uri_option
-@source_tags_option
+@import_options
 @stage_to_alias_option
 @run_command
-def import_models_command(input_dir, tracking_uri, import_source_tags, stage_to_alias):
+def import_models_command(input_dir, **options):
     """Import every registered model of a bundle under its own name."""
-    return importer.import_models(input_dir, tracking_uri=tracking_uri,
-                                  import_source_tags=import_source_tags,
-                                  stage_to_alias=stage_to_alias)
+    return importer.import_models(input_dir, **options)
 
 
 @click.command("export-model-version", epilog=EXIT_CODES)

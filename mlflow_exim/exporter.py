@@ -179,7 +179,7 @@ class _Plan:
             self.experiments.setdefault(experiment.experiment_id, experiment)
             try:
                 run_ids = _run_ids(self.src, experiment.experiment_id, view)
-                model_ids = logged_model_entity.model_ids(self.src, experiment.experiment_id)
+                models = logged_model_entity.search(self.src, experiment.experiment_id)
             except Exception as exc:  # noqa: BLE001 - reported; the other experiments go on
                 self.report.fail("experiment", experiment.experiment_id,
                                  f"cannot list its runs and logged models: {one_line(exc)}",
@@ -188,8 +188,8 @@ class _Plan:
                 continue
             for run_id in run_ids:
                 self.add_run(run_id, experiment.experiment_id)
-            for model_id in model_ids:
-                self.logged_models.setdefault(model_id, None)  # read when written
+            for model in models:
+                self.logged_models.setdefault(model.model_id, model)
 
     def add_registered_model(self, registered: RegisteredModel,
                              versions: list[ModelVersion]) -> None:
@@ -290,17 +290,13 @@ def _write_runs(plan: _Plan, writer: BundleWriter, report: Report) -> None:
 def _write_logged_models(plan: _Plan, writer: BundleWriter, report: Report) -> None:
     for model_id, model in progress(plan.logged_models.items(), total=len(plan.logged_models),
                                     desc="export logged models"):
-        with report.track("logged_model", model_id) as outcome:
+        with report.track("logged_model", model_id, model.name) as outcome:
+            if problem := _dependency_failed(writer, model.experiment_id):
+                raise EximError(problem)
             directory = writer.object_dir("logged_models", model_id)
             if not (directory / logged_model_entity.LOGGED_MODEL_FILE).exists():
-                model = model or plan.src.client.get_logged_model(model_id)
-                outcome.name = model.name
-                if problem := _dependency_failed(writer, model.experiment_id):
-                    raise EximError(problem)
-                doc = logged_model_entity.export(plan.src, model, directory)
-            else:
-                doc = logged_model_entity.read(directory)
-            writer.add("logged_models", model_id, experiment_id=doc["experiment_id"])
+                logged_model_entity.export(plan.src, model, directory)  # else: resumed
+            writer.add("logged_models", model_id, experiment_id=model.experiment_id)
             outcome.target_id = writer.relative(directory)
 
 

@@ -15,7 +15,6 @@ created in dependency order:
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlflow.entities import LifecycleStage
@@ -45,9 +44,8 @@ def import_run(input_dir: str | Path, experiment_name: str, *,
     if len(bundle.runs) != 1:
         raise EximError(f"{bundle.root}: holds {len(bundle.runs)} runs; import-run takes a "
                         "bundle of one run (use import-experiment for more)")
-    plan = _ImportPlan(bundle, Endpoint.connect(tracking_uri), "import-run",
-                       source_tags=import_source_tags, experiment_name=experiment_name)
-    return plan.run()
+    return _ImportPlan(bundle, Endpoint.connect(tracking_uri), "import-run",
+                       source_tags=import_source_tags, experiment_name=experiment_name).run()
 
 
 def import_experiment(input_dir: str | Path, *, experiment_name: str | None = None,
@@ -59,11 +57,10 @@ def import_experiment(input_dir: str | Path, *, experiment_name: str | None = No
     if len(bundle.experiments) != 1:
         raise EximError(f"{bundle.root}: holds {len(bundle.experiments)} experiments; "
                         "import-experiment takes one (use import-experiments)")
-    plan = _ImportPlan(bundle, Endpoint.connect(tracking_uri), "import-experiment",
-                       source_tags=import_source_tags, with_models=False)
-    if experiment_name:
-        plan.names = {source_id: experiment_name for source_id in bundle.experiments}
-    return plan.run()
+    names = {source_id: experiment_name for source_id in bundle.experiments}
+    return _ImportPlan(bundle, Endpoint.connect(tracking_uri), "import-experiment",
+                       source_tags=import_source_tags,
+                       names=names if experiment_name else None).run()
 
 
 def import_experiments(input_dir: str | Path, *, tracking_uri: str | None = None,
@@ -73,7 +70,7 @@ def import_experiments(input_dir: str | Path, *, tracking_uri: str | None = None
     import-all)."""
     bundle = Bundle.open(input_dir)
     return _ImportPlan(bundle, Endpoint.connect(tracking_uri), "import-experiments",
-                       source_tags=import_source_tags, with_models=False).run()
+                       source_tags=import_source_tags).run()
 
 
 def import_all(input_dir: str | Path, *, tracking_uri: str | None = None,
@@ -107,12 +104,11 @@ def import_model(input_dir: str | Path, *, model: str | None = None,
     or all into ``experiment_name``."""
     bundle = Bundle.open(input_dir)
     (source_name,) = _only_model(bundle, "import-model")
-    plan = _ImportPlan(bundle, Endpoint.connect(tracking_uri), "import-model",
+    return _ImportPlan(bundle, Endpoint.connect(tracking_uri), "import-model",
                        source_tags=import_source_tags, experiment_name=experiment_name,
                        models=ImportOptions(source_tags=import_source_tags,
-                                            stage_to_alias=stage_to_alias or {}))
-    plan.model_names = {source_name: model or source_name}
-    return plan.run()
+                                            stage_to_alias=stage_to_alias or {}),
+                       model_renames={source_name: model or source_name}).run()
 
 
 def import_model_version(input_dir: str | Path, model: str, *,
@@ -204,10 +200,9 @@ def _only_model(bundle: Bundle, command: str, *, one_version: bool = False) -> l
 def _import_version_as(bundle: Bundle, dst: Endpoint, command: str, model: str,
                        experiment_name: str | None, options: ImportOptions) -> Report:
     (source_name,) = bundle.registered_models
-    plan = _ImportPlan(bundle, dst, command, source_tags=options.source_tags,
-                       experiment_name=experiment_name, models=options)
-    plan.model_names = {source_name: model}
-    return plan.run()
+    return _ImportPlan(bundle, dst, command, source_tags=options.source_tags,
+                       experiment_name=experiment_name, models=options,
+                       model_renames={source_name: model}).run()
 
 
 def _existing_copy(src: Endpoint, dst: Endpoint, original, dst_model: str):
@@ -264,33 +259,28 @@ def _new_report(command: str, bundle: Bundle) -> Report:
 
 # The import engine ----------------------------------------------------------------------
 
-@dataclass
 class _ImportPlan:
     """One import of a bundle into a target, in dependency order (see the module text).
 
     ``experiment_name`` puts every run and logged model into that one experiment (created
-    empty when missing); ``names`` otherwise maps source experiment ids to target names.
-    ``models`` is None when registered models are not imported."""
+    empty when missing); otherwise ``names`` maps source experiment ids to target names
+    (default: the source names). ``models`` says how registered models arrive; None
+    leaves them out. ``model_renames`` maps source model names to target names."""
 
-    bundle: Bundle
-    dst: Endpoint
-    command: str
-    source_tags: bool = False
-    experiment_name: str | None = None
-    with_models: bool = True
-    models: ImportOptions | None = None
-    names: dict[str, str] = field(default_factory=dict)
-    model_names: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self):
-        self.names = self.names or {i: d["name"] for i, d in self.bundle.experiments.items()}
-        if self.with_models and self.models is None:
-            self.models = ImportOptions(source_tags=self.source_tags)
-        if not self.with_models:
-            self.models = None
-        self.model_names = {n: n for n in self.bundle.registered_models}
-        self.report = _new_report(self.command, self.bundle)
+    def __init__(self, bundle: Bundle, dst: Endpoint, command: str, *,
+                 source_tags: bool = False, experiment_name: str | None = None,
+                 names: dict[str, str] | None = None, models: ImportOptions | None = None,
+                 model_renames: dict[str, str] | None = None):
+        self.bundle = bundle
+        self.dst = dst
+        self.source_tags = source_tags
+        self.experiment_name = experiment_name
+        self.names = names or {i: d["name"] for i, d in bundle.experiments.items()}
+        self.models = models
+        self.model_renames = model_renames or {}
+        self.report = _new_report(command, bundle)
         self.idmap = IdMap()
+        self._run_outcomes: dict[str, Outcome] = {}
 
     def run(self) -> Report:
         experiments_to_delete = self._import_experiments()
@@ -299,7 +289,7 @@ class _ImportPlan:
         if self.models is not None:
             for source_name, doc in self.bundle.registered_models.items():
                 registered_model_entity.import_model(
-                    self.dst, doc, self.model_names.get(source_name, source_name),
+                    self.dst, doc, self.model_renames.get(source_name, source_name),
                     idmap=self.idmap, report=self.report, options=self.models)
         for outcome in runs_to_delete + experiments_to_delete:
             self._delete_again(outcome)
@@ -330,7 +320,6 @@ class _ImportPlan:
     def _import_runs(self) -> list[Outcome]:
         """Runs, parents first; returns those deleted at the source."""
         to_delete = []
-        self._run_outcomes: dict[str, Outcome] = {}
         order = parents_first(self.bundle.runs)
         for source_id in progress(order, total=len(order), desc="import runs"):
             doc = self.bundle.runs[source_id]

@@ -24,6 +24,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import mlflow.artifacts
 from mlflow.entities import Experiment, LoggedModel, Run, ViewType
@@ -34,6 +35,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from mlflow_exim import lineage
 from mlflow_exim.bulk import PAGE_SIZE, select_experiments, select_registered_models
 from mlflow_exim.endpoint import Endpoint
+from mlflow_exim.entities import logged_model as logged_model_entity
 from mlflow_exim.entities import registered_model as registered_model_entity
 from mlflow_exim.entities.artifacts import MLMODEL_FILE
 from mlflow_exim.entities.logged_model import MODEL_VERSIONS_TAG
@@ -42,6 +44,7 @@ from mlflow_exim.report import abbreviate
 
 _SOURCE_RUN_ID_TAG = lineage.RUN_INFO + "run_id"
 _SOURCE_MODEL_ID_TAG = lineage.FIELD + "model_id"
+T = TypeVar("T")
 _INFO_FIELDS = ("run_name", "status", "start_time", "end_time", "user_id", "lifecycle_stage")
 _LOGGED_MODEL_FIELDS = ("name", "model_type", "status")
 _VERSION_FIELDS = ("description", "current_stage", "status")
@@ -111,21 +114,13 @@ def verify(src_uri: str, dst_uri: str, *, experiments: str = "all", models: str 
         matched = _match_runs(_runs(src, experiment.experiment_id), target_runs)
         ids.add_runs(experiment.experiment_id, matched)
         pairs.extend(matched)
-        claimed = {d.info.run_id for _, d in matched if d is not None}
-        for extra in target_runs:
-            if extra.info.run_id not in claimed:
-                card.differences.append(f"{label}: run {extra.info.run_id} "
-                                        f"({extra.info.run_name}) only on the target")
+        for extra in _unpaired(target_runs, matched, _run_id):
+            card.differences.append(f"{label}: run {extra.info.run_id} "
+                                    f"({extra.info.run_name}) only on the target")
     run_map = {s.info.run_id: d.info.run_id for s, d in pairs if d is not None}
-    for source_run, target_run in pairs:
-        label = f"run {source_run.info.run_id} ({source_run.info.run_name})"
-        if target_run is None:
-            problems = [f"{label}: missing on the target"]
-        else:
-            problems = _diff_run(src, dst, source_run, target_run, run_map, label,
-                                 compare_artifact_content)
-        card.count("runs", not problems)
-        card.differences.extend(problems)
+    _score_pairs(card, "runs", pairs, lambda r: f"run {r.info.run_id} ({r.info.run_name})",
+                 lambda s, d, label: _diff_run(src, dst, s, d, run_map, label,
+                                               compare_artifact_content))
     for experiment, target in experiment_pairs:
         _verify_logged_models(src, dst, experiment, target, ids, card, compare_artifact_content)
     if models is not None:
@@ -183,14 +178,14 @@ class _IdMap:
         if experiment_id in self._experiments:
             return
         source_runs = _runs(self.src, experiment_id)
-        source_models = _logged_models(self.src, experiment_id)
+        source_models = logged_model_entity.search(self.src, experiment_id)
         name = self.src.client.get_experiment(experiment_id).name
         target = self.dst.client.get_experiment_by_name(name)
         target_id = target.experiment_id if target else None
         self.add_runs(experiment_id, _match_runs(
             source_runs, _runs(self.dst, target_id) if target_id else []))
         self.add_models(_match_models(
-            source_models, _logged_models(self.dst, target_id) if target_id else [],
+            source_models, logged_model_entity.search(self.dst, target_id) if target_id else [],
             self.target_run_id))
 
 
@@ -215,24 +210,65 @@ def _runs(endpoint: Endpoint, experiment_id: str) -> list[Run]:
             return runs
 
 
-def _match_runs(sources: list[Run], targets: list[Run]) -> list[tuple[Run, Run | None]]:
-    by_source_id = {t.data.tags[_SOURCE_RUN_ID_TAG]: t for t in targets
-                    if _SOURCE_RUN_ID_TAG in t.data.tags}
-    by_identity: dict[tuple, list[Run]] = {}
+def _pair_up(sources: list[T], targets: list[T], *, own_id: Callable[[T], str],
+             tagged_source_id: Callable[[T], str | None], source_identity: Callable[[T], tuple],
+             target_identity: Callable[[T], tuple],
+             agreement: Callable[[T, T], int] = lambda s, t: 0) -> list[tuple[T, T | None]]:
+    """Pair each source object with its copy among ``targets``: by the source-id tag that an
+    import with source tags writes, or else by what a copy keeps (``*_identity``), the
+    unclaimed candidate that ``agreement`` scores highest (the first on a tie) winning."""
+    source_ids = {own_id(s) for s in sources}
+    by_source_id: dict[str, T] = {}
+    by_identity: dict[tuple, list[T]] = {}
     for t in targets:
-        by_identity.setdefault((t.info.run_name, t.info.start_time), []).append(t)
+        tagged = tagged_source_id(t)
+        if tagged in source_ids:
+            by_source_id[tagged] = t
+        else:
+            by_identity.setdefault(target_identity(t), []).append(t)
     claimed: set[str] = set()
     pairs = []
     for s in sources:
-        match = by_source_id.get(s.info.run_id)
+        match = by_source_id.get(own_id(s))
         if match is None:
-            candidates = [t for t in by_identity.get((s.info.run_name, s.info.start_time), [])
-                          if t.info.run_id not in claimed]
-            match = max(candidates, key=lambda t: _agreement(s, t)) if candidates else None
+            candidates = [t for t in by_identity.get(source_identity(s), [])
+                          if own_id(t) not in claimed]
+            match = max(candidates, key=lambda t, s=s: agreement(s, t)) if candidates else None
         if match is not None:
-            claimed.add(match.info.run_id)
+            claimed.add(own_id(match))
         pairs.append((s, match))
     return pairs
+
+
+def _score_pairs(card: Scorecard, kind: str, pairs: list[tuple[T, T | None]],
+                 label_of: Callable[[T], str],
+                 diff: Callable[[T, T, str], list[str]]) -> None:
+    """Count each pair as identical or not and record its differences."""
+    for source, match in pairs:
+        label = label_of(source)
+        problems = [f"{label}: missing on the target"] if match is None else diff(
+            source, match, label)
+        card.count(kind, not problems)
+        card.differences.extend(problems)
+
+
+def _unpaired(targets: list[T], pairs: list[tuple[T, T | None]],
+              own_id: Callable[[T], str]) -> list[T]:
+    claimed = {own_id(match) for _, match in pairs if match is not None}
+    return [t for t in targets if own_id(t) not in claimed]
+
+
+def _run_id(run: Run) -> str:
+    return run.info.run_id
+
+
+def _match_runs(sources: list[Run], targets: list[Run]) -> list[tuple[Run, Run | None]]:
+    def identity(run: Run) -> tuple:
+        return run.info.run_name, run.info.start_time
+
+    return _pair_up(sources, targets, own_id=_run_id,
+                    tagged_source_id=lambda t: t.data.tags.get(_SOURCE_RUN_ID_TAG),
+                    source_identity=identity, target_identity=identity, agreement=_agreement)
 
 
 def _agreement(s: Run, t: Run) -> int:
@@ -337,41 +373,19 @@ def _artifact_sizes(endpoint: Endpoint, run_id: str, path: str | None = None) ->
     return sizes
 
 
-def _logged_models(endpoint: Endpoint, experiment_id: str) -> list[LoggedModel]:
-    """The experiment's logged models, oldest first (the order an import recreates them in)."""
-    models, token = [], None
-    while True:
-        page = endpoint.client.search_logged_models([experiment_id], max_results=PAGE_SIZE,
-                                                    page_token=token)
-        models.extend(page)
-        token = page.token
-        if not token:
-            return sorted(models, key=lambda m: (m.creation_timestamp, m.model_id))
+def _model_id(model: LoggedModel) -> str:
+    return model.model_id
 
 
 def _match_models(sources: list[LoggedModel], targets: list[LoggedModel],
                   target_run_id: Callable[[str], str | None],
                   ) -> list[tuple[LoggedModel, LoggedModel | None]]:
-    source_ids = {s.model_id for s in sources}
-    by_source_id = {t.tags[_SOURCE_MODEL_ID_TAG]: t for t in targets
-                    if t.tags.get(_SOURCE_MODEL_ID_TAG) in source_ids}
-    by_identity: dict[tuple, list[LoggedModel]] = {}
-    for t in targets:
-        if t.tags.get(_SOURCE_MODEL_ID_TAG) not in source_ids:
-            by_identity.setdefault(_model_identity(t, t.source_run_id or None), []).append(t)
-    claimed: set[str] = set()
-    pairs = []
-    for s in sources:
-        match = by_source_id.get(s.model_id)
-        if match is None:
-            run_id = target_run_id(s.source_run_id) if s.source_run_id else None
-            candidates = [t for t in by_identity.get(_model_identity(s, run_id), [])
-                          if t.model_id not in claimed]
-            match = candidates[0] if candidates else None
-        if match is not None:
-            claimed.add(match.model_id)
-        pairs.append((s, match))
-    return pairs
+    return _pair_up(
+        sources, targets, own_id=_model_id,
+        tagged_source_id=lambda t: t.tags.get(_SOURCE_MODEL_ID_TAG),
+        source_identity=lambda s: _model_identity(
+            s, target_run_id(s.source_run_id) if s.source_run_id else None),
+        target_identity=lambda t: _model_identity(t, t.source_run_id or None))
 
 
 def _model_identity(model: LoggedModel, run_id: str | None) -> tuple:
@@ -381,24 +395,16 @@ def _model_identity(model: LoggedModel, run_id: str | None) -> tuple:
 def _verify_logged_models(src: Endpoint, dst: Endpoint, experiment: Experiment,
                           target: Experiment, ids: _IdMap, card: Scorecard,
                           compare_artifact_content: bool) -> None:
-    targets = _logged_models(dst, target.experiment_id)
-    pairs = _match_models(_logged_models(src, experiment.experiment_id), targets,
+    targets = logged_model_entity.search(dst, target.experiment_id)
+    pairs = _match_models(logged_model_entity.search(src, experiment.experiment_id), targets,
                           ids.target_run_id)
     ids.add_models(pairs)
-    for source, match in pairs:
-        label = f"logged model {source.model_id} ({source.name})"
-        if match is None:
-            problems = [f"{label}: missing on the target"]
-        else:
-            problems = _diff_logged_model(src, dst, source, match, ids, label,
-                                          compare_artifact_content)
-        card.count("logged_models", not problems)
-        card.differences.extend(problems)
-    claimed = {match.model_id for _, match in pairs if match is not None}
-    for extra in targets:
-        if extra.model_id not in claimed:
-            card.differences.append(f"experiment {experiment.name!r}: logged model "
-                                    f"{extra.model_id} ({extra.name}) only on the target")
+    _score_pairs(card, "logged_models", pairs, lambda m: f"logged model {m.model_id} ({m.name})",
+                 lambda s, d, label: _diff_logged_model(src, dst, s, d, ids, label,
+                                                        compare_artifact_content))
+    for extra in _unpaired(targets, pairs, _model_id):
+        card.differences.append(f"experiment {experiment.name!r}: logged model "
+                                f"{extra.model_id} ({extra.name}) only on the target")
 
 
 def _diff_logged_model(src: Endpoint, dst: Endpoint, s: LoggedModel, d: LoggedModel,

@@ -82,40 +82,43 @@ class Bundle:
                                              "objects with string 'id' and 'path'")
         return entries
 
+    def _documents(self, kind: str, file_name: str, validate, manifest_path: Path):
+        """(id, directory, document) of each object of an inventory section, its JSON file
+        read and validated."""
+        for entry in self._entries(kind, manifest_path):
+            directory = inside(self.root, entry["path"], source=manifest_path)
+            doc_path = directory / file_name
+            doc = read_json(doc_path)
+            validate(doc, doc_path)
+            yield entry["id"], directory, doc
+
+    def _require_experiment(self, experiment_id: str, directory: Path, file_name: str) -> None:
+        if experiment_id not in self.experiments:
+            raise BundleError(directory / file_name, f"its experiment {experiment_id} is not "
+                                                     "in the bundle's inventory")
+
     def _load_objects(self, manifest_path: Path) -> None:
-        for entry in self._entries("experiments", manifest_path):
-            directory = inside(self.root, entry["path"], source=manifest_path)
-            doc_path = directory / experiment_entity.EXPERIMENT_FILE
-            doc = read_json(doc_path)
-            experiment_entity.validate(doc, doc_path)
-            self.experiments[entry["id"]] = doc
-        for entry in self._entries("runs", manifest_path):
-            directory = inside(self.root, entry["path"], source=manifest_path)
-            doc_path = directory / run_entity.RUN_FILE
-            doc = read_json(doc_path)
-            run_entity.validate(doc, doc_path)
-            if doc["info"]["experiment_id"] not in self.experiments:
-                raise BundleError(doc_path, f"its experiment {doc['info']['experiment_id']} is "
-                                            "not in the bundle's inventory")
+        for object_id, _, doc in self._documents(
+                "experiments", experiment_entity.EXPERIMENT_FILE, experiment_entity.validate,
+                manifest_path):
+            self.experiments[object_id] = doc
+        for object_id, directory, doc in self._documents(
+                "runs", run_entity.RUN_FILE, run_entity.validate, manifest_path):
+            self._require_experiment(doc["info"]["experiment_id"], directory, run_entity.RUN_FILE)
             run_entity.validate_metric_history(directory / run_entity.METRICS_FILE)
-            self.runs[entry["id"]] = doc
-            self.dirs["runs"][entry["id"]] = directory
-        for entry in self._entries("logged_models", manifest_path):
-            directory = inside(self.root, entry["path"], source=manifest_path)
-            doc_path = directory / logged_model_entity.LOGGED_MODEL_FILE
-            doc = read_json(doc_path)
-            logged_model_entity.validate(doc, doc_path)
-            if doc["experiment_id"] not in self.experiments:
-                raise BundleError(doc_path, f"its experiment {doc['experiment_id']} is not in "
-                                            "the bundle's inventory")
-            self.logged_models[entry["id"]] = doc
-            self.dirs["logged_models"][entry["id"]] = directory
-        for entry in self._entries("registered_models", manifest_path):
-            directory = inside(self.root, entry["path"], source=manifest_path)
-            doc_path = directory / registered_model_entity.REGISTERED_MODEL_FILE
-            doc = read_json(doc_path)
-            registered_model_entity.validate(doc, doc_path)
-            self.registered_models[entry["id"]] = doc
+            self.runs[object_id] = doc
+            self.dirs["runs"][object_id] = directory
+        for object_id, directory, doc in self._documents(
+                "logged_models", logged_model_entity.LOGGED_MODEL_FILE,
+                logged_model_entity.validate, manifest_path):
+            self._require_experiment(doc["experiment_id"], directory,
+                                     logged_model_entity.LOGGED_MODEL_FILE)
+            self.logged_models[object_id] = doc
+            self.dirs["logged_models"][object_id] = directory
+        for object_id, _, doc in self._documents(
+                "registered_models", registered_model_entity.REGISTERED_MODEL_FILE,
+                registered_model_entity.validate, manifest_path):
+            self.registered_models[object_id] = doc
 
     def _check_artifacts(self, manifest_path: Path) -> None:
         """Every artifact file is listed in the manifest with its size and checksum, and

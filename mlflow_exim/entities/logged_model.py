@@ -20,7 +20,7 @@ from mlflow.entities import LoggedModel, LoggedModelStatus, Metric
 
 from mlflow_exim import lineage
 from mlflow_exim.bundle.format import ARTIFACTS_DIR
-from mlflow_exim.bundle.jsonio import decode_float, encode_float, read_json, write_json
+from mlflow_exim.bundle.jsonio import decode_float, encode_float, write_json
 from mlflow_exim.endpoint import Endpoint
 from mlflow_exim.entities.artifacts import count_files, upload_tree
 from mlflow_exim.entities.run import MAX_METRICS_PER_BATCH
@@ -108,16 +108,17 @@ def _metric(point: dict, model_id: str, run_id: str | None = None) -> Metric:
 
 # Export ---------------------------------------------------------------------------------
 
-def model_ids(src: Endpoint, experiment_id: str) -> list[str]:
-    """The ids of every logged model of an experiment (deleted models are invisible)."""
-    ids, token = [], None
+def search(endpoint: Endpoint, experiment_id: str) -> list[LoggedModel]:
+    """Every logged model of an experiment, oldest first (the order an import recreates
+    them in). Deleted models are invisible to the API."""
+    models, token = [], None
     while True:
-        page = src.client.search_logged_models([experiment_id], max_results=PAGE_SIZE,
-                                               page_token=token)
-        ids.extend(model.model_id for model in page)
+        page = endpoint.client.search_logged_models([experiment_id], max_results=PAGE_SIZE,
+                                                    page_token=token)
+        models.extend(page)
         token = page.token
         if not token:
-            return ids
+            return sorted(models, key=lambda m: (m.creation_timestamp, m.model_id))
 
 
 def export(src: Endpoint, model: LoggedModel, directory: Path) -> dict:
@@ -144,11 +145,6 @@ def export(src: Endpoint, model: LoggedModel, directory: Path) -> dict:
         shutil.rmtree(directory, ignore_errors=True)
         raise
     return doc
-
-
-def read(directory: Path) -> dict:
-    """The document of a logged model kept by a resumed export."""
-    return read_json(directory / LOGGED_MODEL_FILE)
 
 
 # Import ---------------------------------------------------------------------------------
