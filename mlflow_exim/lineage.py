@@ -1,8 +1,10 @@
-"""The ``mlflow_exim.*`` source tags that importers write with ``--import-source-tags``.
+"""The ``mlflow_exim.*`` tags on imported objects.
 
-They keep on the target what no MLflow API can carry: the source ids, creation times and
-artifact locations, and a copy of the source's ``mlflow.*`` system tags as they were before
-any remapping. README_governance.md documents every key.
+With ``--import-source-tags`` they keep on the target what no MLflow API can carry: the
+source ids, creation times and artifact locations, and a copy of the source's ``mlflow.*``
+system tags as they were before any remapping. Every import, with or without the option,
+writes the source id of runs and logged models (how a re-run recognises them) and marks
+objects it is still writing as pending. README_governance.md documents every key.
 """
 
 from __future__ import annotations
@@ -15,6 +17,14 @@ RUN_INFO = f"{PREFIX}.run_info."
 MLFLOW_TAG = f"{PREFIX}.mlflow_tag."
 
 MAX_TAG_KEY = 250
+
+# Every import writes these two recognition tags, with or without --import-source-tags:
+# a re-run finds what an earlier one completed by them (see README_governance.md).
+SOURCE_RUN_ID = f"{RUN_INFO}run_id"
+SOURCE_MODEL_ID = f"{FIELD}model_id"
+# Set on a run or logged model while it is being written and removed as its last step, so
+# that one left half-written by a killed import is recognised and redone.
+PENDING = f"{PREFIX}.import.pending"
 
 EXPERIMENT_FIELDS = (
     "experiment_id",

@@ -1,16 +1,23 @@
-"""Compare a source and a target server field by field, and print a scorecard.
+"""Compare a target server with its source field by field, and print a scorecard.
+
+The source is a server (:func:`verify`) or a bundle (:func:`verify_bundle`). Both sides are
+read as the documents a bundle holds (``to_doc`` in ``entities/``), so one set of
+comparisons serves both modes.
 
 Experiments are matched by name. A target run is matched to its source run by the source
 tag ``mlflow_exim.run_info.run_id`` when present, otherwise by run name and start time
 (both of which an import keeps). ``mlflow_exim.*`` tags are ignored on both sides (a source
 may itself be the target of an earlier migration); ``mlflow.parentRunId``
 must name the target run matched to the source parent; ``MLmodel`` files may differ only
-by the run id they carry.
+by the ids they carry.
 
 A target logged model is matched to its source by the tag ``mlflow_exim.field.model_id``,
 otherwise by name, (mapped) source run, model type and params. Registered models are matched
 by name and their versions by number; every run or model id they hold must name the target
 object matched to the source one.
+
+Runs, logged models and model versions tagged ``mlflow_exim.import.pending`` are leftovers
+of an interrupted import: they are ignored on both sides, never matched nor counted.
 """
 
 from __future__ import annotations
@@ -21,36 +28,50 @@ import math
 import re
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 from typing import TypeVar
 
 import mlflow.artifacts
-from mlflow.entities import Experiment, LoggedModel, Run, ViewType
-from mlflow.entities.model_registry import ModelVersion, RegisteredModel
+from mlflow.entities import LifecycleStage, ViewType
+from mlflow.entities.model_registry import RegisteredModel
 from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from mlflow_exim import lineage
 from mlflow_exim.bulk import PAGE_SIZE, select_experiments, select_registered_models
+from mlflow_exim.bundle import Bundle
+from mlflow_exim.bundle.format import ARTIFACTS_DIR
+from mlflow_exim.bundle.jsonio import decode_float, iter_json_lines
 from mlflow_exim.endpoint import Endpoint
+from mlflow_exim.entities import experiment as experiment_entity
 from mlflow_exim.entities import logged_model as logged_model_entity
 from mlflow_exim.entities import registered_model as registered_model_entity
+from mlflow_exim.entities import run as run_entity
 from mlflow_exim.entities.artifacts import MLMODEL_FILE
 from mlflow_exim.entities.logged_model import MODEL_VERSIONS_TAG
 from mlflow_exim.entities.run import LOG_MODEL_HISTORY_TAG
+from mlflow_exim.errors import BundleError
 from mlflow_exim.report import abbreviate
 
-_SOURCE_RUN_ID_TAG = lineage.RUN_INFO + "run_id"
-_SOURCE_MODEL_ID_TAG = lineage.FIELD + "model_id"
 T = TypeVar("T")
+_Pairs = list[tuple[dict, dict | None]]
 _INFO_FIELDS = ("run_name", "status", "start_time", "end_time", "user_id", "lifecycle_stage")
 _LOGGED_MODEL_FIELDS = ("name", "model_type", "status")
 _VERSION_FIELDS = ("description", "current_stage", "status")
 _LOGGED_MODEL_SOURCE = re.compile(r"models:/(m-[0-9a-f]+)")
 # MLmodel lines naming the model's own id and location, which an import replaces.
 _MLMODEL_ID_LINES = ("model_id:", "model_uuid:", "run_id:", "artifact_path:")
+# Exports that write every run and logged model of their experiments, and those that write
+# every version of their registered models.
+_WHOLE_EXPERIMENTS = ("export-experiment", "export-experiments", "export-all")
+_WHOLE_MODELS = ("export-all", "export-models", "export-model")
+_VERSION_SELECTIONS = ("versions", "stages", "latest_versions")
+# Manifest options of an export that took only some runs (see exporter._filter_options).
+_RUN_FILTERS = ("filter_string", "started_after", "started_before", "since")
 
 
 @dataclass
@@ -91,102 +112,176 @@ def verify(src_uri: str, dst_uri: str, *, experiments: str = "all", models: str 
     """Compare the selected source experiments (deleted ones included) with all their runs
     and logged models, and the selected registered models (``None``: none) with all their
     versions, with the target."""
-    src, dst = Endpoint.connect(src_uri), Endpoint.connect(dst_uri)
-    card = Scorecard(src.display_uri, dst.display_uri)
-    ids = _IdMap(src, dst)
-    experiment_pairs: list[tuple[Experiment, Experiment]] = []
-    pairs: list[tuple[Run, Run | None]] = []
-    for experiment in select_experiments(src, experiments, include_deleted=True):
-        target = dst.client.get_experiment_by_name(experiment.name)
-        label = f"experiment {experiment.name!r}"
-        if target is None:
-            card.count("experiments", False)
-            card.differences.append(f"{label}: missing on the target")
-            continue
-        problems = _diff_values(f"{label} lifecycle_stage", experiment.lifecycle_stage,
-                                target.lifecycle_stage)
-        problems += _diff_dicts(f"{label} tags", _without_lineage(experiment.tags),
-                                _without_lineage(target.tags))
-        card.count("experiments", not problems)
-        card.differences.extend(problems)
-        experiment_pairs.append((experiment, target))
-        target_runs = _runs(dst, target.experiment_id)
-        matched = _match_runs(_runs(src, experiment.experiment_id), target_runs)
-        ids.add_runs(experiment.experiment_id, matched)
-        pairs.extend(matched)
-        for extra in _unpaired(target_runs, matched, _run_id):
-            card.differences.append(f"{label}: run {extra.info.run_id} "
-                                    f"({extra.info.run_name}) only on the target")
-    run_map = {s.info.run_id: d.info.run_id for s, d in pairs if d is not None}
-    _score_pairs(card, "runs", pairs, lambda r: f"run {r.info.run_id} ({r.info.run_name})",
-                 lambda s, d, label: _diff_run(src, dst, s, d, run_map, label,
-                                               compare_artifact_content))
-    for experiment, target in experiment_pairs:
-        _verify_logged_models(src, dst, experiment, target, ids, card, compare_artifact_content)
-    if models is not None:
-        for model in select_registered_models(src, models):
-            _verify_registered_model(dst, model, ids, card)
-    return card
+    src = _ServerSide(Endpoint.connect(src_uri))
+    dst = _ServerSide(Endpoint.connect(dst_uri))
+    selected = [experiment_entity.to_doc(e)
+                for e in select_experiments(src.endpoint, experiments, include_deleted=True)]
+    model_docs = [] if models is None else [
+        src.model_doc(m) for m in select_registered_models(src.endpoint, models)]
+    return _Comparison(src, dst, compare_artifact_content).run(selected, model_docs)
 
 
-class _IdMap:
-    """Which target run and logged model each source one became. Filled experiment by
-    experiment: by ``verify`` for the compared experiments, and on demand for the ids that
-    registered models or model metrics hold outside them."""
+def verify_bundle(bundle_dir: str | Path, dst_uri: str, *,
+                  compare_artifact_content: bool = True) -> Scorecard:
+    """Compare every experiment, run, logged model, registered model and version of the
+    bundle at ``bundle_dir`` with the target. Target objects that the bundle lacks are
+    reported only where its export wrote whole experiments (or whole models)."""
+    bundle = Bundle.open(bundle_dir)
+    dst = _ServerSide(Endpoint.connect(dst_uri))
+    return _Comparison(_BundleSide(bundle), dst, compare_artifact_content).run(
+        list(bundle.experiments.values()), list(bundle.registered_models.values()))
 
-    def __init__(self, src: Endpoint, dst: Endpoint):
-        self.src, self.dst = src, dst
-        self._experiments: set[str] = set()  # source experiment ids already matched
-        self._source_runs: dict[str, Run | None] = {}
-        self._target_runs: dict[str, Run | None] = {}
-        self._target_models: dict[str, str | None] = {}
 
-    def add_runs(self, experiment_id: str, pairs: list[tuple[Run, Run | None]]) -> None:
-        self._experiments.add(experiment_id)
-        for source, target in pairs:
-            self._source_runs[source.info.run_id] = source
-            self._target_runs[source.info.run_id] = target
+# The two kinds of side, read as bundle documents ------------------------------------------
 
-    def add_models(self, pairs: list[tuple[LoggedModel, LoggedModel | None]]) -> None:
-        for source, target in pairs:
-            self._target_models[source.model_id] = target.model_id if target else None
+class _ServerSide:
+    """A tracking server (source or target), read as bundle documents."""
 
-    def source_run(self, run_id: str) -> Run | None:
-        if run_id not in self._source_runs:
-            self._source_runs[run_id] = _get_or_none(self.src.client.get_run, run_id)
-        return self._source_runs[run_id]
+    def __init__(self, endpoint: Endpoint):
+        self.endpoint = endpoint
+        self.client = endpoint.client
+        self.label = endpoint.display_uri
 
-    def target_run(self, source_run_id: str) -> Run | None:
-        if source_run_id not in self._target_runs:
-            source = self.source_run(source_run_id)
-            if source is not None:
-                self._match_experiment(source.info.experiment_id)
-        return self._target_runs.setdefault(source_run_id, None)
+    def experiment(self, experiment_id: str) -> dict | None:
+        found = _get_or_none(self.client.get_experiment, experiment_id)
+        return experiment_entity.to_doc(found) if found else None
 
-    def target_run_id(self, source_run_id: str) -> str | None:
-        target = self.target_run(source_run_id)
-        return target.info.run_id if target else None
+    def experiment_by_name(self, name: str) -> dict | None:
+        found = self.client.get_experiment_by_name(name)
+        return experiment_entity.to_doc(found) if found else None
 
-    def target_model_id(self, source_model_id: str) -> str | None:
-        if source_model_id not in self._target_models:
-            source = _get_or_none(self.src.client.get_logged_model, source_model_id)
-            if source is not None:
-                self._match_experiment(source.experiment_id)
-        return self._target_models.setdefault(source_model_id, None)
+    def runs(self, experiment_id: str) -> list[dict]:
+        docs, token = [], None
+        while True:
+            page = self.client.search_runs([experiment_id], run_view_type=ViewType.ALL,
+                                           max_results=PAGE_SIZE, page_token=token)
+            docs.extend(run_entity.to_doc(run, 0, 0) for run in page)
+            token = page.token
+            if not token:
+                return _settled(docs)
 
-    def _match_experiment(self, experiment_id: str) -> None:
-        if experiment_id in self._experiments:
-            return
-        source_runs = _runs(self.src, experiment_id)
-        source_models = logged_model_entity.search(self.src, experiment_id)
-        name = self.src.client.get_experiment(experiment_id).name
-        target = self.dst.client.get_experiment_by_name(name)
-        target_id = target.experiment_id if target else None
-        self.add_runs(experiment_id, _match_runs(
-            source_runs, _runs(self.dst, target_id) if target_id else []))
-        self.add_models(_match_models(
-            source_models, logged_model_entity.search(self.dst, target_id) if target_id else [],
-            self.target_run_id))
+    def run(self, run_id: str) -> dict | None:
+        found = _get_or_none(self.client.get_run, run_id)
+        return run_entity.to_doc(found, 0, 0) if found else None
+
+    def logged_models(self, experiment_id: str) -> list[dict]:
+        return _settled(logged_model_entity.to_doc(m, 0)
+                        for m in logged_model_entity.search(self.endpoint, experiment_id))
+
+    def logged_model(self, model_id: str) -> dict | None:
+        found = _get_or_none(self.client.get_logged_model, model_id)
+        return logged_model_entity.to_doc(found, 0) if found else None
+
+    def registered_model(self, name: str) -> dict | None:
+        found = _get_or_none(self.client.get_registered_model, name)
+        return self.model_doc(found) if found else None
+
+    def model_doc(self, model: RegisteredModel) -> dict:
+        """The model's document with all its versions (``source_ref`` is not compared)."""
+        versions = registered_model_entity.versions(self.endpoint, model.name)
+        return registered_model_entity.to_doc(
+            model, [registered_model_entity.version_doc(v, {}) for v in versions])
+
+    def histories(self, run: dict) -> Iterator[tuple[str, list[tuple]]]:
+        for key in run["metrics"]["keys"]:
+            yield key, self.history(run["info"]["run_id"], key)
+
+    def history(self, run_id: str, key: str) -> list[tuple]:
+        return _points((m.step, m.timestamp, m.value)
+                       for m in self.client.get_metric_history(run_id, key))
+
+    def artifact_sizes(self, kind: str, doc: dict) -> dict[str, int]:
+        lister = self.client.list_artifacts if kind == "runs" else \
+            self.client.list_logged_model_artifacts
+        return _listed_sizes(lister, _own_id(kind, doc))
+
+    def artifact_dir(self, kind: str, doc: dict, scratch: Path) -> Path:
+        """The object's artifacts, downloaded below ``scratch``."""
+        scratch.mkdir()
+        if kind == "runs":
+            self.client.download_artifacts(_own_id(kind, doc), "", str(scratch))
+            return scratch
+        return Path(mlflow.artifacts.download_artifacts(
+            artifact_uri=doc["artifact_location"], tracking_uri=self.endpoint.uri,
+            dst_path=str(scratch)))
+
+    def is_extra(self, kind: str, target: dict) -> bool:
+        """Whether a target object that matches nothing here is a difference: always."""
+        return True
+
+
+class _BundleSide:
+    """A bundle as the source: its documents, ``metrics.jsonl`` files and artifact trees."""
+
+    def __init__(self, bundle: Bundle):
+        self.bundle = bundle
+        self.label = str(bundle.root)
+        command = bundle.manifest.get("command")
+        options = bundle.manifest.get("options") or {}
+        filtered = any(options.get(name) for name in _RUN_FILTERS)
+        self._whole_experiments = command in _WHOLE_EXPERIMENTS and not filtered
+        self._deleted_runs = bool(options.get("export_deleted_runs"))
+        self._whole_models = command in _WHOLE_MODELS and not any(
+            options.get(name) for name in (*_VERSION_SELECTIONS, "since"))
+
+    def experiment(self, experiment_id: str) -> dict | None:
+        return self.bundle.experiments.get(experiment_id)
+
+    def runs(self, experiment_id: str) -> list[dict]:
+        return _settled(doc for doc in self.bundle.runs.values()
+                        if doc["info"]["experiment_id"] == experiment_id)
+
+    def run(self, run_id: str) -> dict | None:
+        return self.bundle.runs.get(run_id)
+
+    def logged_models(self, experiment_id: str) -> list[dict]:
+        return _settled(doc for doc in self.bundle.logged_models.values()
+                        if doc["experiment_id"] == experiment_id)
+
+    def logged_model(self, model_id: str) -> dict | None:
+        return self.bundle.logged_models.get(model_id)
+
+    def histories(self, run: dict) -> Iterator[tuple[str, list[tuple]]]:
+        """Each metric's history, one at a time: ``metrics.jsonl`` keeps a metric's points
+        together (docs/FORMAT.md), so memory holds one history."""
+        path = self.bundle.run_dirs[_own_id("runs", run)] / run_entity.METRICS_FILE
+        seen = set()
+        for key, points in groupby(iter_json_lines(path), key=itemgetter("key")):
+            if key in seen:
+                raise BundleError(path, f"the points of metric {key!r} are not together")
+            seen.add(key)
+            yield key, _points((p["step"], p["timestamp"], decode_float(p["value"]))
+                               for p in points)
+
+    def artifact_sizes(self, kind: str, doc: dict) -> dict[str, int]:
+        root = self.artifact_dir(kind, doc)
+        return {p.relative_to(root).as_posix(): p.stat().st_size
+                for p in root.rglob("*") if p.is_file()}
+
+    def artifact_dir(self, kind: str, doc: dict, scratch: Path | None = None) -> Path:
+        """The object's ``artifacts/`` directory in the bundle (nothing is copied)."""
+        return self.bundle.dirs[kind][_own_id(kind, doc)] / ARTIFACTS_DIR
+
+    def is_extra(self, kind: str, target: dict) -> bool:
+        """Whether a target object that matches nothing in the bundle is a difference: only
+        where the export wrote all there was of its kind."""
+        if kind == "model_versions":
+            return self._whole_models
+        if kind == "runs" and target["info"]["lifecycle_stage"] == LifecycleStage.DELETED:
+            return self._whole_experiments and self._deleted_runs
+        return self._whole_experiments
+
+
+_Side = _ServerSide | _BundleSide
+
+
+def _own_id(kind: str, doc: dict) -> str:
+    return doc["info"]["run_id"] if kind == "runs" else doc["model_id"]
+
+
+def _settled(docs: Iterable[dict]) -> list[dict]:
+    """The documents (runs, logged models, versions) but those an import left pending."""
+    return [doc for doc in docs if lineage.PENDING not in doc["tags"]]
 
 
 def _get_or_none(getter: Callable, object_id: str):
@@ -199,15 +294,100 @@ def _get_or_none(getter: Callable, object_id: str):
         raise
 
 
-def _runs(endpoint: Endpoint, experiment_id: str) -> list[Run]:
-    runs, token = [], None
-    while True:
-        page = endpoint.client.search_runs([experiment_id], run_view_type=ViewType.ALL,
-                                           max_results=PAGE_SIZE, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
+def _listed_sizes(lister: Callable, object_id: str, path: str | None = None) -> dict[str, int]:
+    sizes = {}
+    for item in lister(object_id, path):
+        if item.is_dir:
+            sizes.update(_listed_sizes(lister, object_id, item.path))
+        else:
+            sizes[item.path] = item.file_size or 0  # proxied listings omit a zero size
+    return sizes
+
+
+def _points(points: Iterable[tuple]) -> list[tuple]:
+    """(step, timestamp, value) points in one canonical order, values made comparable."""
+    return sorted(((step, timestamp, _comparable(value)) for step, timestamp, value in points),
+                  key=repr)
+
+
+def _comparable(value: float) -> float | str:
+    """NaN equals NaN; ±inf equals the ±1.7976931348623157e308 a SQL store keeps for it."""
+    if math.isnan(value):
+        return "nan"
+    return max(-sys.float_info.max, min(sys.float_info.max, value))
+
+
+# Matching ---------------------------------------------------------------------------------
+
+@dataclass
+class _Matched:
+    """One source experiment's runs and logged models paired with the target's, and the
+    target ones that nothing paired with."""
+
+    target: dict | None = None
+    runs: _Pairs = field(default_factory=list)
+    models: _Pairs = field(default_factory=list)
+    extra_runs: list[dict] = field(default_factory=list)
+    extra_models: list[dict] = field(default_factory=list)
+
+
+class _IdMap:
+    """Which target run and logged model each source one became. Filled experiment by
+    experiment (matched by name), on demand: for the compared experiments, and for the ids
+    that registered models, parent tags or model metrics hold outside them."""
+
+    def __init__(self, src: _Side, dst: _ServerSide):
+        self.src, self.dst = src, dst
+        self._matched: dict[str, _Matched] = {}  # by source experiment id
+        self._source_runs: dict[str, dict | None] = {}
+        self._target_runs: dict[str, dict | None] = {}
+        self._target_models: dict[str, str | None] = {}
+
+    def experiment(self, experiment_id: str) -> _Matched:
+        if experiment_id in self._matched:
+            return self._matched[experiment_id]
+        self._matched[experiment_id] = found = _Matched()
+        source = self.src.experiment(experiment_id)
+        found.target = self.dst.experiment_by_name(source["name"]) if source else None
+        if found.target is None:
+            return found  # its runs and logged models have no match: left unpaired
+        target_id = found.target["experiment_id"]
+        target_runs = self.dst.runs(target_id)
+        found.runs = _match_runs(self.src.runs(experiment_id), target_runs)
+        for s, t in found.runs:
+            self._source_runs[_run_id(s)] = s
+            self._target_runs[_run_id(s)] = t
+        target_models = self.dst.logged_models(target_id)
+        found.models = _match_models(self.src.logged_models(experiment_id), target_models,
+                                     self.target_run_id)
+        for s, t in found.models:
+            self._target_models[_model_id(s)] = _model_id(t) if t else None
+        found.extra_runs = _unpaired(target_runs, found.runs, _run_id)
+        found.extra_models = _unpaired(target_models, found.models, _model_id)
+        return found
+
+    def source_run(self, run_id: str) -> dict | None:
+        if run_id not in self._source_runs:
+            self._source_runs[run_id] = self.src.run(run_id)
+        return self._source_runs[run_id]
+
+    def target_run(self, source_run_id: str) -> dict | None:
+        if source_run_id not in self._target_runs:
+            source = self.source_run(source_run_id)
+            if source is not None:
+                self.experiment(source["info"]["experiment_id"])
+        return self._target_runs.setdefault(source_run_id, None)
+
+    def target_run_id(self, source_run_id: str) -> str | None:
+        target = self.target_run(source_run_id)
+        return _run_id(target) if target else None
+
+    def target_model_id(self, source_model_id: str) -> str | None:
+        if source_model_id not in self._target_models:
+            source = self.src.logged_model(source_model_id)
+            if source is not None:
+                self.experiment(source["experiment_id"])
+        return self._target_models.setdefault(source_model_id, None)
 
 
 def _pair_up(sources: list[T], targets: list[T], *, own_id: Callable[[T], str],
@@ -240,225 +420,265 @@ def _pair_up(sources: list[T], targets: list[T], *, own_id: Callable[[T], str],
     return pairs
 
 
-def _score_pairs(card: Scorecard, kind: str, pairs: list[tuple[T, T | None]],
-                 label_of: Callable[[T], str],
-                 diff: Callable[[T, T, str], list[str]]) -> None:
-    """Count each pair as identical or not and record its differences."""
-    for source, match in pairs:
-        label = label_of(source)
-        problems = [f"{label}: missing on the target"] if match is None else diff(
-            source, match, label)
-        card.count(kind, not problems)
-        card.differences.extend(problems)
-
-
 def _unpaired(targets: list[T], pairs: list[tuple[T, T | None]],
               own_id: Callable[[T], str]) -> list[T]:
     claimed = {own_id(match) for _, match in pairs if match is not None}
     return [t for t in targets if own_id(t) not in claimed]
 
 
-def _run_id(run: Run) -> str:
-    return run.info.run_id
+def _run_id(run: dict) -> str:
+    return run["info"]["run_id"]
 
 
-def _match_runs(sources: list[Run], targets: list[Run]) -> list[tuple[Run, Run | None]]:
-    def identity(run: Run) -> tuple:
-        return run.info.run_name, run.info.start_time
+def _model_id(model: dict) -> str:
+    return model["model_id"]
+
+
+def _match_runs(sources: list[dict], targets: list[dict]) -> _Pairs:
+    def identity(run: dict) -> tuple:
+        return run["info"]["run_name"], run["info"]["start_time"]
 
     return _pair_up(sources, targets, own_id=_run_id,
-                    tagged_source_id=lambda t: t.data.tags.get(_SOURCE_RUN_ID_TAG),
+                    tagged_source_id=lambda t: t["tags"].get(lineage.SOURCE_RUN_ID),
                     source_identity=identity, target_identity=identity, agreement=_agreement)
 
 
-def _agreement(s: Run, t: Run) -> int:
+def _agreement(s: dict, t: dict) -> int:
     """How many identifying fields two runs share beyond name and start time, so that runs
     that share those two still pair up with their own copies."""
-    return sum((s.info.lifecycle_stage == t.info.lifecycle_stage,
-                s.info.status == t.info.status, s.info.end_time == t.info.end_time,
-                s.data.params == t.data.params))
+    return sum(s["info"][name] == t["info"][name]
+               for name in ("lifecycle_stage", "status", "end_time")) + (s["params"] == t["params"])
 
 
-def _diff_run(src: Endpoint, dst: Endpoint, s: Run, d: Run, run_map: dict[str, str],
-              label: str, compare_artifact_content: bool) -> list[str]:
-    problems = []
-    for name in _INFO_FIELDS:
-        problems += _diff_values(f"{label} {name}", getattr(s.info, name), getattr(d.info, name))
-    problems += _diff_dicts(f"{label} params", s.data.params, d.data.params)
-    problems += _diff_dicts(f"{label} tags", _expected_tags(s, d, run_map),
-                            _without_lineage(d.data.tags))
-    for key in sorted(set(s.data.metrics) | set(d.data.metrics)):
-        expected = _history(src, s.info.run_id, key)
-        actual = _history(dst, d.info.run_id, key)
-        if expected != actual:
-            problems.append(f"{label} metric {key!r}: {len(expected)} source points, "
-                            f"{len(actual)} target points, histories differ")
-    problems += _diff_values(f"{label} dataset inputs", _datasets(s), _datasets(d))
-    problems += _diff_artifacts(src, dst, s.info.run_id, d.info.run_id, label,
-                                compare_artifact_content)
-    return problems
-
-
-def _expected_tags(s: Run, d: Run, run_map: dict[str, str]) -> dict:
-    expected = _without_lineage(s.data.tags)
-    parent = expected.pop(MLFLOW_PARENT_RUN_ID, None)
-    if parent is not None and parent in run_map:
-        expected[MLFLOW_PARENT_RUN_ID] = run_map[parent]
-    if LOG_MODEL_HISTORY_TAG in expected:
-        expected[LOG_MODEL_HISTORY_TAG] = expected[LOG_MODEL_HISTORY_TAG].replace(
-            s.info.run_id, d.info.run_id)
-    return expected
-
-
-def _history(endpoint: Endpoint, run_id: str, key: str) -> list[tuple]:
-    points = endpoint.client.get_metric_history(run_id, key)
-    return sorted((m.step, m.timestamp, _comparable(m.value)) for m in points)
-
-
-def _comparable(value: float) -> float | str:
-    """NaN equals NaN; ±inf equals the ±1.7976931348623157e308 a SQL store keeps for it."""
-    if math.isnan(value):
-        return "nan"
-    return max(-sys.float_info.max, min(sys.float_info.max, value))
-
-
-def _datasets(run: Run) -> list[tuple]:
-    inputs = run.inputs.dataset_inputs if run.inputs else []
-    return sorted(
-        (i.dataset.name, i.dataset.digest, i.dataset.source_type, i.dataset.source,
-         i.dataset.schema or "", i.dataset.profile or "",
-         tuple(sorted((t.key, t.value) for t in i.tags)))
-        for i in inputs
-    )
-
-
-def _diff_artifacts(src: Endpoint, dst: Endpoint, src_run: str, dst_run: str, label: str,
-                    compare_content: bool) -> list[str]:
-    expected = _artifact_sizes(src, src_run)
-    actual = _artifact_sizes(dst, dst_run)
-    problems = _diff_dicts(f"{label} artifacts (path: size)", expected, actual)
-    if problems or not compare_content or not expected:
-        return problems
-    with tempfile.TemporaryDirectory(prefix="mlflow-exim-verify-") as scratch:
-        left, right = Path(scratch, "src"), Path(scratch, "dst")
-        left.mkdir()
-        right.mkdir()
-        src.client.download_artifacts(src_run, "", str(left))
-        dst.client.download_artifacts(dst_run, "", str(right))
-
-        def same_mlmodel(a: Path, b: Path) -> bool:
-            return a.read_bytes().replace(src_run.encode(), dst_run.encode()) == b.read_bytes()
-
-        return _diff_files(left, right, sorted(expected), same_mlmodel, label)
-
-
-def _diff_files(left: Path, right: Path, paths: list[str],
-                same_mlmodel: Callable[[Path, Path], bool], label: str) -> list[str]:
-    problems = []
-    for relative in paths:
-        a, b = left / relative, right / relative
-        same = same_mlmodel(a, b) if a.name == MLMODEL_FILE else filecmp.cmp(a, b, shallow=False)
-        if not same:
-            problems.append(f"{label} artifact {relative!r}: content differs")
-    return problems
-
-
-def _artifact_sizes(endpoint: Endpoint, run_id: str, path: str | None = None) -> dict:
-    sizes = {}
-    for item in endpoint.client.list_artifacts(run_id, path):
-        if item.is_dir:
-            sizes.update(_artifact_sizes(endpoint, run_id, item.path))
-        else:
-            sizes[item.path] = item.file_size or 0  # proxied listings omit a zero size
-    return sizes
-
-
-def _model_id(model: LoggedModel) -> str:
-    return model.model_id
-
-
-def _match_models(sources: list[LoggedModel], targets: list[LoggedModel],
-                  target_run_id: Callable[[str], str | None],
-                  ) -> list[tuple[LoggedModel, LoggedModel | None]]:
+def _match_models(sources: list[dict], targets: list[dict],
+                  target_run_id: Callable[[str], str | None]) -> _Pairs:
     return _pair_up(
         sources, targets, own_id=_model_id,
-        tagged_source_id=lambda t: t.tags.get(_SOURCE_MODEL_ID_TAG),
+        tagged_source_id=lambda t: t["tags"].get(lineage.SOURCE_MODEL_ID),
         source_identity=lambda s: _model_identity(
-            s, target_run_id(s.source_run_id) if s.source_run_id else None),
-        target_identity=lambda t: _model_identity(t, t.source_run_id or None))
+            s, target_run_id(s["source_run_id"]) if s.get("source_run_id") else None),
+        target_identity=lambda t: _model_identity(t, t.get("source_run_id") or None))
 
 
-def _model_identity(model: LoggedModel, run_id: str | None) -> tuple:
-    return model.name, run_id, model.model_type, tuple(sorted(model.params.items()))
+def _run_label(run: dict) -> str:
+    return f"run {_run_id(run)} ({run['info']['run_name']})"
 
 
-def _verify_logged_models(src: Endpoint, dst: Endpoint, experiment: Experiment,
-                          target: Experiment, ids: _IdMap, card: Scorecard,
-                          compare_artifact_content: bool) -> None:
-    targets = logged_model_entity.search(dst, target.experiment_id)
-    pairs = _match_models(logged_model_entity.search(src, experiment.experiment_id), targets,
-                          ids.target_run_id)
-    ids.add_models(pairs)
-    _score_pairs(card, "logged_models", pairs, lambda m: f"logged model {m.model_id} ({m.name})",
-                 lambda s, d, label: _diff_logged_model(src, dst, s, d, ids, label,
-                                                        compare_artifact_content))
-    for extra in _unpaired(targets, pairs, _model_id):
-        card.differences.append(f"experiment {experiment.name!r}: logged model "
-                                f"{extra.model_id} ({extra.name}) only on the target")
+def _model_label(model: dict) -> str:
+    return f"logged model {_model_id(model)} ({model['name']})"
 
 
-def _diff_logged_model(src: Endpoint, dst: Endpoint, s: LoggedModel, d: LoggedModel,
-                       ids: _IdMap, label: str, compare_content: bool) -> list[str]:
-    problems = []
-    for name in _LOGGED_MODEL_FIELDS:
-        problems += _diff_values(f"{label} {name}", getattr(s, name), getattr(d, name))
-    problems += _diff_dicts(f"{label} params", s.params, d.params)
-    problems += _diff_dicts(f"{label} tags", _logged_model_tags(s), _logged_model_tags(d))
-    problems += _diff_run_reference(f"{label} source_run_id", s.source_run_id,
-                                    d.source_run_id, ids)
-    expected = _model_metrics(s, ids.target_run_id)
-    actual = _model_metrics(d, lambda run_id: run_id)
-    if expected != actual:
-        problems.append(f"{label} metrics: {len(expected)} source points, "
-                        f"{len(actual)} target points, they differ")
-    problems += _diff_model_artifacts(src, dst, s, d, label, compare_content)
-    return problems
+def _model_identity(model: dict, run_id: str | None) -> tuple:
+    return model["name"], run_id, model.get("model_type"), tuple(sorted(model["params"].items()))
 
 
-def _logged_model_tags(model: LoggedModel) -> dict:
-    """The tags, with the registrations in ``mlflow.modelVersions`` as a set: ``log_model``
-    records each one twice (version as int and as str), a registry records it once."""
-    tags = _without_lineage(model.tags)
-    if MODEL_VERSIONS_TAG in tags:
-        try:
-            entries = json.loads(tags[MODEL_VERSIONS_TAG])
-            tags[MODEL_VERSIONS_TAG] = sorted({(e["name"], str(e["version"])) for e in entries})
-        except (ValueError, TypeError, KeyError):
-            pass  # not the list MLflow writes: compare the text as it is
-    return tags
+# Comparing --------------------------------------------------------------------------------
 
+class _Comparison:
+    """One comparison of a source (server or bundle) with a target server."""
 
-def _model_metrics(model: LoggedModel, target_run_id: Callable[[str], str | None]) -> list:
-    points = [(m.key, _comparable(m.value), m.step, m.timestamp, m.dataset_name,
-               m.dataset_digest, target_run_id(m.run_id) if m.run_id else None)
-              for m in model.metrics or []]
-    return sorted(points, key=repr)
+    def __init__(self, src: _Side, dst: _ServerSide, compare_artifact_content: bool):
+        self.src, self.dst = src, dst
+        self.ids = _IdMap(src, dst)
+        self.card = Scorecard(src.label, dst.label)
+        self.compare_content = compare_artifact_content
 
+    def run(self, experiments: list[dict], models: list[dict]) -> Scorecard:
+        found = self._score("experiments", [
+            (e, self.ids.experiment(e["experiment_id"]).target) for e in experiments],
+            lambda e: f"experiment {e['name']!r}", self._diff_experiment)
+        matched = {e["name"]: self.ids.experiment(e["experiment_id"]) for e, _ in found}
+        for name, m in matched.items():
+            self._extras("runs", m.extra_runs,
+                         lambda t, name=name: f"experiment {name!r}: {_run_label(t)}")
+            self._extras("logged_models", m.extra_models,
+                         lambda t, name=name: f"experiment {name!r}: {_model_label(t)}")
+        self._score("runs", [p for m in matched.values() for p in m.runs], _run_label,
+                    self._diff_run)
+        self._score("logged_models", [p for m in matched.values() for p in m.models],
+                    _model_label, self._diff_logged_model)
+        for model, target in self._score(
+                "registered_models", [(m, self.dst.registered_model(m["name"])) for m in models],
+                lambda m: f"registered model {m['name']!r}", self._diff_registered_model):
+            self._score_versions(model, target)
+        return self.card
 
-def _diff_model_artifacts(src: Endpoint, dst: Endpoint, s: LoggedModel, d: LoggedModel,
-                          label: str, compare_content: bool) -> list[str]:
-    expected = _model_artifact_sizes(src, s.model_id)
-    problems = _diff_dicts(f"{label} artifacts (path: size)", expected,
-                           _model_artifact_sizes(dst, d.model_id))
-    if problems or not compare_content or not expected:
+    def _score(self, kind: str, pairs: _Pairs, label_of: Callable[[dict], str],
+               diff: Callable[[dict, dict, str], list[str]]) -> _Pairs:
+        """Count each pair as identical or not and record its differences; returns the
+        pairs that have a target."""
+        for source, match in pairs:
+            label = label_of(source)
+            problems = [f"{label}: missing on the target"] if match is None else diff(
+                source, match, label)
+            self.card.count(kind, not problems)
+            self.card.differences.extend(problems)
+        return [(s, t) for s, t in pairs if t is not None]
+
+    def _extras(self, kind: str, targets: list[dict], label_of: Callable[[dict], str]) -> None:
+        """Record the target objects that match no source object, where they count."""
+        self.card.differences.extend(f"{label_of(t)} only on the target" for t in targets
+                                     if self.src.is_extra(kind, t))
+
+    def _diff_experiment(self, s: dict, d: dict, label: str) -> list[str]:
+        return (_diff_fields(label, s, d, ("lifecycle_stage",))
+                + _diff_dicts(f"{label} tags", _without_lineage(s["tags"]),
+                              _without_lineage(d["tags"])))
+
+    def _diff_run(self, s: dict, d: dict, label: str) -> list[str]:
+        problems = _diff_fields(label, s["info"], d["info"], _INFO_FIELDS)
+        problems += _diff_dicts(f"{label} params", s["params"], d["params"])
+        problems += _diff_dicts(f"{label} tags", self._expected_run_tags(s, d),
+                                _without_lineage(d["tags"]))
+        problems += self._diff_histories(s, d, label)
+        problems += _diff_values(f"{label} dataset inputs", _datasets(s), _datasets(d))
+        old, new = _run_id(s).encode(), _run_id(d).encode()
+        return problems + self._diff_artifacts(
+            "runs", s, d, label, lambda a, b: a.read_bytes().replace(old, new) == b.read_bytes())
+
+    def _expected_run_tags(self, s: dict, d: dict) -> dict:
+        expected = _without_lineage(s["tags"])
+        parent = expected.pop(MLFLOW_PARENT_RUN_ID, None)
+        target_parent = self.ids.target_run_id(parent) if parent is not None else None
+        if target_parent is not None:
+            expected[MLFLOW_PARENT_RUN_ID] = target_parent
+        if LOG_MODEL_HISTORY_TAG in expected:
+            expected[LOG_MODEL_HISTORY_TAG] = expected[LOG_MODEL_HISTORY_TAG].replace(
+                _run_id(s), _run_id(d))
+        return expected
+
+    def _diff_histories(self, s: dict, d: dict, label: str) -> list[str]:
+        """Every metric's history, as a sorted list of points, one metric at a time."""
+        problems, seen = [], set()
+
+        def compare(key: str, expected: list[tuple]) -> None:
+            actual = self.dst.history(_run_id(d), key)
+            if expected != actual:
+                problems.append(f"{label} metric {key!r}: {len(expected)} source points, "
+                                f"{len(actual)} target points, histories differ")
+
+        for key, expected in self.src.histories(s):
+            seen.add(key)
+            compare(key, expected)
+        for key in sorted(set(d["metrics"]["keys"]) - seen):
+            compare(key, [])
         return problems
-    with tempfile.TemporaryDirectory(prefix="mlflow-exim-verify-") as scratch:
-        left = mlflow.artifacts.download_artifacts(
-            artifact_uri=s.artifact_location, tracking_uri=src.uri, dst_path=f"{scratch}/src")
-        right = mlflow.artifacts.download_artifacts(
-            artifact_uri=d.artifact_location, tracking_uri=dst.uri, dst_path=f"{scratch}/dst")
-        return _diff_files(Path(left), Path(right), sorted(expected), _same_model_mlmodel,
-                           label)
+
+    def _diff_artifacts(self, kind: str, s: dict, d: dict, label: str,
+                        same_mlmodel: Callable[[Path, Path], bool]) -> list[str]:
+        """Paths and sizes; with ``compare_content`` the bytes too, ``MLmodel`` files by
+        ``same_mlmodel``."""
+        expected = self.src.artifact_sizes(kind, s)
+        problems = _diff_dicts(f"{label} artifacts (path: size)", expected,
+                               self.dst.artifact_sizes(kind, d))
+        if problems or not self.compare_content or not expected:
+            return problems
+        with tempfile.TemporaryDirectory(prefix="mlflow-exim-verify-") as scratch:
+            left = self.src.artifact_dir(kind, s, Path(scratch, "src"))
+            right = self.dst.artifact_dir(kind, d, Path(scratch, "dst"))
+            return [f"{label} artifact {relative!r}: content differs"
+                    for relative in sorted(expected)
+                    if not _same_file(left / relative, right / relative, same_mlmodel)]
+
+    def _diff_logged_model(self, s: dict, d: dict, label: str) -> list[str]:
+        problems = _diff_fields(label, s, d, _LOGGED_MODEL_FIELDS)
+        problems += _diff_dicts(f"{label} params", s["params"], d["params"])
+        problems += _diff_dicts(f"{label} tags", _logged_model_tags(s), _logged_model_tags(d))
+        problems += self._diff_run_reference(f"{label} source_run_id", s.get("source_run_id"),
+                                             d.get("source_run_id"))
+        expected = _model_metrics(s, self.ids.target_run_id)
+        actual = _model_metrics(d, lambda run_id: run_id)
+        if expected != actual:
+            problems.append(f"{label} metrics: {len(expected)} source points, "
+                            f"{len(actual)} target points, they differ")
+        return problems + self._diff_artifacts("logged_models", s, d, label,
+                                               _same_model_mlmodel)
+
+    def _diff_run_reference(self, label: str, source_run_id: str | None,
+                            target_run_id: str | None) -> list[str]:
+        """A target's reference to a run must name the run matched to the source's. A REST
+        answer may say "" where an embedded store says None: both mean no run."""
+        if not source_run_id:
+            return _diff_values(label, None, target_run_id or None)
+        expected = self.ids.target_run_id(source_run_id)
+        if expected is None:
+            return [f"{label}: source run {source_run_id} has no match on the target"]
+        if expected != target_run_id:
+            return [f"{label}: source {source_run_id!r} matches target run {expected!r}, "
+                    f"target has {target_run_id!r}"]
+        return []
+
+    def _diff_registered_model(self, s: dict, d: dict, label: str) -> list[str]:
+        problems = _diff_fields(label, s, d, ("description",))
+        problems += _diff_dicts(f"{label} tags", _without_lineage(s["tags"]),
+                                _without_lineage(d["tags"]))
+        return problems + _diff_dicts(f"{label} aliases", s["aliases"], d["aliases"])
+
+    def _score_versions(self, model: dict, target: dict) -> None:
+        label = f"registered model {model['name']!r}"
+        targets = {v["version"]: v for v in _settled(target["versions"])}
+        pairs = [(v, targets.pop(v["version"], None)) for v in _settled(model["versions"])]
+        self._score("model_versions", pairs, lambda v: f"{label} version {v['version']}",
+                    self._diff_version)
+        self._extras("model_versions", list(targets.values()),
+                     lambda t: f"{label} version {t['version']}:")
+
+    def _diff_version(self, s: dict, d: dict, label: str) -> list[str]:
+        problems = _diff_fields(label, s, d, _VERSION_FIELDS)
+        problems += _diff_dicts(f"{label} tags", _without_lineage(s["tags"]),
+                                _without_lineage(d["tags"]))
+        problems += self._diff_run_reference(f"{label} run_id", s["run_id"], d["run_id"])
+        return problems + self._diff_version_source(s, d, f"{label} source")
+
+    def _diff_version_source(self, s: dict, d: dict, label: str) -> list[str]:
+        """A ``models:/m-…`` source must name the matched logged model; a source inside a
+        run's artifacts must lie at the same path inside the matched run; any other must be
+        equal."""
+        logged_model = _LOGGED_MODEL_SOURCE.fullmatch(s["source"])
+        if logged_model:
+            target_id = self.ids.target_model_id(logged_model.group(1))
+            if target_id is None:
+                return [f"{label}: source logged model {logged_model.group(1)} has no match "
+                        f"on the target"]
+            return _diff_values(label, f"models:/{target_id}", d["source"])
+        in_run = self._run_relative_path(s["source"], s["run_id"])
+        if in_run is None:
+            return _diff_values(label, s["source"], d["source"])
+        run_id, path = in_run
+        target = self.ids.target_run(run_id)
+        if target is None:
+            return [f"{label}: {s['source']!r} lies in source run {run_id}, which has no "
+                    f"match on the target"]
+        accepted = {f"{target['info']['artifact_uri']}/{path}", f"runs:/{_run_id(target)}/{path}"}
+        if d["source"] not in accepted:
+            return [f"{label}: source {s['source']!r}, target {d['source']!r}, expected one "
+                    f"of {sorted(accepted)}"]
+        return []
+
+    def _run_relative_path(self, source: str, run_id: str | None) -> tuple[str, str] | None:
+        """(run id, path inside the run's artifacts) when ``source`` lies inside a run's
+        artifacts, given as ``runs:/<run id>/<path>`` or under the run's artifact URI."""
+        if source.startswith("runs:/"):
+            run_id, _, path = source[len("runs:/"):].partition("/")
+            return run_id, path
+        run = self.ids.source_run(run_id) if run_id else None
+        root = run["info"]["artifact_uri"] if run else None
+        if root and source.startswith(root + "/"):
+            return run_id, source[len(root) + 1:]
+        return None
+
+
+def _datasets(run: dict) -> list[tuple]:
+    def one(item: dict) -> tuple:
+        d = item["dataset"]
+        return (d["name"], d["digest"], d["source_type"], d["source"], d["schema"] or "",
+                d["profile"] or "", tuple(sorted((t["key"], t["value"]) for t in item["tags"])))
+
+    return sorted(one(item) for item in run["inputs"]["datasets"])
+
+
+def _same_file(a: Path, b: Path, same_mlmodel: Callable[[Path, Path], bool]) -> bool:
+    return same_mlmodel(a, b) if a.name == MLMODEL_FILE else filecmp.cmp(a, b, shallow=False)
 
 
 def _same_model_mlmodel(a: Path, b: Path) -> bool:
@@ -468,115 +688,34 @@ def _same_model_mlmodel(a: Path, b: Path) -> bool:
     return kept_lines(a) == kept_lines(b)
 
 
-def _model_artifact_sizes(endpoint: Endpoint, model_id: str, path: str | None = None) -> dict:
-    sizes = {}
-    for item in endpoint.client.list_logged_model_artifacts(model_id, path):
-        if item.is_dir:
-            sizes.update(_model_artifact_sizes(endpoint, model_id, item.path))
-        else:
-            sizes[item.path] = item.file_size or 0
-    return sizes
+def _logged_model_tags(model: dict) -> dict:
+    """The tags, with the registrations in ``mlflow.modelVersions`` as a set: ``log_model``
+    records each one twice (version as int and as str), a registry records it once."""
+    tags = _without_lineage(model["tags"])
+    if MODEL_VERSIONS_TAG in tags:
+        try:
+            entries = json.loads(tags[MODEL_VERSIONS_TAG])
+            tags[MODEL_VERSIONS_TAG] = sorted({(e["name"], str(e["version"])) for e in entries})
+        except (ValueError, TypeError, KeyError):
+            pass  # not the list MLflow writes: compare the text as it is
+    return tags
 
 
-def _diff_run_reference(label: str, source_run_id: str | None, target_run_id: str | None,
-                        ids: _IdMap) -> list[str]:
-    """A target's reference to a run must name the run matched to the source's. A REST
-    answer may say "" where an embedded store says None: both mean no run."""
-    if not source_run_id:
-        return _diff_values(label, None, target_run_id or None)
-    expected = ids.target_run_id(source_run_id)
-    if expected is None:
-        return [f"{label}: source run {source_run_id} has no match on the target"]
-    if expected != target_run_id:
-        return [f"{label}: source {source_run_id!r} matches target run {expected!r}, "
-                f"target has {target_run_id!r}"]
-    return []
+def _model_metrics(model: dict, target_run_id: Callable[[str], str | None]) -> list:
+    points = [(m["key"], _comparable(decode_float(m["value"])), m["step"], m["timestamp"],
+               m.get("dataset_name"), m.get("dataset_digest"),
+               target_run_id(m["run_id"]) if m.get("run_id") else None)
+              for m in model["metrics"]]
+    return sorted(points, key=repr)
 
-
-def _verify_registered_model(dst: Endpoint, model: RegisteredModel, ids: _IdMap,
-                             card: Scorecard) -> None:
-    label = f"registered model {model.name!r}"
-    target = _get_or_none(dst.client.get_registered_model, model.name)
-    if target is None:
-        card.count("registered_models", False)
-        card.differences.append(f"{label}: missing on the target")
-        return
-    problems = _diff_values(f"{label} description", model.description, target.description)
-    problems += _diff_dicts(f"{label} tags", _without_lineage(model.tags),
-                            _without_lineage(target.tags))
-    problems += _diff_dicts(f"{label} aliases", _aliases(model), _aliases(target))
-    card.count("registered_models", not problems)
-    card.differences.extend(problems)
-    target_versions = _model_versions(dst, model.name)
-    for number, source in _model_versions(ids.src, model.name).items():
-        version_label = f"{label} version {number}"
-        match = target_versions.pop(number, None)
-        if match is None:
-            problems = [f"{version_label}: missing on the target"]
-        else:
-            problems = _diff_version(source, match, ids, version_label)
-        card.count("model_versions", not problems)
-        card.differences.extend(problems)
-    for number in target_versions:
-        card.differences.append(f"{label} version {number}: only on the target")
-
-
-def _aliases(model: RegisteredModel) -> dict:
-    return {alias: str(version) for alias, version in model.aliases.items()}
-
-
-def _model_versions(endpoint: Endpoint, name: str) -> dict[str, ModelVersion]:
-    return {str(v.version): v for v in registered_model_entity.versions(endpoint, name)}
-
-
-def _diff_version(s: ModelVersion, d: ModelVersion, ids: _IdMap, label: str) -> list[str]:
-    problems = []
-    for name in _VERSION_FIELDS:
-        problems += _diff_values(f"{label} {name}", getattr(s, name), getattr(d, name))
-    problems += _diff_dicts(f"{label} tags", _without_lineage(s.tags), _without_lineage(d.tags))
-    problems += _diff_run_reference(f"{label} run_id", s.run_id, d.run_id, ids)
-    return problems + _diff_version_source(s, d, ids, f"{label} source")
-
-
-def _diff_version_source(s: ModelVersion, d: ModelVersion, ids: _IdMap,
-                         label: str) -> list[str]:
-    """A ``models:/m-…`` source must name the matched logged model; a source inside a run's
-    artifacts must lie at the same path inside the matched run; any other must be equal."""
-    logged_model = _LOGGED_MODEL_SOURCE.fullmatch(s.source)
-    if logged_model:
-        target_id = ids.target_model_id(logged_model.group(1))
-        if target_id is None:
-            return [f"{label}: source logged model {logged_model.group(1)} has no match "
-                    f"on the target"]
-        return _diff_values(label, f"models:/{target_id}", d.source)
-    in_run = _run_relative_path(s.source, s.run_id, ids)
-    if in_run is None:
-        return _diff_values(label, s.source, d.source)
-    run_id, path = in_run
-    target = ids.target_run(run_id)
-    if target is None:
-        return [f"{label}: {s.source!r} lies in source run {run_id}, which has no match "
-                f"on the target"]
-    accepted = {f"{target.info.artifact_uri}/{path}", f"runs:/{target.info.run_id}/{path}"}
-    if d.source not in accepted:
-        return [f"{label}: source {s.source!r}, target {d.source!r}, expected one of "
-                f"{sorted(accepted)}"]
-    return []
-
-
-def _run_relative_path(source: str, run_id: str | None, ids: _IdMap) -> tuple[str, str] | None:
-    """(run id, path inside the run's artifacts) when ``source`` lies inside a run's
-    artifacts, given as ``runs:/<run id>/<path>`` or under the run's artifact URI."""
-    if source.startswith("runs:/"):
-        run_id, _, path = source[len("runs:/"):].partition("/")
-        return run_id, path
-    run = ids.source_run(run_id) if run_id else None
-    if run is not None and source.startswith(run.info.artifact_uri + "/"):
-        return run_id, source[len(run.info.artifact_uri) + 1:]
-    return None
 
 def _without_lineage(tags: dict) -> dict:
     return {k: v for k, v in tags.items() if not lineage.is_lineage_tag(k)}
+
+
+def _diff_fields(label: str, expected: dict, actual: dict, names: tuple[str, ...]) -> list[str]:
+    return [p for name in names
+            for p in _diff_values(f"{label} {name}", expected.get(name), actual.get(name))]
 
 
 def _diff_values(label: str, expected, actual) -> list[str]:
