@@ -74,7 +74,7 @@ class MlflowServer(Process):
     stored under ``artifacts_destination`` (a local path or an s3:// URI)."""
 
     def __init__(self, name: str, work_dir: Path, artifacts_destination: str,
-                 env: dict | None = None):
+                 env: dict | None = None, app_name: str | None = None):
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         db = work_dir / f"{name}.db"
@@ -82,8 +82,39 @@ class MlflowServer(Process):
                 "--backend-store-uri", f"sqlite:///{db}",
                 "--artifacts-destination", artifacts_destination,
                 "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
+        if app_name:
+            argv += ["--app-name", app_name]
         super().__init__(name, argv, work_dir,
                          env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})})
 
     def wait(self) -> None:
         self.wait_http(f"{self.uri}/health")
+
+
+class BasicAuthServer(MlflowServer):
+    """``mlflow server --app-name basic-auth`` (needs Flask-WTF): like MlflowServer, but
+    every request needs a user's basic auth. Users get no permission on what others
+    created; :meth:`add_user` creates them."""
+
+    ADMIN = ("admin", "admin-Pa55word!")
+
+    def __init__(self, name: str, work_dir: Path, artifacts_destination: str):
+        config = work_dir / f"{name}-auth.ini"
+        config.write_text(
+            "[mlflow]\n"
+            "default_permission = NO_PERMISSIONS\n"
+            f"database_uri = sqlite:///{work_dir / f'{name}-auth.db'}\n"
+            f"admin_username = {self.ADMIN[0]}\n"
+            f"admin_password = {self.ADMIN[1]}\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+            # Checking a password costs a slow hash; without this cache, on every request.
+            "auth_cache_ttl_seconds = 600\n")
+        super().__init__(name, work_dir, artifacts_destination, app_name="basic-auth",
+                         env={"MLFLOW_AUTH_CONFIG_PATH": str(config),
+                              "MLFLOW_FLASK_SERVER_SECRET_KEY": f"{name}-csrf-secret"})
+
+    def add_user(self, username: str, password: str) -> None:
+        response = requests.post(f"{self.uri}/api/2.0/mlflow/users/create", timeout=30,
+                                 json={"username": username, "password": password},
+                                 auth=self.ADMIN)
+        response.raise_for_status()
