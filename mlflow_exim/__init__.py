@@ -27,8 +27,9 @@ from mlflow_exim.importer import (  # noqa: E402
     import_models,
     import_run,
 )
+from mlflow_exim.migrate import migrate  # noqa: E402
 from mlflow_exim.report import Report  # noqa: E402
-from mlflow_exim.verify import verify  # noqa: E402
+from mlflow_exim.verify import verify, verify_bundle  # noqa: E402
 
 __all__ = [
     "BundleError",
@@ -50,5 +51,7 @@ __all__ = [
     "import_model_version",
     "import_models",
     "import_run",
+    "migrate",
     "verify",
+    "verify_bundle",
 ]

@@ -1,45 +1,173 @@
-"""Selection of many objects, the order they are imported in, and progress display."""
+"""Selection of many objects, the order they are imported in, bounded parallel work, and
+progress display."""
 
 from __future__ import annotations
 
 import fnmatch
+import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
 from mlflow.entities import Experiment, ViewType
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from tqdm import tqdm
 
 from mlflow_exim.endpoint import Endpoint
-from mlflow_exim.entities.registered_model import all_models
 from mlflow_exim.errors import EximError
 
 T = TypeVar("T")
 
 PAGE_SIZE = 1000
+DEFAULT_WORKERS = 4
+
+# Rename rules: (old prefix, new prefix) pairs; the first whose prefix matches applies.
+Renames = Sequence[tuple[str, str]]
 
 
-def parse_selection(spec: str) -> list[str] | None:
-    """``all`` → None; ``file.txt`` → its non-blank, non-``#`` lines; else a comma list."""
-    spec = spec.strip()
-    if spec == "all":
-        return None
-    if spec.endswith(".txt"):
-        path = Path(spec)
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise EximError(f"{path}: cannot read selection file: {exc.strerror}") from None
-        items = [item for item in (line.strip() for line in lines)
-                 if item and not item.startswith("#")]
-        if not items:
-            raise EximError(f"{path}: selection file names nothing")
-        return items
-    items = [item.strip() for item in spec.split(",") if item.strip()]
+@dataclass(frozen=True)
+class RunFilter:
+    """Which runs of the selected experiments an export takes: an MLflow search filter,
+    a start-time window, and ``since`` (runs started or ended since then, and runs still
+    running), for repeated incremental migrations."""
+
+    filter_string: str = ""
+    started_after: datetime | None = None
+    started_before: datetime | None = None
+    since: datetime | None = None
+
+    def searches(self) -> list[str]:
+        """The search_runs filter strings whose results, together, are the runs wanted
+        (MLflow filters have AND but no OR)."""
+        base = [self.filter_string.strip()] if self.filter_string.strip() else []
+        if self.started_after:
+            base.append(f"attributes.start_time >= {_millis(self.started_after)}")
+        if self.started_before:
+            base.append(f"attributes.start_time < {_millis(self.started_before)}")
+        if self.since is None:
+            return [" AND ".join(base)]
+        since = _millis(self.since)
+        return [" AND ".join([*base, changed])
+                for changed in (f"attributes.start_time >= {since}",
+                                f"attributes.end_time >= {since}",
+                                "attributes.status = 'RUNNING'")]
+
+    @property
+    def active(self) -> bool:
+        return self != RunFilter()
+
+
+def _millis(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def changed_since(millis: int | None, since: datetime | None) -> bool:
+    """Whether an object last updated at ``millis`` falls into an incremental sync."""
+    return since is None or millis is None or millis >= _millis(since)
+
+
+def rename(name: str, rules: Renames) -> str:
+    """``name`` with the old prefix of the first matching rule replaced by its new one."""
+    for old, new in rules:
+        if name.startswith(old):
+            return new + name[len(old):]
+    return name
+
+
+class Workers:
+    """A bounded pool of threads for calls that mostly wait on a server.
+
+    :meth:`each` never holds more than ``size`` items in flight, so feeding it a stream
+    (metric batches read from disk) keeps memory flat. With ``size`` 1 everything runs in
+    the calling thread. Objects are expected to report their own failures; an exception
+    that escapes anyway is re-raised once every started call has finished."""
+
+    def __init__(self, size: int = DEFAULT_WORKERS, name: str = "exim"):
+        if size < 1:
+            raise EximError(f"--workers must be at least 1, not {size}")
+        self.size = size
+        self._executor = ThreadPoolExecutor(size, thread_name_prefix=name) if size > 1 else None
+
+    def each(self, func: Callable[[T], object], items: Iterable[T]) -> None:
+        if self._executor is None:
+            for item in items:
+                func(item)
+            return
+        in_flight: deque[Future] = deque()
+        errors: list[BaseException] = []
+
+        def settle_oldest() -> None:
+            error = in_flight.popleft().exception()
+            if error is not None:
+                errors.append(error)
+
+        for item in items:
+            if errors:
+                break
+            if len(in_flight) >= self.size:
+                settle_oldest()
+            in_flight.append(self._executor.submit(func, item))
+        while in_flight:
+            settle_oldest()
+        if errors:
+            raise errors[0]
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+
+Selection = str | Sequence[str]
+
+
+def parse_selection(spec: Selection) -> list[str] | None:
+    """The items of a selection; None for everything.
+
+    ``spec`` is ``all``, a comma list, a ``.txt`` file, or a list of items (from a config
+    file). An item is a name or id, a glob (``team-a/*``), a regex (``re:^exp-[0-9]+$``,
+    searched in the name) or ``file:PATH``, a file of items, one per line (blank lines and
+    ``#`` comments ignored)."""
+    if isinstance(spec, str):
+        spec = spec.strip()
+        if spec == "all":
+            return None
+        if spec.endswith(".txt") and not spec.startswith(("file:", "re:")):
+            spec = "file:" + spec
+        raw = [spec] if spec.startswith(("file:", "re:")) else spec.split(",")
+    else:
+        raw = list(spec)
+        if raw == ["all"]:
+            return None
+    items: list[str] = []
+    for item in (str(i).strip() for i in raw):
+        if item.startswith("file:"):
+            items += _read_selection_file(Path(item[len("file:"):]))
+        elif item:
+            items.append(item)
     if not items:
         raise EximError(f"selection {spec!r} names nothing")
+    return items
+
+
+def _read_selection_file(path: Path) -> list[str]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise EximError(f"{path}: cannot read selection file: {exc.strerror}") from None
+    items = [item for item in (line.strip() for line in lines)
+             if item and not item.startswith("#")]
+    if not items:
+        raise EximError(f"{path}: selection file names nothing")
     return items
 
 
@@ -55,26 +183,30 @@ def all_experiments(src: Endpoint, *, include_deleted: bool) -> list[Experiment]
             return found
 
 
-def select_experiments(src: Endpoint, spec: str, *, include_deleted: bool) -> list[Experiment]:
-    """Experiments named by ``spec``: ``all``, names or ids, ``prefix*`` globs, or a
-    ``.txt`` file of those. A name or pattern that matches nothing is an error."""
+def select_experiments(src: Endpoint, spec: Selection, *,
+                       include_deleted: bool) -> list[Experiment]:
+    """Experiments named by ``spec`` (see :func:`parse_selection`; ids work too). A name or
+    pattern that matches nothing is an error."""
     hint = "" if include_deleted else " (deleted experiments need --export-deleted-runs)"
     return _select(spec, all_experiments(src, include_deleted=include_deleted),
                    name=lambda e: e.name, key=lambda e: e.experiment_id,
                    what="experiment", where=f"{src.display_uri}{hint}")
 
 
-def select_registered_models(src: Endpoint, spec: str) -> list:
-    """Registered models (never prompts) named by ``spec``: ``all``, names, ``prefix*``
-    globs, or a ``.txt`` file of those. A name or pattern that matches nothing is an
-    error."""
+def select_registered_models(src: Endpoint, spec: Selection) -> list:
+    """Registered models (never prompts) named by ``spec`` (see :func:`parse_selection`).
+    A name or pattern that matches nothing is an error."""
+    # Imported here: the entity modules use this module's Workers.
+    from mlflow_exim.entities.registered_model import all_models
+
     return _select(spec, all_models(src), name=lambda m: m.name, key=lambda m: m.name,
                    what="registered model", where=src.display_uri)
 
 
-def _select(spec: str, candidates: list[T], *, name, key, what: str, where: str) -> list[T]:
-    """The candidates that ``spec`` names, by name, by key (an id), or by glob on the name;
-    each once, in the order named."""
+def _select(spec: Selection, candidates: list[T], *, name, key, what: str,
+            where: str) -> list[T]:
+    """The candidates that ``spec`` names (see :func:`parse_selection`), each once, in the
+    order named."""
     items = parse_selection(spec)
     if items is None:
         return candidates
@@ -82,7 +214,13 @@ def _select(spec: str, candidates: list[T], *, name, key, what: str, where: str)
     by_key = {key(c): c for c in candidates}
     selected: dict[str, T] = {}
     for item in items:
-        if any(ch in item for ch in "*?["):
+        if item.startswith("re:"):
+            try:
+                pattern = re.compile(item[len("re:"):])
+            except re.error as exc:
+                raise EximError(f"{what} selection {item!r} is not a valid regex: {exc}") from None
+            matches = [c for c in candidates if pattern.search(name(c))]
+        elif any(ch in item for ch in "*?["):
             matches = [c for c in candidates if fnmatch.fnmatchcase(name(c), item)]
         else:
             match = by_name.get(item) or by_key.get(item)
@@ -94,23 +232,41 @@ def _select(spec: str, candidates: list[T], *, name, key, what: str, where: str)
     return list(selected.values())
 
 
-def parents_first(runs: dict[str, dict]) -> list[str]:
-    """Run ids ordered so that a parent in ``runs`` comes before its children."""
+def parents_first(parents: dict[str, str | None]) -> list[str]:
+    """Run ids (keys of ``parents``, run id → parent run id) ordered so that a parent in
+    ``parents`` comes before its children."""
     ordered: list[str] = []
     placed: set[str] = set()
-    for run_id in sorted(runs):
+    for run_id in sorted(parents):
         chain = []
         current = run_id
-        while current in runs and current not in placed and current not in chain:
+        while current in parents and current not in placed and current not in chain:
             chain.append(current)
-            current = runs[current]["tags"].get(MLFLOW_PARENT_RUN_ID)
+            current = parents[current]
         for member in reversed(chain):
             placed.add(member)
             ordered.append(member)
     return ordered
 
 
-def progress(items: Iterable[T], *, total: int, desc: str) -> Iterator[T]:
-    """A progress bar (done / total, ETA) on stderr, shown only when stderr is a terminal."""
-    return iter(tqdm(items, total=total, desc=desc, unit="obj", leave=False,
-                     disable=not sys.stderr.isatty()))
+def generations(parents: dict[str, str | None]) -> list[list[str]]:
+    """Run ids (keys of ``parents``, run id → parent run id) in generations: top-level runs
+    (and runs whose parent is not among them) first, then their children, and so on. The
+    runs of one generation do not depend on each other, so they can be imported side by
+    side."""
+    depth: dict[str, int] = {}
+    levels: list[list[str]] = []
+    for run_id in parents_first(parents):
+        parent = parents[run_id]
+        depth[run_id] = depth[parent] + 1 if parent in depth else 0
+        if depth[run_id] == len(levels):
+            levels.append([])
+        levels[depth[run_id]].append(run_id)
+    return levels
+
+
+def progress_bar(total: int, desc: str) -> tqdm:
+    """A progress bar (done / total, ETA) on stderr, shown only when stderr is a terminal;
+    safe to update from worker threads."""
+    return tqdm(total=total, desc=desc, unit="obj", leave=False,
+                disable=not sys.stderr.isatty())

@@ -8,15 +8,20 @@ such as a run behind a model version that its experiment also holds, is written 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from mlflow.entities import Experiment, LifecycleStage, LoggedModel, ViewType
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 
 from mlflow_exim.bulk import (
+    DEFAULT_WORKERS,
     PAGE_SIZE,
-    all_experiments,
-    progress,
+    RunFilter,
+    Selection,
+    Workers,
+    changed_since,
+    progress_bar,
     select_experiments,
     select_registered_models,
 )
@@ -30,8 +35,9 @@ from mlflow_exim.errors import EximError
 from mlflow_exim.report import FAILED, Outcome, Report, one_line
 
 
-def export_run(run_id: str, output_dir: str | Path, *, tracking_uri: str | None = None,
-               export_deleted_runs: bool = False) -> Report:
+def export_run(run_id: str, output_dir: str | Path, *,
+               tracking_uri: str | Endpoint | None = None, export_deleted_runs: bool = False,
+               workers: int = DEFAULT_WORKERS) -> Report:
     """Export one run (and its experiment's metadata) to a new bundle at ``output_dir``."""
     src = Endpoint.connect(tracking_uri)
     try:
@@ -43,58 +49,66 @@ def export_run(run_id: str, output_dir: str | Path, *, tracking_uri: str | None 
     plan = _Plan(src)
     plan.add_run(run_id, run.info.experiment_id)
     return _write_bundle(plan, output_dir, "export-run",
-                         {"export_deleted_runs": export_deleted_runs, "run_id": run_id})
+                         {"export_deleted_runs": export_deleted_runs, "run_id": run_id}, workers)
 
 
 def export_experiment(experiment: str, output_dir: str | Path, *,
-                      tracking_uri: str | None = None,
-                      export_deleted_runs: bool = False) -> Report:
-    """Export one experiment, by name or id, with all its runs and logged models."""
+                      tracking_uri: str | Endpoint | None = None,
+                      export_deleted_runs: bool = False, run_filter: RunFilter | None = None,
+                      workers: int = DEFAULT_WORKERS) -> Report:
+    """Export one experiment, by name or id, with its runs (all, or those ``run_filter``
+    takes) and logged models."""
     src = Endpoint.connect(tracking_uri)
     found = experiment_entity.find(src, experiment)
     if found.lifecycle_stage == LifecycleStage.DELETED and not export_deleted_runs:
         raise EximError(f"experiment {found.name!r} is deleted; pass --export-deleted-runs "
                         "to export it")
-    plan = _Plan(src)
+    plan = _Plan(src, run_filter=run_filter or RunFilter())
     plan.add_experiments([found], export_deleted_runs)
     return _write_bundle(plan, output_dir, "export-experiment",
-                         {"export_deleted_runs": export_deleted_runs, "selection": experiment})
+                         {"export_deleted_runs": export_deleted_runs, "selection": experiment,
+                          **_filter_options(plan.run_filter)}, workers)
 
 
-def export_experiments(experiments: str, output_dir: str | Path, *,
-                       tracking_uri: str | None = None,
-                       export_deleted_runs: bool = False) -> Report:
-    """Export the experiments named by ``experiments``: ``all``, a comma list of names or
-    ids, ``prefix*`` globs, or a ``.txt`` file with one of those per line."""
+def export_experiments(experiments: Selection, output_dir: str | Path, *,
+                       tracking_uri: str | Endpoint | None = None,
+                       export_deleted_runs: bool = False, run_filter: RunFilter | None = None,
+                       workers: int = DEFAULT_WORKERS) -> Report:
+    """Export the experiments named by ``experiments`` (``all``, a comma list of names or
+    ids, globs, ``re:`` regexes, a ``.txt`` file; see :func:`bulk.parse_selection`) with
+    their runs (all, or those ``run_filter`` takes) and logged models."""
     src = Endpoint.connect(tracking_uri)
-    plan = _Plan(src)
+    plan = _Plan(src, run_filter=run_filter or RunFilter())
     plan.add_experiments(select_experiments(src, experiments, include_deleted=export_deleted_runs),
                          export_deleted_runs)
     return _write_bundle(plan, output_dir, "export-experiments",
-                         {"export_deleted_runs": export_deleted_runs, "selection": experiments})
+                         {"export_deleted_runs": export_deleted_runs, "selection": experiments,
+                          **_filter_options(plan.run_filter)}, workers)
 
 
-def export_model(model: str, output_dir: str | Path, *, tracking_uri: str | None = None,
-                 versions: list[str] | None = None, stages: list[str] | None = None,
-                 latest_versions: bool = False) -> Report:
+def export_model(model: str, output_dir: str | Path, *,
+                 tracking_uri: str | Endpoint | None = None, versions: list[str] | None = None,
+                 stages: list[str] | None = None, latest_versions: bool = False,
+                 workers: int = DEFAULT_WORKERS) -> Report:
     """Export one registered model with the selected versions (all by default): listed
     ``versions``, or those in ``stages``, or with ``latest_versions`` the newest of each
     stage. The run and the logged model behind each version travel with it."""
     return _export_model(model, output_dir, "export-model", tracking_uri=tracking_uri,
-                         versions=versions, stages=stages, latest_versions=latest_versions)
+                         versions=versions, stages=stages, latest_versions=latest_versions,
+                         workers=workers)
 
 
 def export_model_version(model: str, version: str, output_dir: str | Path, *,
-                         tracking_uri: str | None = None) -> Report:
+                         tracking_uri: str | Endpoint | None = None) -> Report:
     """Export one model version with its run and logged model (and the model's
     description, tags and aliases)."""
     return _export_model(model, output_dir, "export-model-version", tracking_uri=tracking_uri,
                          versions=[str(version)])
 
 
-def _export_model(model: str, output_dir, command: str, *, tracking_uri: str | None,
+def _export_model(model: str, output_dir, command: str, *, tracking_uri,
                   versions: list[str] | None = None, stages: list[str] | None = None,
-                  latest_versions: bool = False) -> Report:
+                  latest_versions: bool = False, workers: int = DEFAULT_WORKERS) -> Report:
     if versions and (stages or latest_versions):
         raise EximError("--versions cannot be combined with --stages or --latest-versions")
     src = Endpoint.connect(tracking_uri)
@@ -109,32 +123,50 @@ def _export_model(model: str, output_dir, command: str, *, tracking_uri: str | N
     plan.add_registered_model(registered, chosen)
     return _write_bundle(plan, output_dir, command,
                          {"selection": model, "versions": versions, "stages": stages,
-                          "latest_versions": latest_versions})
+                          "latest_versions": latest_versions}, workers)
 
 
-def export_models(models: str, output_dir: str | Path, *,
-                  tracking_uri: str | None = None) -> Report:
-    """Export the registered models named by ``models`` (``all``, a comma list, ``prefix*``
-    globs or a ``.txt`` file) with all their versions, runs and logged models."""
+def export_models(models: Selection, output_dir: str | Path, *,
+                  tracking_uri: str | Endpoint | None = None, since: datetime | None = None,
+                  workers: int = DEFAULT_WORKERS) -> Report:
+    """Export the registered models named by ``models`` (as for
+    :func:`export_experiments`) with all their versions (with ``since``: the versions
+    changed since then), runs and logged models."""
     src = Endpoint.connect(tracking_uri)
-    plan = _Plan(src)
+    plan = _Plan(src, run_filter=RunFilter(since=since))
     for registered in select_registered_models(src, models):
         plan.add_registered_model_with_all_versions(registered)
-    return _write_bundle(plan, output_dir, "export-models", {"selection": models})
+    return _write_bundle(plan, output_dir, "export-models",
+                         {"selection": models, **_filter_options(plan.run_filter)}, workers)
 
 
-def export_all(output_dir: str | Path, *, tracking_uri: str | None = None,
-               export_deleted_runs: bool = False) -> Report:
-    """Export everything the bundle format carries: every experiment with its runs and
-    logged models, and every registered model with its versions."""
+def export_all(output_dir: str | Path, *, tracking_uri: str | Endpoint | None = None,
+               export_deleted_runs: bool = False, experiments: Selection = "all",
+               models: Selection = "all", run_filter: RunFilter | None = None,
+               workers: int = DEFAULT_WORKERS) -> Report:
+    """Export everything the bundle format carries: every experiment (or those
+    ``experiments`` selects) with its runs and logged models, and every registered model
+    (or those ``models`` selects; ``"none"`` for none) with its versions. ``run_filter``
+    narrows the runs; its ``since`` also narrows logged models and model versions to those
+    changed since then (an incremental sync)."""
     src = Endpoint.connect(tracking_uri)
-    plan = _Plan(src, export_deleted_runs=export_deleted_runs)
-    plan.add_experiments(all_experiments(src, include_deleted=export_deleted_runs),
+    plan = _Plan(src, export_deleted_runs=export_deleted_runs,
+                 run_filter=run_filter or RunFilter())
+    plan.add_experiments(select_experiments(src, experiments, include_deleted=export_deleted_runs),
                          export_deleted_runs)
-    for registered in registered_model_entity.all_models(src):
-        plan.add_registered_model_with_all_versions(registered)
+    if models != "none":
+        for registered in select_registered_models(src, models):
+            plan.add_registered_model_with_all_versions(registered)
     return _write_bundle(plan, output_dir, "export-all",
-                         {"export_deleted_runs": export_deleted_runs})
+                         {"export_deleted_runs": export_deleted_runs,
+                          "experiments": experiments, "models": models,
+                          **_filter_options(plan.run_filter)}, workers)
+
+
+def _filter_options(run_filter: RunFilter) -> dict:
+    """The run filter as the manifest records it (only what is set)."""
+    return {key: value.isoformat() if isinstance(value, datetime) else value
+            for key, value in asdict(run_filter).items() if value}
 
 
 # The plan -------------------------------------------------------------------------------
@@ -152,6 +184,7 @@ class _Plan:
 
     src: Endpoint
     export_deleted_runs: bool = False
+    run_filter: RunFilter = field(default_factory=RunFilter)
     report: Report = field(default_factory=lambda: Report("export"))
     experiments: dict[str, Experiment] = field(default_factory=dict)
     runs: dict[str, str] = field(default_factory=dict)  # run id -> experiment id
@@ -172,14 +205,18 @@ class _Plan:
         self.logged_models.setdefault(model.model_id, model)
 
     def add_experiments(self, experiments: list[Experiment], export_deleted_runs: bool) -> None:
-        """Whole experiments: all their runs (deleted ones too, if asked) and logged
-        models."""
+        """Whole experiments: their runs (deleted ones too, if asked; those the run filter
+        takes) and logged models (with a run filter: those of the runs taken, or, for
+        ``since``, changed since then)."""
         view = ViewType.ALL if export_deleted_runs else ViewType.ACTIVE_ONLY
         for experiment in experiments:
             self.experiments.setdefault(experiment.experiment_id, experiment)
             try:
-                run_ids = _run_ids(self.src, experiment.experiment_id, view)
-                models = logged_model_entity.search(self.src, experiment.experiment_id)
+                run_ids = _run_ids(self.src, experiment.experiment_id, view,
+                                   self.run_filter.searches())
+                models = [m for m in logged_model_entity.search(self.src,
+                                                                experiment.experiment_id)
+                          if self._wanted(m, set(run_ids))]
             except Exception as exc:  # noqa: BLE001 - reported; the other experiments go on
                 self.report.fail("experiment", experiment.experiment_id,
                                  f"cannot list its runs and logged models: {one_line(exc)}",
@@ -190,6 +227,14 @@ class _Plan:
                 self.add_run(run_id, experiment.experiment_id)
             for model in models:
                 self.logged_models.setdefault(model.model_id, model)
+
+    def _wanted(self, model: LoggedModel, run_ids: set[str]) -> bool:
+        rule = self.run_filter
+        if model.source_run_id in run_ids or not rule.active:
+            return True
+        if rule.filter_string or rule.started_after or rule.started_before:
+            return False
+        return changed_since(model.last_updated_timestamp, rule.since)
 
     def add_registered_model(self, registered: RegisteredModel,
                              versions: list[ModelVersion]) -> None:
@@ -206,8 +251,14 @@ class _Plan:
         self.registered_models.append((registered, entries))
 
     def add_registered_model_with_all_versions(self, registered: RegisteredModel) -> None:
+        """The model with all its versions; with ``since``, only if the model changed since
+        then (a new or updated version changes it too), with the versions that did."""
+        since = self.run_filter.since
+        if not changed_since(registered.last_updated_timestamp, since):
+            return
         try:
-            versions = registered_model_entity.versions(self.src, registered.name)
+            versions = [v for v in registered_model_entity.versions(self.src, registered.name)
+                        if changed_since(v.last_updated_timestamp, since)]
         except Exception as exc:  # noqa: BLE001 - reported; the other models go on
             self.report.fail("registered_model", registered.name,
                              f"cannot list its versions: {one_line(exc)}", registered.name)
@@ -236,20 +287,27 @@ class _Plan:
         return _VersionEntry(version, ref, needs)
 
 
-def _run_ids(src: Endpoint, experiment_id: str, view: int) -> list[str]:
-    ids, token = [], None
-    while True:
-        page = src.client.search_runs([experiment_id], run_view_type=view,
-                                      max_results=PAGE_SIZE, page_token=token)
-        ids.extend(run.info.run_id for run in page)
-        token = page.token
-        if not token:
-            return ids
+def _run_ids(src: Endpoint, experiment_id: str, view: int, searches: list[str]) -> list[str]:
+    """The ids of the runs any of ``searches`` finds, each once."""
+    ids: dict[str, None] = {}
+    for filter_string in searches:
+        token = None
+        while True:
+            page = src.client.search_runs([experiment_id], filter_string, run_view_type=view,
+                                          max_results=PAGE_SIZE, page_token=token)
+            ids.update(dict.fromkeys(run.info.run_id for run in page))
+            token = page.token
+            if not token:
+                break
+    return list(ids)
 
 
 # Writing --------------------------------------------------------------------------------
 
-def _write_bundle(plan: _Plan, output_dir, command: str, options: dict) -> Report:
+def _write_bundle(plan: _Plan, output_dir, command: str, options: dict,
+                  workers: int = DEFAULT_WORKERS) -> Report:
+    """Write the plan: experiments, then runs and logged models (``workers`` at a time),
+    then registered models."""
     report = plan.report
     report.command = command
     src = plan.src
@@ -259,8 +317,9 @@ def _write_bundle(plan: _Plan, output_dir, command: str, options: dict) -> Repor
         with report.track("experiment", experiment.experiment_id, experiment.name):
             experiment_entity.export(experiment, writer.experiment_dir(experiment.experiment_id))
             writer.add_experiment(experiment.experiment_id, experiment.name)
-    _write_runs(plan, writer, report)
-    _write_logged_models(plan, writer, report)
+    with Workers(workers, "export") as pool:
+        _write_runs(plan, writer, report, pool)
+        _write_logged_models(plan, writer, report, pool)
     _write_registered_models(plan, writer, report)
     writer.finish([asdict(o) for o in report.failures])
     report.extra["bundle"] = str(writer.final)
@@ -273,9 +332,11 @@ def _dependency_failed(writer: BundleWriter, experiment_id: str) -> str | None:
     return f"its experiment {experiment_id} could not be exported"
 
 
-def _write_runs(plan: _Plan, writer: BundleWriter, report: Report) -> None:
-    for run_id, experiment_id in progress(plan.runs.items(), total=len(plan.runs),
-                                          desc="export runs"):
+def _write_runs(plan: _Plan, writer: BundleWriter, report: Report, workers: Workers) -> None:
+    bar = progress_bar(len(plan.runs), "export runs")
+
+    def write(item: tuple[str, str]) -> None:
+        run_id, experiment_id = item
         with report.track("run", run_id) as outcome:
             if problem := _dependency_failed(writer, experiment_id):
                 raise EximError(problem)
@@ -285,11 +346,18 @@ def _write_runs(plan: _Plan, writer: BundleWriter, report: Report) -> None:
                 outcome.name = doc["info"]["run_name"]
             writer.add_run(run_id, experiment_id)
             outcome.target_id = writer.relative(directory)
+        bar.update()
+
+    workers.each(write, list(plan.runs.items()))
+    bar.close()
 
 
-def _write_logged_models(plan: _Plan, writer: BundleWriter, report: Report) -> None:
-    for model_id, model in progress(plan.logged_models.items(), total=len(plan.logged_models),
-                                    desc="export logged models"):
+def _write_logged_models(plan: _Plan, writer: BundleWriter, report: Report,
+                         workers: Workers) -> None:
+    bar = progress_bar(len(plan.logged_models), "export logged models")
+
+    def write(item: tuple[str, LoggedModel]) -> None:
+        model_id, model = item
         with report.track("logged_model", model_id, model.name) as outcome:
             if problem := _dependency_failed(writer, model.experiment_id):
                 raise EximError(problem)
@@ -298,6 +366,10 @@ def _write_logged_models(plan: _Plan, writer: BundleWriter, report: Report) -> N
                 logged_model_entity.export(plan.src, model, directory)  # else: resumed
             writer.add("logged_models", model_id, experiment_id=model.experiment_id)
             outcome.target_id = writer.relative(directory)
+        bar.update()
+
+    workers.each(write, list(plan.logged_models.items()))
+    bar.close()
 
 
 def _write_registered_models(plan: _Plan, writer: BundleWriter, report: Report) -> None:

@@ -17,11 +17,18 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from mlflow.entities import LifecycleStage
+from mlflow.entities import LifecycleStage, Run
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from mlflow_exim import lineage
-from mlflow_exim.bulk import parents_first, progress
+from mlflow_exim.bulk import (
+    DEFAULT_WORKERS,
+    Renames,
+    Workers,
+    generations,
+    progress_bar,
+    rename,
+)
 from mlflow_exim.bundle import Bundle
 from mlflow_exim.endpoint import Endpoint
 from mlflow_exim.entities import experiment as experiment_entity
@@ -32,11 +39,12 @@ from mlflow_exim.entities.registered_model import ImportOptions
 from mlflow_exim.errors import EximError
 from mlflow_exim.exporter import export_model_version, export_run
 from mlflow_exim.idmap import IdMap
-from mlflow_exim.report import FAILED, SKIPPED, Outcome, Report, log, one_line
+from mlflow_exim.report import FAILED, PLANNED, SKIPPED, Outcome, Report, log, one_line
 
 
 def import_run(input_dir: str | Path, experiment_name: str, *,
-               tracking_uri: str | None = None, import_source_tags: bool = False) -> Report:
+               tracking_uri: str | Endpoint | None = None, import_source_tags: bool = False,
+               workers: int = DEFAULT_WORKERS, dry_run: bool = False) -> Report:
     """Import the one run of a bundle into the experiment ``experiment_name`` (created
     when missing). A parent run is not part of such a bundle, so ``mlflow.parentRunId``
     is dropped (and kept as a source tag with ``import_source_tags``)."""
@@ -45,12 +53,14 @@ def import_run(input_dir: str | Path, experiment_name: str, *,
         raise EximError(f"{bundle.root}: holds {len(bundle.runs)} runs; import-run takes a "
                         "bundle of one run (use import-experiment for more)")
     return _ImportPlan(bundle, Endpoint.connect(tracking_uri), "import-run",
-                       source_tags=import_source_tags, experiment_name=experiment_name).run()
+                       source_tags=import_source_tags, experiment_name=experiment_name,
+                       workers=workers, dry_run=dry_run).run()
 
 
 def import_experiment(input_dir: str | Path, *, experiment_name: str | None = None,
-                      tracking_uri: str | None = None,
-                      import_source_tags: bool = False) -> Report:
+                      tracking_uri: str | Endpoint | None = None,
+                      import_source_tags: bool = False, workers: int = DEFAULT_WORKERS,
+                      dry_run: bool = False) -> Report:
     """Import the one experiment of a bundle, with its runs and logged models, under its own
     name or ``experiment_name``. An existing target experiment of that name receives them."""
     bundle = Bundle.open(input_dir)
@@ -59,46 +69,59 @@ def import_experiment(input_dir: str | Path, *, experiment_name: str | None = No
                         "import-experiment takes one (use import-experiments)")
     names = {source_id: experiment_name for source_id in bundle.experiments}
     return _ImportPlan(bundle, Endpoint.connect(tracking_uri), "import-experiment",
-                       source_tags=import_source_tags,
-                       names=names if experiment_name else None).run()
+                       source_tags=import_source_tags, names=names if experiment_name else None,
+                       workers=workers, dry_run=dry_run).run()
 
 
-def import_experiments(input_dir: str | Path, *, tracking_uri: str | None = None,
-                       import_source_tags: bool = False) -> Report:
+def import_experiments(input_dir: str | Path, *, tracking_uri: str | Endpoint | None = None,
+                       import_source_tags: bool = False,
+                       experiment_renames: Renames = (), workers: int = DEFAULT_WORKERS,
+                       dry_run: bool = False) -> Report:
     """Import every experiment of a bundle, with its runs and logged models, under its own
-    name. Registered models in the bundle are left alone (use import-models or
-    import-all)."""
+    name (or as ``experiment_renames``, (old prefix, new prefix) rules, say). Registered
+    models in the bundle are left alone (use import-models or import-all)."""
     bundle = Bundle.open(input_dir)
     return _ImportPlan(bundle, Endpoint.connect(tracking_uri), "import-experiments",
-                       source_tags=import_source_tags).run()
+                       source_tags=import_source_tags,
+                       names=_experiment_names(bundle, experiment_renames),
+                       workers=workers, dry_run=dry_run).run()
 
 
-def import_all(input_dir: str | Path, *, tracking_uri: str | None = None,
+def import_all(input_dir: str | Path, *, tracking_uri: str | Endpoint | None = None,
                import_source_tags: bool = False,
-               stage_to_alias: dict[str, str] | None = None) -> Report:
-    """Import everything a bundle holds (made by ``export-all`` or any other export)."""
+               stage_to_alias: dict[str, str] | None = None, experiment_renames: Renames = (),
+               model_renames: Renames = (), workers: int = DEFAULT_WORKERS,
+               dry_run: bool = False) -> Report:
+    """Import everything a bundle holds (made by ``export-all`` or any other export).
+    Experiments and registered models arrive under their own names, or renamed by the
+    first matching (old prefix, new prefix) rule of ``experiment_renames`` and
+    ``model_renames``. Running it again completes what is missing and duplicates nothing;
+    ``dry_run`` reports what would be created and writes nothing."""
     bundle = Bundle.open(input_dir)
     return _ImportPlan(bundle, Endpoint.connect(tracking_uri), "import-all",
                        source_tags=import_source_tags,
+                       names=_experiment_names(bundle, experiment_renames),
                        models=ImportOptions(source_tags=import_source_tags,
-                                            stage_to_alias=stage_to_alias or {})).run()
+                                            stage_to_alias=stage_to_alias or {}),
+                       model_renames={name: rename(name, model_renames)
+                                      for name in bundle.registered_models},
+                       workers=workers, dry_run=dry_run).run()
 
 
-def import_models(input_dir: str | Path, *, tracking_uri: str | None = None,
-                  import_source_tags: bool = False,
-                  stage_to_alias: dict[str, str] | None = None) -> Report:
-    """Import every registered model of a bundle under its own name, with the same version
-    numbers, and the runs and logged models behind the versions."""
-    report = import_all(input_dir, tracking_uri=tracking_uri,
-                        import_source_tags=import_source_tags, stage_to_alias=stage_to_alias)
+def import_models(input_dir: str | Path, **options) -> Report:
+    """Import every registered model of a bundle under its own name (or renamed), with the
+    same version numbers, and the runs and logged models behind the versions. Takes the
+    options of :func:`import_all`."""
+    report = import_all(input_dir, **options)
     report.command = "import-models"
     return report
 
 
 def import_model(input_dir: str | Path, *, model: str | None = None,
-                 experiment_name: str | None = None, tracking_uri: str | None = None,
+                 experiment_name: str | None = None, tracking_uri: str | Endpoint | None = None,
                  import_source_tags: bool = False,
-                 stage_to_alias: dict[str, str] | None = None) -> Report:
+                 stage_to_alias: dict[str, str] | None = None, workers: int = DEFAULT_WORKERS,
+                 dry_run: bool = False) -> Report:
     """Import the one registered model of a bundle, under its own name or ``model``, with
     the same version numbers. Its runs and logged models go into their own experiments,
     or all into ``experiment_name``."""
@@ -108,20 +131,25 @@ def import_model(input_dir: str | Path, *, model: str | None = None,
                        source_tags=import_source_tags, experiment_name=experiment_name,
                        models=ImportOptions(source_tags=import_source_tags,
                                             stage_to_alias=stage_to_alias or {}),
-                       model_renames={source_name: model or source_name}).run()
+                       model_renames={source_name: model or source_name},
+                       workers=workers, dry_run=dry_run).run()
 
 
 def import_model_version(input_dir: str | Path, model: str, *,
-                         experiment_name: str | None = None, tracking_uri: str | None = None,
-                         import_source_tags: bool = False) -> Report:
+                         experiment_name: str | None = None,
+                         tracking_uri: str | Endpoint | None = None,
+                         import_source_tags: bool = False, workers: int = DEFAULT_WORKERS,
+                         dry_run: bool = False) -> Report:
     """Import the one model version of a bundle (from export-model-version) as the next
-    version of ``model`` (created when missing), with its run and logged model."""
+    version of ``model`` (created when missing), with its run and logged model. Imported
+    again, it is recognised (it points at the same migrated run or model) and not added."""
     bundle = Bundle.open(input_dir)
     _only_model(bundle, "import-model-version", one_version=True)
     return _import_version_as(bundle, Endpoint.connect(tracking_uri), "import-model-version",
                               model, experiment_name,
                               ImportOptions(source_tags=import_source_tags, keep_numbers=False,
-                                            update_existing=False))
+                                            update_existing=False),
+                              workers=workers, dry_run=dry_run)
 
 
 def copy_run(run_id: str, src_uri: str, dst_uri: str, experiment_name: str, *,
@@ -198,11 +226,17 @@ def _only_model(bundle: Bundle, command: str, *, one_version: bool = False) -> l
 
 
 def _import_version_as(bundle: Bundle, dst: Endpoint, command: str, model: str,
-                       experiment_name: str | None, options: ImportOptions) -> Report:
+                       experiment_name: str | None, options: ImportOptions,
+                       **settings) -> Report:
     (source_name,) = bundle.registered_models
     return _ImportPlan(bundle, dst, command, source_tags=options.source_tags,
                        experiment_name=experiment_name, models=options,
-                       model_renames={source_name: model}).run()
+                       model_renames={source_name: model}, **settings).run()
+
+
+def _experiment_names(bundle: Bundle, renames: Renames) -> dict[str, str]:
+    return {source_id: rename(doc["name"], renames)
+            for source_id, doc in bundle.experiments.items()}
 
 
 def _existing_copy(src: Endpoint, dst: Endpoint, original, dst_model: str):
@@ -265,12 +299,20 @@ class _ImportPlan:
     ``experiment_name`` puts every run and logged model into that one experiment (created
     empty when missing); otherwise ``names`` maps source experiment ids to target names
     (default: the source names). ``models`` says how registered models arrive; None
-    leaves them out. ``model_renames`` maps source model names to target names."""
+    leaves them out. ``model_renames`` maps source model names to target names.
+
+    Re-runs: runs and logged models that an earlier import completed are found by their
+    source-id tags (:func:`run_entity.find_imported`) and skipped; ones it left half-written
+    are deleted and written again; model versions are recognised by what they point at.
+    ``workers`` objects (and, inside each, metric batches and files) go at once; parents
+    before children, runs before the models that need them. ``dry_run`` reads the target
+    and reports what would be created or skipped, and writes nothing."""
 
     def __init__(self, bundle: Bundle, dst: Endpoint, command: str, *,
                  source_tags: bool = False, experiment_name: str | None = None,
                  names: dict[str, str] | None = None, models: ImportOptions | None = None,
-                 model_renames: dict[str, str] | None = None):
+                 model_renames: dict[str, str] | None = None, workers: int = DEFAULT_WORKERS,
+                 dry_run: bool = False):
         self.bundle = bundle
         self.dst = dst
         self.source_tags = source_tags
@@ -278,22 +320,33 @@ class _ImportPlan:
         self.names = names or {i: d["name"] for i, d in bundle.experiments.items()}
         self.models = models
         self.model_renames = model_renames or {}
+        # An embedded store takes one writer at a time (sqlite locks the whole file).
+        self.workers = workers if dst.is_http else 1
+        self.dry_run = dry_run
         self.report = _new_report(command, bundle)
         self.idmap = IdMap()
         self._run_outcomes: dict[str, Outcome] = {}
+        self._present_runs: dict[str, Run] = {}
+        self._present_models: dict[str, object] = {}
+        self._to_delete: list[Outcome] = []
 
     def run(self) -> Report:
-        experiments_to_delete = self._import_experiments()
-        runs_to_delete = self._import_runs()
-        self._import_logged_models()
-        if self.models is not None:
-            for source_name, doc in self.bundle.registered_models.items():
-                registered_model_entity.import_model(
-                    self.dst, doc, self.model_renames.get(source_name, source_name),
-                    idmap=self.idmap, report=self.report, options=self.models)
-        for outcome in runs_to_delete + experiments_to_delete:
-            self._delete_again(outcome)
+        with Workers(self.workers, "objects") as objects, \
+                Workers(self.workers, "transfers") as transfers:
+            self.objects, self.transfers = objects, transfers
+            experiments_to_delete = self._import_experiments()
+            self._find_imported()
+            self._import_runs()
+            self._import_logged_models()
+            self._import_model_links()
+            if self.models is not None:
+                objects.each(self._import_registered_model,
+                             list(self.bundle.registered_models.items()))
+        if not self.dry_run:
+            for outcome in self._to_delete + experiments_to_delete:
+                self._delete_again(outcome)
         self.report.extra["id_map"] = self.idmap.to_dict()
+        self.report.extra["dry_run"] = self.dry_run
         return self.report
 
     def _import_experiments(self) -> list[Outcome]:
@@ -302,8 +355,8 @@ class _ImportPlan:
         if self.experiment_name:
             with self.report.track("experiment", ",".join(self.bundle.experiments),
                                    self.experiment_name) as outcome:
-                outcome.target_id = experiment_entity.get_or_create(self.dst,
-                                                                    self.experiment_name)
+                outcome.target_id = experiment_entity.get_or_create(
+                    self.dst, self.experiment_name, outcome, dry_run=self.dry_run)
                 for source_id in self.bundle.experiments:
                     self.idmap.add("experiment", source_id, outcome.target_id)
             return to_delete
@@ -311,50 +364,124 @@ class _ImportPlan:
             with self.report.track("experiment", source_id, name) as outcome:
                 doc = self.bundle.experiments[source_id]
                 outcome.target_id, owned = experiment_entity.import_doc(
-                    self.dst, doc, name, source_tags=self.source_tags, outcome=outcome)
+                    self.dst, doc, name, source_tags=self.source_tags, outcome=outcome,
+                    dry_run=self.dry_run)
                 self.idmap.add("experiment", source_id, outcome.target_id)
                 if owned and doc["lifecycle_stage"] == LifecycleStage.DELETED:
                     to_delete.append(outcome)
         return to_delete
 
-    def _import_runs(self) -> list[Outcome]:
-        """Runs, parents first; returns those deleted at the source."""
-        to_delete = []
-        order = parents_first(self.bundle.runs)
-        for source_id in progress(order, total=len(order), desc="import runs"):
-            doc = self.bundle.runs[source_id]
-            with self.report.track("run", source_id, doc["info"].get("run_name")) as outcome:
-                experiment_id = self._experiment(doc["info"]["experiment_id"])
-                target_id = run_entity.import_run(
+    def _find_imported(self) -> None:
+        """What earlier imports left in the target experiments: complete runs and logged
+        models are remembered; half-written ones are deleted (they are written anew)."""
+        leftovers: dict[str, list[str]] = {"run": [], "logged_model": []}
+        for experiment_id in sorted({t for t in self.idmap.to_dict()["experiment"].values()
+                                     if t is not None}):
+            runs, half_runs = run_entity.find_imported(self.dst, experiment_id)
+            models, half_models = logged_model_entity.find_imported(self.dst, experiment_id)
+            self._present_runs.update(runs)
+            self._present_models.update(models)
+            leftovers["run"] += half_runs
+            leftovers["logged_model"] += half_models
+        if not any(leftovers.values()):
+            return
+        log.warning("%s half-written run(s) and %s logged model(s) left by an interrupted "
+                    "import %s", len(leftovers["run"]), len(leftovers["logged_model"]),
+                    "would be written again" if self.dry_run else "are deleted and written again")
+        self.report.extra["half_written"] = leftovers
+        if not self.dry_run:
+            self.objects.each(self.dst.client.delete_run, leftovers["run"])
+            self.objects.each(self.dst.client.delete_logged_model, leftovers["logged_model"])
+
+    def _import_runs(self) -> None:
+        """Runs, a generation at a time: all top-level runs side by side, then their
+        children, and so on, so that a parent's target id is known before its children."""
+        levels = generations(self.bundle.run_parents)
+        bar = progress_bar(sum(map(len, levels)), "import runs")
+        for level in levels:
+            self.objects.each(lambda source_id: (self._import_run(source_id), bar.update()),
+                              level)
+        bar.close()
+
+    def _import_run(self, source_id: str) -> None:
+        doc = self.bundle.runs[source_id]
+        with self.report.track("run", source_id, doc["info"].get("run_name")) as outcome:
+            experiment_id = self._experiment(doc["info"]["experiment_id"])
+            present = self._present_runs.get(source_id)
+            deleted_at_source = doc["info"]["lifecycle_stage"] == LifecycleStage.DELETED
+            if present is not None:
+                _skip(outcome, present.info.run_id)
+                deleted_at_target = present.info.lifecycle_stage == LifecycleStage.DELETED
+                if not self.dry_run:
+                    run_entity.catch_up(self.dst, doc, present, outcome)
+                if deleted_at_source and not deleted_at_target:
+                    self._to_delete.append(outcome)
+            elif self.dry_run:
+                _plan(outcome, f"would be created in experiment {experiment_id}")
+            else:
+                run_entity.import_run(
                     self.dst, doc, self.bundle.run_dirs[source_id], experiment_id,
                     parent_run_id=self.idmap.get("run", doc["tags"].get(MLFLOW_PARENT_RUN_ID)),
-                    source_tags=self.source_tags, outcome=outcome)
-                self.idmap.add("run", source_id, target_id)
-                self._run_outcomes[source_id] = outcome
-                if doc["info"]["lifecycle_stage"] == LifecycleStage.DELETED:
-                    to_delete.append(outcome)
-        return to_delete
+                    source_tags=self.source_tags, outcome=outcome, transfers=self.transfers)
+                if deleted_at_source:
+                    self._to_delete.append(outcome)
+            if outcome.target_id:
+                self.idmap.add("run", source_id, outcome.target_id)
+            self._run_outcomes[source_id] = outcome
 
     def _import_logged_models(self) -> None:
-        """Logged models, then the links of the imported runs to them."""
         models = self.bundle.logged_models
-        for source_id in progress(list(models), total=len(models), desc="import logged models"):
-            doc = models[source_id]
-            with self.report.track("logged_model", source_id, doc["name"]) as outcome:
-                target_id = logged_model_entity.import_model(
-                    self.dst, doc, self.bundle.dirs["logged_models"][source_id],
-                    self._experiment(doc["experiment_id"]), idmap=self.idmap,
-                    source_tags=self.source_tags, outcome=outcome)
-                self.idmap.add("logged_model", source_id, target_id)
-        for source_id, outcome in self._run_outcomes.items():
+        bar = progress_bar(len(models), "import logged models")
+        self.objects.each(lambda source_id: (self._import_logged_model(source_id),
+                                             bar.update()), list(models))
+        bar.close()
+
+    def _import_logged_model(self, source_id: str) -> None:
+        doc = self.bundle.logged_models[source_id]
+        with self.report.track("logged_model", source_id, doc["name"]) as outcome:
+            experiment_id = self._experiment(doc["experiment_id"])
+            present = self._present_models.get(source_id)
+            if present is not None:
+                _skip(outcome, present.model_id)
+            elif self.dry_run:
+                _plan(outcome, f"would be created in experiment {experiment_id}")
+            else:
+                logged_model_entity.import_model(
+                    self.dst, doc, self.bundle.dirs["logged_models"][source_id], experiment_id,
+                    idmap=self.idmap, source_tags=self.source_tags, outcome=outcome,
+                    transfers=self.transfers)
+            if outcome.target_id:
+                self.idmap.add("logged_model", source_id, outcome.target_id)
+
+    def _import_model_links(self) -> None:
+        """The runs' links to the logged models they consumed and produced; a run found
+        complete gets the links it is still missing."""
+        if self.dry_run:
+            return
+
+        def link(item: tuple[str, Outcome]) -> None:
+            source_id, outcome = item
+            if outcome.status == FAILED or not outcome.target_id:
+                return
             try:
                 run_entity.import_model_links(self.dst, self.bundle.runs[source_id],
-                                              outcome.target_id, self.idmap, outcome)
+                                              outcome.target_id, self.idmap, outcome,
+                                              present=outcome.status == SKIPPED)
             except Exception as exc:  # noqa: BLE001 - reported on the run
                 outcome.status = FAILED
                 outcome.reason = f"imported, but its logged-model links failed: {one_line(exc)}"
 
-    def _experiment(self, source_id: str) -> str:
+        self.objects.each(link, list(self._run_outcomes.items()))
+
+    def _import_registered_model(self, item: tuple[str, dict]) -> None:
+        source_name, doc = item
+        registered_model_entity.import_model(
+            self.dst, doc, self.model_renames.get(source_name, source_name),
+            idmap=self.idmap, report=self.report, options=self.models, dry_run=self.dry_run)
+
+    def _experiment(self, source_id: str) -> str | None:
+        if self.dry_run:  # an experiment that would be created has no id yet
+            return self.idmap.get("experiment", source_id) or "(new)"
         target = self.idmap.get("experiment", source_id)
         if target is None:
             raise EximError(f"its experiment {source_id} was not imported")
@@ -369,3 +496,14 @@ class _ImportPlan:
         except Exception as exc:  # noqa: BLE001 - reported on the object
             outcome.status = FAILED
             outcome.reason = f"imported, but could not be deleted again: {one_line(exc)}"
+
+
+def _skip(outcome: Outcome, target_id: str) -> None:
+    outcome.status = SKIPPED
+    outcome.target_id = target_id
+    outcome.reason = "already present"
+
+
+def _plan(outcome: Outcome, what: str) -> None:
+    outcome.status = PLANNED
+    outcome.reason = what

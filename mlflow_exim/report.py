@@ -21,7 +21,9 @@ log = logging.getLogger("mlflow_exim")
 
 OK = "ok"
 FAILED = "failed"
-SKIPPED = "skipped"
+SKIPPED = "skipped"  # already present on the target
+PLANNED = "planned"  # --dry-run: would be created
+STATUSES = (OK, SKIPPED, PLANNED, FAILED)
 
 
 @dataclass
@@ -101,7 +103,7 @@ class Report:
     def counts(self) -> dict[str, dict[str, int]]:
         counts: dict[str, dict[str, int]] = {}
         for o in self.outcomes:
-            per_kind = counts.setdefault(o.kind, {OK: 0, SKIPPED: 0, FAILED: 0})
+            per_kind = counts.setdefault(o.kind, dict.fromkeys(STATUSES, 0))
             per_kind[o.status] += 1
         return counts
 
@@ -120,9 +122,17 @@ class Report:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
     def summary(self) -> str:
-        lines = [f"{self.command}: " + ("ok" if self.ok else f"{len(self.failures)} failed")]
-        for kind, c in sorted(self.counts().items()):
-            lines.append(f"  {kind}: {c[OK]} ok, {c[SKIPPED]} skipped, {c[FAILED]} failed")
+        """A table of outcomes per kind of object, then every failure with its reason."""
+        seconds = (datetime.now(timezone.utc) - self.started_at).total_seconds()
+        lines = [f"{self.command}: " + ("ok" if self.ok else f"{len(self.failures)} failed")
+                 + f" in {seconds:.1f} s" + (" (dry run: nothing written)"
+                                              if self.extra.get("dry_run") else "")]
+        counts = self.counts()
+        if counts:
+            width = max(len(kind) for kind in counts) + 2
+            lines.append("  " + "".ljust(width) + "".join(f"{s:>9}" for s in STATUSES))
+            for kind, c in sorted(counts.items()):
+                lines.append("  " + kind.ljust(width) + "".join(f"{c[s]:>9}" for s in STATUSES))
         for o in self.failures:
             label = f"{o.kind} {o.source_id}" + (f" ({o.name})" if o.name else "")
             lines.append(f"  FAILED {label}: {o.reason}")

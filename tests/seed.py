@@ -136,3 +136,53 @@ def seed_rich_source(uri: str, prefix: str, *, s3_artifact_root: str | None = No
         runs["s3"] = make_run(client, s3, "s3-run", 9_000)
         _upload(client, runs["s3"], ARTIFACTS)
     return seeded
+
+
+def seed_bulk_workload(uri: str, prefix: str, *, runs: int = 12, points: int = 300) -> dict:
+    """What a whole-server migration meets: the rich experiments of
+    :func:`seed_rich_source`, plus ``<prefix>-bulk`` with ``runs`` runs (every fourth a
+    child of the one before) of four ``points``-point metric histories and an artifact, a
+    logged model, and a registered model ``<prefix>-model`` whose versions come from a run
+    (``runs:/``) and from the logged model (``models:/m-…``), with a gap (v3 deleted),
+    a stage, an alias and tags. Returns the names and ids."""
+    client = MlflowClient(uri, uri)
+    rich = seed_rich_source(uri, prefix)
+    bulk = client.create_experiment(f"{prefix}-bulk", tags={"kind": "bulk"})
+    run_ids: list[str] = []
+    for i in range(runs):
+        parent = run_ids[-1] if i % 4 == 3 else None
+        run_id = make_run(client, bulk, f"bulk-{i}", 20_000 + i, parent=parent)
+        metrics = [Metric(key, float(step * (k + 1)), T0 + step, step)
+                   for k, key in enumerate(("loss", "acc", "lr", "f1"))
+                   for step in range(points)]
+        for start in range(0, len(metrics), 1000):
+            client.log_batch(run_id, metrics=metrics[start:start + 1000],
+                             params=[Param(f"p{j}", str(i * j)) for j in range(5)]
+                             if start == 0 else [],
+                             tags=[RunTag("index", str(i))] if start == 0 else [])
+        _upload(client, run_id, {"model/weights.txt": f"weights {i}\n".encode(),
+                                 "notes.txt": b"note\n"})
+        run_ids.append(run_id)
+    logged = client.create_logged_model(bulk, name="bulk-model", source_run_id=run_ids[0],
+                                        model_type="demo", params={"depth": "3"},
+                                        tags={"owner": "bulk"})
+    with tempfile.TemporaryDirectory() as scratch:
+        weights = Path(scratch) / "weights.txt"
+        weights.write_text("logged weights\n")
+        client.log_model_artifact(logged.model_id, str(weights))
+    client.finalize_logged_model(logged.model_id, "READY")
+    model = f"{prefix}-model"
+    client.create_registered_model(model, tags={"team": "bulk"}, description="bulk model")
+    client.create_model_version(model, f"runs:/{run_ids[1]}/model", run_id=run_ids[1],
+                                tags={"from": "run"}, description="v1")
+    client.create_model_version(model, f"models:/{logged.model_id}", run_id=run_ids[0],
+                                model_id=logged.model_id, description="v2")
+    client.create_model_version(model, f"runs:/{run_ids[2]}/model", run_id=run_ids[2])
+    client.create_model_version(model, f"runs:/{run_ids[2]}/model", run_id=run_ids[2],
+                                description="v4")
+    client.delete_model_version(model, "3")
+    client.transition_model_version_stage(model, "4", "Production")
+    client.set_registered_model_alias(model, "champion", "4")
+    return {"experiments": {**rich.experiments, f"{prefix}-bulk": bulk},
+            "runs": {**rich.runs, **{f"bulk-{i}": r for i, r in enumerate(run_ids)}},
+            "logged_model": logged.model_id, "model": model}

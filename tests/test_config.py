@@ -4,6 +4,7 @@ servers: two endpoints with different users in one process, from worker threads.
 from __future__ import annotations
 
 import base64
+import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
@@ -12,7 +13,9 @@ from pathlib import Path
 import mlflow
 import pytest
 import requests
+from click.testing import CliRunner
 
+from mlflow_exim import cli
 from mlflow_exim.config import (
     MigrationConfig,
     OptionsConfig,
@@ -454,3 +457,48 @@ def test_endpoint_credentials_win_over_mlflow_environment(auth_servers, tmp_path
         Endpoint.connect(target.uri)
     exercise(Endpoint.connect(target.uri, Credentials(*BOB)), f"{unique}-env", tmp_path)
 
+
+def test_migrate_and_verify_between_two_basic_auth_servers_with_different_users(
+        auth_servers, tmp_path, monkeypatch, unique):
+    """alice reads the source, bob writes the target, in one process, with nothing in
+    MLflow's own environment variables; then verify, and a re-run that creates nothing."""
+    source, target = auth_servers
+    for name, value in (("SRC_USER", ALICE[0]), ("SRC_PASSWORD", ALICE[1]),
+                        ("DST_USER", BOB[0]), ("DST_PASSWORD", BOB[1])):
+        monkeypatch.setenv(name, value)
+    config = write(tmp_path, f"""\
+source: {{tracking_uri: "{source.uri}", username_env: SRC_USER, password_env: SRC_PASSWORD}}
+target: {{tracking_uri: "{target.uri}", username_env: DST_USER, password_env: DST_PASSWORD}}
+select: {{experiments: "{unique}-*", models: "{unique}-*"}}
+options: {{workers: 3}}
+""")
+    alice = Endpoint.connect(source.uri, Credentials(*ALICE)).client
+    experiment_id = alice.create_experiment(f"{unique}-auth", tags={"side": "source"})
+    parent = alice.create_run(experiment_id, run_name="parent").info.run_id
+    child = alice.create_run(experiment_id, run_name="child",
+                             tags={"mlflow.parentRunId": parent}).info.run_id
+    for run_id in (parent, child):
+        alice.log_metric(run_id, "loss", 0.5, step=1)
+        alice.log_text(run_id, f"weights of {run_id}", "model/weights.txt")
+        alice.set_terminated(run_id)
+    alice.create_registered_model(f"{unique}-model")
+    alice.create_model_version(f"{unique}-model", f"runs:/{child}/model", run_id=child)
+
+    def run(*args):
+        result = CliRunner().invoke(cli.main, [str(a) for a in args])
+        assert ALICE[1] not in result.output and BOB[1] not in result.output
+        return result
+
+    first = run("migrate", "--config", config, "--report", tmp_path / "first.json")
+    assert first.exit_code == 0, first.output
+    bob = Endpoint.connect(target.uri, Credentials(*BOB)).client
+    assert bob.get_registered_model(f"{unique}-model").name == f"{unique}-model"
+    checked = run("verify", "--config", config, "--experiments", f"{unique}-*", "--models",
+                  f"{unique}-*")
+    assert checked.exit_code == 0, checked.output
+    again = run("migrate", "--config", config, "--report", tmp_path / "again.json")
+    assert again.exit_code == 0, again.output
+    report = json.loads((tmp_path / "again.json").read_text())
+    assert {o["status"] for o in report["objects"]} == {"skipped"}
+    for path in (config, tmp_path / "first.json", tmp_path / "again.json"):
+        assert ALICE[1] not in path.read_text() and BOB[1] not in path.read_text()

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 from mlflow.entities import Metric, Param, RunTag
 
 from mlflow_exim import lineage
-from mlflow_exim.bulk import parents_first, parse_selection, progress
+from mlflow_exim.bulk import Workers, generations, parents_first, parse_selection, progress_bar
 from mlflow_exim.bundle import Bundle, BundleWriter
 from mlflow_exim.bundle.format import FORMAT_NAME, FORMAT_VERSION, MANIFEST_FILE, PROGRESS_FILE
 from mlflow_exim.bundle.jsonio import (
@@ -492,9 +493,8 @@ def test_parse_selection_empty_list():
         parse_selection(" , ,")
 
 
-def _runs(**parents) -> dict[str, dict]:
-    return {run: {"tags": {"mlflow.parentRunId": parent} if parent else {}}
-            for run, parent in parents.items()}
+def _runs(**parents) -> dict[str, str | None]:
+    return dict(parents)
 
 
 def test_parents_first_chain():
@@ -521,6 +521,39 @@ def test_parents_first_orders_parents_before_children(parents):
 def test_parents_first_terminates_on_cycles(parents):
     runs = _runs(**parents)
     assert sorted(parents_first(runs)) == sorted(runs)
+
+
+def test_generations_put_every_run_after_its_parent():
+    runs = _runs(a1=None, a2="a1", a3="a2", b1=None, b2="b1", c="elsewhere")
+    assert generations(runs) == [["a1", "b1", "c"], ["a2", "b2"], ["a3"]]
+    assert generations(_runs(a="b", b="a")) in ([["b"], ["a"]], [["a"], ["b"]])
+
+
+def test_workers_run_everything_bounded_and_reraise_after_draining():
+    import threading
+    import time
+
+    running, peak, done, lock = [0], [0], [], threading.Lock()
+
+    def work(item):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.01)
+        with lock:
+            running[0] -= 1
+            done.append(item)
+        if item == 5:
+            raise ValueError("five")
+
+    with Workers(3) as workers, pytest.raises(ValueError, match="five"):
+        workers.each(work, range(10))
+    assert peak[0] <= 3 and 5 in done and running[0] == 0
+    with Workers(1) as inline:
+        inline.each(done.append, ["x"])
+    assert done[-1] == "x"
+    with pytest.raises(EximError, match="at least 1"):
+        Workers(0)
 
 
 # endpoint ---------------------------------------------------------------------------------
@@ -645,13 +678,16 @@ def test_report_exit_code_counts_and_summary():
     assert (empty.ok, empty.exit_code, empty.counts()) == (True, 0, {})
     report = _sample_report()
     assert (report.ok, report.exit_code) == (False, 1)
-    assert report.counts() == {"run": {"ok": 1, "skipped": 0, "failed": 1},
-                               "experiment": {"ok": 1, "skipped": 0, "failed": 0}}
-    summary = report.summary()
-    assert summary.splitlines()[0] == "import-test: 1 failed"
-    assert "FAILED run r2: RuntimeError: cannot reach http://***@host" in summary
-    assert "secret" not in summary
-    assert empty.summary() == "import-test: ok"
+    assert report.counts() == {"run": {"ok": 1, "skipped": 0, "planned": 0, "failed": 1},
+                               "experiment": {"ok": 1, "skipped": 0, "planned": 0, "failed": 0}}
+    summary = report.summary().splitlines()
+    assert re.fullmatch(r"import-test: 1 failed in \d+\.\d s", summary[0])
+    assert summary[1].split() == ["ok", "skipped", "planned", "failed"]
+    assert summary[2].split() == ["experiment", "1", "0", "0", "0"]
+    assert summary[3].split() == ["run", "1", "0", "0", "1"]
+    assert "FAILED run r2: RuntimeError: cannot reach http://***@host" in summary[4]
+    assert "secret" not in "\n".join(summary)
+    assert re.fullmatch(r"import-test: ok in \d+\.\d s", empty.summary())
 
 
 def test_report_fail_and_warn_redact():
@@ -682,9 +718,13 @@ class _Terminal(io.StringIO):
 
 
 def test_progress_is_quiet_off_a_terminal_and_counts_on_one(monkeypatch, capsys):
-    assert list(progress(iter([1, 2, 3]), total=3, desc="runs")) == [1, 2, 3]
+    bar = progress_bar(3, "runs")
+    bar.update()
+    bar.close()
     assert capsys.readouterr().err == ""
     terminal = _Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
-    assert list(progress(iter("ab"), total=2, desc="runs")) == ["a", "b"]
+    bar = progress_bar(2, "runs")
+    bar.update()
+    bar.close()
     assert "runs:" in terminal.getvalue() and "0/2" in terminal.getvalue()  # done / total

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from mlflow_exim.bundle.format import (
     ARTIFACTS_DIR,
@@ -32,16 +35,35 @@ _MANIFEST_KEYS = {
 }
 
 
+class OnDisk(Mapping[str, dict]):
+    """Documents by id, read from their files on each access, so that a bundle of a million
+    runs is not held in memory (they were all validated when the bundle was opened)."""
+
+    def __init__(self):
+        self.paths: dict[str, Path] = {}
+
+    def __getitem__(self, object_id: str) -> dict:
+        return read_json(self.paths[object_id])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
 class Bundle:
     """A validated bundle. ``experiments``, ``runs``, ``logged_models`` and
-    ``registered_models`` hold the loaded JSON documents, keyed by source id (a registered
-    model's id is its name); ``dirs`` gives each object's directory by section and id."""
+    ``registered_models`` give the JSON documents by source id (a registered model's id is
+    its name; runs are read from disk when asked for); ``dirs`` gives each object's
+    directory by section and id, and ``run_parents`` each run's parent run id, if any."""
 
     def __init__(self, root: Path, manifest: dict):
         self.root = root
         self.manifest = manifest
         self.experiments: dict[str, dict] = {}
-        self.runs: dict[str, dict] = {}
+        self.runs = OnDisk()
+        self.run_parents: dict[str, str | None] = {}
         self.logged_models: dict[str, dict] = {}
         self.registered_models: dict[str, dict] = {}
         self.dirs: dict[str, dict[str, Path]] = {"runs": {}, "logged_models": {}}
@@ -106,7 +128,8 @@ class Bundle:
                 "runs", run_entity.RUN_FILE, run_entity.validate, manifest_path):
             self._require_experiment(doc["info"]["experiment_id"], directory, run_entity.RUN_FILE)
             run_entity.validate_metric_history(directory / run_entity.METRICS_FILE)
-            self.runs[object_id] = doc
+            self.runs.paths[object_id] = directory / run_entity.RUN_FILE
+            self.run_parents[object_id] = doc["tags"].get(MLFLOW_PARENT_RUN_ID)
             self.dirs["runs"][object_id] = directory
         for object_id, directory, doc in self._documents(
                 "logged_models", logged_model_entity.LOGGED_MODEL_FILE,

@@ -8,6 +8,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from mlflow_exim.bulk import Workers
+
 MLMODEL_FILE = "MLmodel"
 
 
@@ -16,16 +18,19 @@ def count_files(directory: Path) -> int:
 
 
 def upload_tree(local_dir: Path, upload: Callable[[str, str | None], None],
-                replacements: dict[str, tuple[str, str]]) -> None:
+                replacements: dict[str, tuple[str, str]], transfers: Workers) -> None:
     """Call ``upload(local_path, artifact_dir)`` for every file under ``local_dir``, at the
-    same relative path. In an ``MLmodel`` file, each ``key: old`` line of ``replacements``
-    (key → (old id, new id)) is rewritten to the new id first."""
+    same relative path, several at a time through ``transfers``. In an ``MLmodel`` file,
+    each ``key: old`` line of ``replacements`` (key → (old id, new id)) is rewritten to the
+    new id first."""
+    def one(path: Path) -> None:
+        parent = path.parent.relative_to(local_dir).as_posix()
+        if path.name == MLMODEL_FILE:
+            path = _rewritten_mlmodel(path, replacements, Path(scratch))
+        upload(str(path), None if parent == "." else parent)
+
     with tempfile.TemporaryDirectory(prefix="mlflow-exim-mlmodel-") as scratch:
-        for path in sorted(p for p in local_dir.rglob("*") if p.is_file()):
-            parent = path.parent.relative_to(local_dir).as_posix()
-            if path.name == MLMODEL_FILE:
-                path = _rewritten_mlmodel(path, replacements, Path(scratch))
-            upload(str(path), None if parent == "." else parent)
+        transfers.each(one, sorted(p for p in local_dir.rglob("*") if p.is_file()))
 
 
 def _rewritten_mlmodel(path: Path, replacements: dict[str, tuple[str, str]],

@@ -15,7 +15,7 @@ from mlflow_exim import lineage
 from mlflow_exim.bundle.jsonio import write_json
 from mlflow_exim.endpoint import Endpoint
 from mlflow_exim.errors import BundleError, EximError
-from mlflow_exim.report import Outcome
+from mlflow_exim.report import PLANNED, SKIPPED, Outcome
 
 EXPERIMENT_FILE = "experiment.json"
 
@@ -71,34 +71,54 @@ def find(src: Endpoint, name_or_id: str) -> Experiment:
     return experiment
 
 
-def get_or_create(dst: Endpoint, name: str) -> str:
-    """The id of the active target experiment ``name``, created empty when missing."""
+def get_or_create(dst: Endpoint, name: str, outcome: Outcome, *,
+                  dry_run: bool = False) -> str | None:
+    """The id of the active target experiment ``name``, created empty when missing (with
+    ``dry_run``: None, and the outcome says it would be created)."""
     existing = dst.client.get_experiment_by_name(name)
     if existing is None:
+        if dry_run:
+            outcome.status, outcome.reason = PLANNED, "would be created"
+            return None
         return dst.client.create_experiment(name)
     if existing.lifecycle_stage == LifecycleStage.DELETED:
         raise EximError(f"experiment {name!r} exists on {dst.display_uri} but is deleted; "
                         "restore it or choose another name")
+    outcome.status, outcome.reason = SKIPPED, "already present"
     return existing.experiment_id
 
 
 def import_doc(dst: Endpoint, doc: dict, name: str, *, source_tags: bool,
-               outcome: Outcome) -> tuple[str, bool]:
+               outcome: Outcome, dry_run: bool = False) -> tuple[str | None, bool]:
     """Create (or reuse, by name) the target experiment for ``doc`` and set its tags.
 
     Returns the target id and whether this import owns its lifecycle: True when the
     experiment was created, or restored because it is deleted on both sides. Only an owned
     experiment is deleted again once its runs are in; an existing active one never is.
+    An existing experiment is reported skipped (already present), with its tags brought up
+    to date. ``dry_run`` only looks.
     """
-    tags = dict(doc["tags"])
+    tags = {k: v for k, v in doc["tags"].items() if k != lineage.PENDING}
     if source_tags:
         skipped: list[str] = []
         tags.update(lineage.experiment_source_tags(doc, skipped))
         for key in skipped:
             outcome.warn(f"source tag for {key!r} not written: its key would be too long")
+    deleted = doc["lifecycle_stage"] == LifecycleStage.DELETED
     existing = dst.client.get_experiment_by_name(name)
     if existing is None:
+        if dry_run:
+            outcome.status, outcome.reason = PLANNED, "would be created"
+            return None, True
+        if deleted:  # so that a re-run after an interruption knows it is this import's
+            tags[lineage.PENDING] = doc["experiment_id"]
         return dst.client.create_experiment(name, tags=tags), True
+    outcome.status, outcome.reason = SKIPPED, "already present"
+    if dry_run:
+        return existing.experiment_id, False
+    if (deleted and existing.lifecycle_stage == LifecycleStage.ACTIVE
+            and existing.tags.get(lineage.PENDING) == doc["experiment_id"]):
+        return existing.experiment_id, True  # created by an import that was interrupted
     owned = existing.lifecycle_stage == LifecycleStage.DELETED
     if owned:
         if doc["lifecycle_stage"] != LifecycleStage.DELETED:

@@ -19,6 +19,7 @@ import mlflow
 from mlflow.entities import LoggedModel, LoggedModelStatus, Metric
 
 from mlflow_exim import lineage
+from mlflow_exim.bulk import Workers
 from mlflow_exim.bundle.format import ARTIFACTS_DIR
 from mlflow_exim.bundle.jsonio import decode_float, encode_float, write_json
 from mlflow_exim.endpoint import Endpoint
@@ -150,19 +151,23 @@ def export(src: Endpoint, model: LoggedModel, directory: Path) -> dict:
 # Import ---------------------------------------------------------------------------------
 
 def import_model(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, *,
-                 idmap: IdMap, source_tags: bool, outcome: Outcome) -> str:
+                 idmap: IdMap, source_tags: bool, outcome: Outcome, transfers: Workers) -> str:
     """Recreate one logged model on the target; returns its new id. Its source run and the
-    runs its metrics name must already be in ``idmap``. A half-made model is deleted when
-    any step fails."""
+    runs its metrics name must already be in ``idmap``. Like a run, it carries the tag
+    ``mlflow_exim.import.pending`` until its last step writes the source-id tag. A
+    half-made model is deleted when any step fails."""
     source_run = idmap.get("run", doc["source_run_id"])
     if doc["source_run_id"] and source_run is None:
         outcome.warn(f"its source run {doc['source_run_id']} is not part of this import; "
                      "the model arrives without a source run")
-    tags = {k: v for k, v in doc["tags"].items() if k != MODEL_VERSIONS_TAG}
+    tags = {k: v for k, v in doc["tags"].items()
+            if k not in (MODEL_VERSIONS_TAG, lineage.PENDING, lineage.SOURCE_MODEL_ID)}
     if source_tags:
         tags.update(lineage.logged_model_source_tags(doc))
+        tags.pop(lineage.SOURCE_MODEL_ID)  # written last, as the mark of a complete model
+    tags[lineage.PENDING] = doc["model_id"]
     model = dst.client.create_logged_model(experiment_id, name=doc["name"],
-                                           source_run_id=source_run, tags=tags or None,
+                                           source_run_id=source_run, tags=tags,
                                            params=doc["params"] or None,
                                            model_type=doc["model_type"])
     model_id = model.model_id
@@ -172,15 +177,32 @@ def import_model(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, 
                     lambda path, artifact_dir: dst.client.log_model_artifact(
                         model_id, path, artifact_dir),
                     {"model_id": (doc["model_id"], model_id),
-                     **({"run_id": (doc["source_run_id"], source_run)} if source_run else {})})
+                     **({"run_id": (doc["source_run_id"], source_run)} if source_run else {})},
+                    transfers)
         _import_metrics(dst, doc, model_id, source_run, idmap, outcome)
         if doc["status"] in _FINAL_STATUSES:
             dst.client.finalize_logged_model(model_id, doc["status"])
+        dst.client.set_logged_model_tags(model_id, {lineage.SOURCE_MODEL_ID: doc["model_id"]})
+        dst.client.delete_logged_model_tag(model_id, lineage.PENDING)
     except BaseException:
         with contextlib.suppress(Exception):  # the original error is what matters
             dst.client.delete_logged_model(model_id)
         raise
     return model_id
+
+
+def find_imported(dst: Endpoint, experiment_id: str) -> tuple[dict[str, LoggedModel],
+                                                                 list[str]]:
+    """Logged models of a target experiment written by an earlier import: the complete ones
+    by source id, and the ids of those left half-written (see :func:`import_model`)."""
+    complete, half_written = {}, []
+    for model in search(dst, experiment_id):
+        tags = model.tags or {}
+        if lineage.PENDING in tags:
+            half_written.append(model.model_id)
+        elif lineage.SOURCE_MODEL_ID in tags:
+            complete.setdefault(tags[lineage.SOURCE_MODEL_ID], model)
+    return complete, half_written
 
 
 def _import_metrics(dst: Endpoint, doc: dict, model_id: str, source_run: str | None,

@@ -30,7 +30,7 @@ from mlflow_exim.endpoint import Endpoint
 from mlflow_exim.entities.logged_model import MODEL_VERSIONS_TAG
 from mlflow_exim.errors import BundleError, EximError
 from mlflow_exim.idmap import IdMap
-from mlflow_exim.report import FAILED, Outcome, Report, one_line
+from mlflow_exim.report import FAILED, PLANNED, SKIPPED, Outcome, Report, one_line
 
 REGISTERED_MODEL_FILE = "registered_model.json"
 PROMPT_TAG = "mlflow.prompt.is_prompt"
@@ -222,13 +222,18 @@ class ImportOptions:
 
 
 def import_model(dst: Endpoint, doc: dict, name: str, *, idmap: IdMap, report: Report,
-                 options: ImportOptions) -> None:
+                 options: ImportOptions, dry_run: bool = False) -> None:
     """Create (or update, by name) the target model, then its versions in order, then its
     aliases. With ``keep_numbers`` each version gets its source number: numbers left free by
-    deleted source versions are used up by placeholder versions that are deleted at once."""
+    deleted source versions are used up by placeholder versions that are deleted at once.
+
+    A version already on the target (see :func:`_present`) is brought up to date instead of
+    created again; a version an interrupted import left tagged pending and that matches
+    no source version is one of its placeholders, and is deleted. ``dry_run`` only looks
+    and reports what would be created."""
     with report.track("registered_model", doc["name"], name) as outcome:
         outcome.target_id = name
-        _create_or_update(dst, doc, name, options)
+        existing = _create_or_update(dst, doc, name, options, outcome, dry_run=dry_run)
     if outcome.status == FAILED:
         for v in doc["versions"]:
             report.fail("model_version", f"{doc['name']}/{v['version']}",
@@ -239,19 +244,103 @@ def import_model(dst: Endpoint, doc: dict, name: str, *, idmap: IdMap, report: R
     for v in doc["versions"]:
         key = f"{doc['name']}/{v['version']}"
         with report.track("model_version", key, name) as version_outcome:
-            created = _import_version(dst, doc, v, name, idmap=idmap, run_uris=run_uris,
-                                      options=options, outcome=version_outcome)
+            if dry_run and not _would_be_present(dst, existing, v, idmap, options):
+                version_outcome.status, version_outcome.reason = PLANNED, "would be created"
+                continue
+            target = target_source(dst, v, idmap, run_uris, version_outcome)
+            present = _present(existing, v, target, options)
+            if present is not None:
+                if not dry_run:
+                    _bring_up_to_date(dst, doc, v, present, options)
+                version_outcome.status = SKIPPED
+                version_outcome.reason = f"already present as {name} version {present.version}"
+                created = str(present.version)
+            else:
+                _delete_stale_pending(dst, existing, name,
+                                      below=int(v["version"]) if options.keep_numbers else 0)
+                created = _import_version(dst, doc, v, name, target, options=options,
+                                          outcome=version_outcome)
             numbers[v["version"]] = created
             idmap.add("model_version", key, f"{name}/{created}")
             version_outcome.target_id = f"{name}/{created}"
+    if dry_run:
+        return
     try:
+        _delete_stale_pending(dst, existing, name)
         _set_aliases(dst, doc, name, numbers, options, outcome)
     except Exception as exc:  # noqa: BLE001 - reported on the model
         outcome.status = FAILED
         outcome.reason = f"versions imported, but aliases could not be set: {one_line(exc)}"
 
 
-def _create_or_update(dst: Endpoint, doc: dict, name: str, options: ImportOptions) -> None:
+def _present(existing: list[ModelVersion], v: dict, target: tuple[str, str | None, str | None],
+             options: ImportOptions) -> ModelVersion | None:
+    """The target version that already is the import of ``v``: it points at the same
+    migrated run or logged model (``target``), and with ``keep_numbers`` has the source
+    number. The source string names the migrated object's new id, so it is a reliable key."""
+    for candidate in existing:
+        if _matches(candidate, v, target, options):
+            existing.remove(candidate)
+            return candidate
+    return None
+
+
+def _matches(candidate: ModelVersion, v: dict, target: tuple[str, str | None, str | None],
+             options: ImportOptions) -> bool:
+    source, run_id, _ = target
+    return (candidate.source == source and (candidate.run_id or None) == run_id
+            and (not options.keep_numbers or str(candidate.version) == v["version"]))
+
+
+def _would_be_present(dst: Endpoint, existing: list[ModelVersion], v: dict, idmap: IdMap,
+                      options: ImportOptions) -> bool:
+    """For a dry run: whether ``v`` is on the target already. Only a version whose run and
+    logged model are on the target already can be."""
+    ref = v["source_ref"]
+    if (v["run_id"] and idmap.get("run", v["run_id"]) is None) or (
+            ref["kind"] == "logged_model" and idmap.get("logged_model", ref["model_id"]) is None):
+        return False
+    target = target_source(dst, v, idmap, {}, Outcome("model_version", v["version"]))
+    return any(_matches(candidate, v, target, options) for candidate in existing)
+
+
+def _delete_stale_pending(dst: Endpoint, existing: list[ModelVersion], name: str, *,
+                          below: int | None = None) -> None:
+    """Delete what an interrupted import left pending and nothing matched: placeholders
+    for gaps. Before a version is created only those numbered ``below`` it go (a later
+    unfinished version is still to be recognised); at the end, all that remain."""
+    for candidate in [c for c in existing if lineage.PENDING in (c.tags or {})
+                      and (below is None or int(c.version) < below)]:
+        dst.client.delete_model_version(name, candidate.version)
+        existing.remove(candidate)
+
+
+def _bring_up_to_date(dst: Endpoint, doc: dict, v: dict, present: ModelVersion,
+                      options: ImportOptions) -> None:
+    name, number = present.name, str(present.version)
+    for key, value in _version_tags(doc, v, options).items():
+        if (present.tags or {}).get(key) != value:
+            dst.client.set_model_version_tag(name, number, key, value)
+    if (present.description or "") != v["description"]:
+        dst.client.update_model_version(name, number, description=v["description"])
+    if options.copy_stages and (present.current_stage or NO_STAGE) != v["current_stage"]:
+        dst.client.transition_model_version_stage(name, number, v["current_stage"])
+    if lineage.PENDING in (present.tags or {}):
+        dst.client.delete_model_version_tag(name, number, lineage.PENDING)
+
+
+def _version_tags(doc: dict, v: dict, options: ImportOptions) -> dict[str, str]:
+    tags = {**v["tags"], **options.extra_version_tags}
+    if options.source_tags:
+        tags.update(lineage.model_version_source_tags(doc["name"], v))
+    tags.pop(lineage.PENDING, None)
+    return tags
+
+
+def _create_or_update(dst: Endpoint, doc: dict, name: str, options: ImportOptions,
+                      outcome: Outcome, *, dry_run: bool) -> list[ModelVersion]:
+    """Make sure the target model exists with the source's description and tags; returns
+    its versions. An existing model is reported skipped (already present)."""
     tags = dict(doc["tags"])
     if options.source_tags:
         tags.update(lineage.registered_model_source_tags(doc))
@@ -260,18 +349,22 @@ def _create_or_update(dst: Endpoint, doc: dict, name: str, options: ImportOption
     except Exception:  # noqa: BLE001 - RESOURCE_DOES_NOT_EXIST
         existing = None
     if existing is None:
-        dst.client.create_registered_model(name, tags=tags or None,
-                                           description=doc["description"] or None)
-        return
+        if dry_run:
+            outcome.status, outcome.reason = PLANNED, "would be created"
+        else:
+            dst.client.create_registered_model(name, tags=tags or None,
+                                               description=doc["description"] or None)
+        return []
     if is_prompt(existing):
         raise EximError(f"{name!r} is a prompt on {dst.display_uri}, not a model")
-    if not options.update_existing:
-        return
-    for key, value in tags.items():
-        if existing.tags.get(key) != value:
-            dst.client.set_registered_model_tag(name, key, value)
-    if (existing.description or "") != doc["description"]:
-        dst.client.update_registered_model(name, description=doc["description"])
+    outcome.status, outcome.reason = SKIPPED, "already present"
+    if options.update_existing and not dry_run:
+        for key, value in tags.items():
+            if existing.tags.get(key) != value:
+                dst.client.set_registered_model_tag(name, key, value)
+        if (existing.description or "") != doc["description"]:
+            dst.client.update_registered_model(name, description=doc["description"])
+    return versions(dst, name)
 
 
 def target_source(dst: Endpoint, v: dict, idmap: IdMap, run_uris: dict[str, str],
@@ -299,18 +392,20 @@ def target_source(dst: Endpoint, v: dict, idmap: IdMap, run_uris: dict[str, str]
     return v["source"], run_id, None
 
 
-def _import_version(dst: Endpoint, doc: dict, v: dict, name: str, *, idmap: IdMap,
-                    run_uris: dict[str, str], options: ImportOptions, outcome: Outcome) -> str:
-    source, run_id, model_id = target_source(dst, v, idmap, run_uris, outcome)
-    tags = {**v["tags"], **options.extra_version_tags}
-    if options.source_tags:
-        tags.update(lineage.model_version_source_tags(doc["name"], v))
+def _import_version(dst: Endpoint, doc: dict, v: dict, name: str,
+                    target: tuple[str, str | None, str | None], *, options: ImportOptions,
+                    outcome: Outcome) -> str:
+    """Create the version; it is tagged pending until its stage is set, and every version
+    created below the wanted number is a placeholder, deleted at once."""
+    source, run_id, model_id = target
+    tags = _version_tags(doc, v, options)
     keep_number = options.keep_numbers
 
     def create() -> ModelVersion:
         return dst.client.create_model_version(
-            name, source, run_id=run_id, tags=tags or None, run_link=v.get("run_link"),
-            description=v["description"] or None, model_id=model_id)
+            name, source, run_id=run_id, tags={**tags, lineage.PENDING: "true"},
+            run_link=v.get("run_link"), description=v["description"] or None,
+            model_id=model_id)
 
     created = create()
     wanted = int(v["version"])
@@ -326,6 +421,7 @@ def _import_version(dst: Endpoint, doc: dict, v: dict, name: str, *, idmap: IdMa
                      f"version {wanted} or later")
     if options.copy_stages and v["current_stage"] != NO_STAGE:
         dst.client.transition_model_version_stage(name, created.version, v["current_stage"])
+    dst.client.delete_model_version_tag(name, created.version, lineage.PENDING)
     return str(created.version)
 
 

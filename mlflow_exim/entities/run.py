@@ -26,10 +26,12 @@ from mlflow.entities import (
     Run,
     RunStatus,
     RunTag,
+    ViewType,
 )
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from mlflow_exim import lineage
+from mlflow_exim.bulk import PAGE_SIZE, Workers
 from mlflow_exim.bundle.format import ARTIFACTS_DIR
 from mlflow_exim.bundle.jsonio import (
     JsonLinesWriter,
@@ -200,32 +202,38 @@ def _export_artifacts(src: Endpoint, run_id: str, destination: Path) -> int:
 # Import ---------------------------------------------------------------------------------
 
 def import_run(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, *,
-               parent_run_id: str | None, source_tags: bool, outcome: Outcome) -> str:
+               parent_run_id: str | None, source_tags: bool, outcome: Outcome,
+               transfers: Workers) -> str:
     """Create and fill one run on the target; returns its id.
 
     ``parent_run_id`` is the target id of the parent, or None to drop the source's
     ``mlflow.parentRunId``. Deleting the run, where the source run is deleted, is left to
     the caller: nothing can be written into a deleted run, and children come later.
-    If any step fails, the half-written target run is deleted before the error propagates.
+    Metric batches and artifact files go through ``transfers`` side by side.
+
+    The run carries the tag ``mlflow_exim.import.pending`` until its last step, which
+    replaces it with the source-id tag; see :func:`find_imported`. If any step fails, the
+    half-written target run is deleted before the error propagates.
     """
     info = doc["info"]
+    source_id = info["run_id"]
     run = dst.store.create_run(
         experiment_id=experiment_id,
         user_id=info.get("user_id") or "unknown",
         start_time=info["start_time"],
-        tags=[],
+        tags=[RunTag(lineage.PENDING, source_id)],
         run_name=info.get("run_name") or None,
     )
     run_id = run.info.run_id
     outcome.target_id = run_id
     try:
         tags = _target_tags(doc, run_id, parent_run_id, source_tags, outcome)
-        for params, run_tags, metrics in _log_batches(
-            [Param(k, v) for k, v in doc["params"].items()],
-            [RunTag(k, v) for k, v in tags.items()],
-            _read_metric_history(directory / METRICS_FILE),
-        ):
-            dst.store.log_batch(run_id, metrics=metrics, params=params, tags=run_tags)
+        transfers.each(
+            lambda batch: dst.store.log_batch(run_id, metrics=batch[2], params=batch[0],
+                                              tags=batch[1]),
+            _log_batches([Param(k, v) for k, v in doc["params"].items()],
+                         [RunTag(k, v) for k, v in tags.items()],
+                         _read_metric_history(directory / METRICS_FILE)))
         datasets = [
             DatasetInput(Dataset(**item["dataset"]),
                          tags=[InputTag(t["key"], t["value"]) for t in item["tags"]])
@@ -233,10 +241,12 @@ def import_run(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, *,
         ]
         if datasets:
             dst.client.log_inputs(run_id, datasets=datasets)
-        _import_artifacts(dst, run_id, directory / ARTIFACTS_DIR, info["run_id"])
+        _import_artifacts(dst, run_id, directory / ARTIFACTS_DIR, source_id, transfers)
         if info["status"] != "RUNNING" or info.get("end_time") is not None:
             dst.store.update_run_info(run_id, RunStatus.from_string(info["status"]),
                                       info.get("end_time"), None)
+        dst.store.set_tag(run_id, RunTag(lineage.SOURCE_RUN_ID, source_id))
+        dst.store.delete_tag(run_id, lineage.PENDING)
     except BaseException:
         with contextlib.suppress(Exception):  # the original error is what matters
             dst.client.delete_run(run_id)
@@ -244,10 +254,51 @@ def import_run(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, *,
     return run_id
 
 
+def find_imported(dst: Endpoint, experiment_id: str) -> tuple[dict[str, Run], list[str]]:
+    """Runs of a target experiment written by an earlier import: the complete ones by
+    source id (the source-id tag without the pending tag), and the ids of those it left
+    half-written (active and still tagged pending)."""
+    half_written = [run.info.run_id for run in _search_tagged(dst, experiment_id, lineage.PENDING)
+                    if run.info.lifecycle_stage == LifecycleStage.ACTIVE]
+    complete: dict[str, Run] = {}
+    for run in _search_tagged(dst, experiment_id, lineage.SOURCE_RUN_ID):
+        if lineage.PENDING not in run.data.tags:
+            complete.setdefault(run.data.tags[lineage.SOURCE_RUN_ID], run)
+    return complete, half_written
+
+
+def _search_tagged(dst: Endpoint, experiment_id: str, key: str) -> Iterator[Run]:
+    token = None
+    while True:
+        page = dst.client.search_runs([experiment_id], f"tags.`{key}` LIKE '%'",
+                                      run_view_type=ViewType.ALL, max_results=PAGE_SIZE,
+                                      page_token=token)
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+def catch_up(dst: Endpoint, doc: dict, run: Run, outcome: Outcome) -> None:
+    """Bring a run found complete on the target up to its source's final state: a run
+    still RUNNING when it was migrated may have finished since (an incremental sync).
+    Params, tags and metric points it gained since are not added (see README)."""
+    info = doc["info"]
+    if (run.info.status, run.info.end_time) != (info["status"], info.get("end_time")) \
+            and run.info.lifecycle_stage == LifecycleStage.ACTIVE:
+        dst.store.update_run_info(run.info.run_id, RunStatus.from_string(info["status"]),
+                                  info.get("end_time"), None)
+        outcome.warn(f"already present; status brought up to {info['status']}")
+    if run.info.lifecycle_stage == LifecycleStage.DELETED \
+            and info["lifecycle_stage"] == LifecycleStage.ACTIVE:
+        outcome.warn("already present on the target, where it is deleted; left deleted")
+
+
 def import_model_links(dst: Endpoint, doc: dict, run_id: str, idmap: IdMap,
-                       outcome: Outcome) -> None:
+                       outcome: Outcome, *, present: bool = False) -> None:
     """Link the target run to the migrated logged models it consumed (inputs) and produced
-    (outputs, with their step). Called once the logged models exist on the target."""
+    (outputs, with their step). Called once the logged models exist on the target. For a
+    run already ``present`` only the links it lacks are added."""
     def target(link: dict) -> str | None:
         model_id = idmap.get("logged_model", link["model_id"])
         if model_id is None:
@@ -259,6 +310,13 @@ def import_model_links(dst: Endpoint, doc: dict, run_id: str, idmap: IdMap,
     outputs = [LoggedModelOutput(m, link["step"])
                for link in doc.get("outputs", {}).get("models", [])
                if (m := target(link))]
+    if present and (inputs or outputs):
+        run = dst.client.get_run(run_id)
+        have_in = {m.model_id for m in getattr(run.inputs, "model_inputs", None) or []}
+        have_out = {(m.model_id, m.step)
+                    for m in getattr(getattr(run, "outputs", None), "model_outputs", None) or []}
+        inputs = [m for m in inputs if m.model_id not in have_in]
+        outputs = [m for m in outputs if (m.model_id, m.step) not in have_out]
     if inputs:
         dst.client.log_inputs(run_id, models=inputs)
     if outputs:
@@ -268,7 +326,8 @@ def import_model_links(dst: Endpoint, doc: dict, run_id: str, idmap: IdMap,
 def _target_tags(doc: dict, run_id: str, parent_run_id: str | None, source_tags: bool,
                  outcome: Outcome) -> dict:
     source_run_id = doc["info"]["run_id"]
-    tags = dict(doc["tags"])
+    tags = {k: v for k, v in doc["tags"].items()
+            if k not in (lineage.PENDING, lineage.SOURCE_RUN_ID)}
     if parent_run_id:
         tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
     elif MLFLOW_PARENT_RUN_ID in tags:
@@ -279,6 +338,7 @@ def _target_tags(doc: dict, run_id: str, parent_run_id: str | None, source_tags:
     if source_tags:
         skipped: list[str] = []
         tags.update(lineage.run_source_tags(doc, skipped))
+        tags.pop(lineage.SOURCE_RUN_ID)  # written last, as the mark of a complete run
         for key in skipped:
             outcome.warn(f"source tag for {key!r} not written: its key would be too long")
     return tags
@@ -313,8 +373,9 @@ def _log_batches(params: list[Param], tags: list[RunTag],
         yield batch_params, batch_tags, batch_metrics
 
 
-def _import_artifacts(dst: Endpoint, run_id: str, local_dir: Path, source_run_id: str) -> None:
+def _import_artifacts(dst: Endpoint, run_id: str, local_dir: Path, source_run_id: str,
+                      transfers: Workers) -> None:
     """Upload every file under ``local_dir`` at the same relative path. MLflow-2 style
     model directories keep a copy of their run id in ``MLmodel``; it names the new run."""
     upload_tree(local_dir, lambda path, artifact_dir: dst.client.log_artifact(
-        run_id, path, artifact_dir), {"run_id": (source_run_id, run_id)})
+        run_id, path, artifact_dir), {"run_id": (source_run_id, run_id)}, transfers)

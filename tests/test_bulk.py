@@ -1,0 +1,326 @@
+"""Whole-server migrations: re-runs, interruptions, dry runs, renames, selection, filters,
+and the migrate command with a config file, on the shared real servers.
+
+One workload (``tests.seed.seed_bulk_workload``) is seeded and exported once for the
+module; each test imports it under its own renamed names, so the tests share no target
+objects.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from mlflow import MlflowClient
+from mlflow.entities import ViewType
+
+import mlflow_exim
+from mlflow_exim import cli, lineage
+from mlflow_exim.bulk import RunFilter
+from mlflow_exim.bundle import Bundle
+from mlflow_exim.report import OK, PLANNED, SKIPPED
+from tests.seed import T0, seed_bulk_workload
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Workload:
+    prefix: str
+    seeded: dict
+    bundle: Path
+    import_seconds: float = 0.0
+
+    def renames(self, new_prefix: str) -> dict:
+        rule = ((f"{self.prefix}-", f"{new_prefix}-"),)
+        return {"experiment_renames": rule, "model_renames": rule}
+
+
+@pytest.fixture(scope="module")
+def workload(stack, tmp_path_factory) -> Workload:
+    prefix = "bulk" + os.urandom(3).hex()
+    seeded = seed_bulk_workload(stack.source.uri, prefix)
+    bundle = tmp_path_factory.mktemp("bulk") / "bundle"
+    exported = mlflow_exim.export_all(bundle, tracking_uri=stack.source.uri,
+                                      experiments=f"{prefix}-*", models=seeded["model"],
+                                      export_deleted_runs=True)
+    assert exported.ok, exported.summary()
+    return Workload(prefix, seeded, bundle)
+
+
+def invoke(*args):
+    result = CliRunner().invoke(cli.main, [str(a) for a in args])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result
+
+
+def snapshot(uri: str, prefix: str) -> dict:
+    """Everything a user sees of the experiments and model named ``prefix-*``, with ids
+    replaced by names, and every object counted (deleted ones too)."""
+    client = MlflowClient(uri, uri)
+    seen: dict = {"experiments": {}, "versions": {}}
+    for experiment in client.search_experiments(view_type=ViewType.ALL,
+                                                filter_string=f"name LIKE '{prefix}-%'"):
+        runs = client.search_runs([experiment.experiment_id], run_view_type=ViewType.ALL,
+                                  max_results=1000)
+        names = {run.info.run_id: run.info.run_name for run in runs}
+        seen["experiments"][experiment.name] = {
+            "lifecycle": experiment.lifecycle_stage,
+            "tags": _user_tags(experiment.tags),
+            "runs": sorted(
+                (run.info.run_name, run.info.start_time, run.info.end_time, run.info.status,
+                 run.info.lifecycle_stage, sorted(run.data.params.items()),
+                 sorted(_user_tags(run.data.tags).items()), sorted(run.data.metrics.items()),
+                 names.get(run.data.tags.get("mlflow.parentRunId")))
+                for run in runs),
+            "logged_models": sorted(
+                (m.name, m.status.value if hasattr(m.status, "value") else m.status,
+                 sorted(m.params.items()))
+                for m in client.search_logged_models([experiment.experiment_id])),
+        }
+    for model in client.search_registered_models(filter_string=f"name LIKE '{prefix}-%'"):
+        seen["versions"][model.name] = {
+            "aliases": dict(model.aliases),
+            "versions": sorted(
+                (v.version, v.description, v.current_stage, sorted(_user_tags(v.tags).items()),
+                 v.source.split(":")[0])
+                for v in client.search_model_versions(f"name = '{model.name}'")),
+        }
+    return seen
+
+
+def _user_tags(tags: dict) -> dict:
+    return {k: v for k, v in tags.items() if not lineage.is_lineage_tag(k)}
+
+
+def _statuses(report) -> set[str]:
+    return {o.status for o in report.outcomes}
+
+
+def test_import_twice_gives_the_same_target_and_creates_nothing(stack, workload):
+    started = time.monotonic()
+    first = mlflow_exim.import_all(workload.bundle, tracking_uri=stack.target.uri,
+                                   workers=4, **workload.renames("twice"))
+    workload.import_seconds = time.monotonic() - started
+    assert first.ok, first.summary()
+    before = snapshot(stack.target.uri, "twice")
+    assert len(before["experiments"]["twice-bulk"]["runs"]) == 12
+    assert before["versions"]["twice-model"]["aliases"] == {"champion": "4"}
+    assert [v[0] for v in before["versions"]["twice-model"]["versions"]] == ["1", "2", "4"]
+
+    second = mlflow_exim.import_all(workload.bundle, tracking_uri=stack.target.uri,
+                                    workers=4, **workload.renames("twice"))
+    assert second.ok, second.summary()
+    assert _statuses(second) == {SKIPPED}, [o for o in second.outcomes if o.status != SKIPPED]
+    assert second.extra["id_map"] == first.extra["id_map"]
+    assert snapshot(stack.target.uri, "twice") == before
+
+
+def test_sigkill_at_a_random_point_then_rerun_verifies_100_percent(stack, workload):
+    """The import runs in its own process, killed with SIGKILL at a random moment after it
+    has begun writing; a re-run completes the target, and verify finds it identical."""
+    rng = random.Random()
+    seed = rng.randrange(1_000_000)
+    rng.seed(seed)
+    delay = rng.uniform(0.0, max(workload.import_seconds, 4.0) * 0.8)
+    client = MlflowClient(stack.target.uri)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlflow_exim", "import-all", "--input-dir", workload.bundle,
+         "--tracking-uri", stack.target.uri, "--workers", "4"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while client.get_experiment_by_name(f"{workload.prefix}-main") is None:
+            assert process.poll() is None, "the import ended before it wrote anything"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(delay)
+    finally:
+        killed_mid_way = process.poll() is None
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    print(f"random seed {seed}: killed {delay:.2f} s after the first write "
+          f"({'mid-way' if killed_mid_way else 'after it had finished'})")
+
+    rerun = mlflow_exim.import_all(workload.bundle, tracking_uri=stack.target.uri)
+    assert rerun.ok, rerun.summary()
+    card = mlflow_exim.verify(stack.source.uri, stack.target.uri,
+                              experiments=f"{workload.prefix}-*", models=workload.seeded["model"])
+    assert card.ok, card.differences
+    assert all(card.identical[kind] == card.totals[kind] for kind in card.totals)
+    again = mlflow_exim.import_all(workload.bundle, tracking_uri=stack.target.uri)
+    assert _statuses(again) == {SKIPPED}
+
+
+def test_half_written_run_is_detected_deleted_and_written_again(stack, workload):
+    """What a kill leaves mid-run, made deterministic: a run still tagged pending."""
+    first = mlflow_exim.import_all(workload.bundle, tracking_uri=stack.target.uri,
+                                   **workload.renames("half"))
+    assert first.ok, first.summary()
+    client = MlflowClient(stack.target.uri)
+    source_id = workload.seeded["runs"]["bulk-5"]
+    target_id = first.extra["id_map"]["run"][source_id]
+    client.set_tag(target_id, lineage.PENDING, source_id)  # as if its last step never ran
+    before = snapshot(stack.target.uri, "half")
+
+    rerun = mlflow_exim.import_all(workload.bundle, tracking_uri=stack.target.uri,
+                                   **workload.renames("half"))
+    assert rerun.ok, rerun.summary()
+    assert rerun.extra["half_written"]["run"] == [target_id]
+    redone = rerun.extra["id_map"]["run"][source_id]
+    assert redone != target_id
+    assert client.get_run(target_id).info.lifecycle_stage == "deleted"
+    assert lineage.PENDING not in client.get_run(redone).data.tags
+    [outcome] = [o for o in rerun.outcomes if o.source_id == source_id]
+    assert outcome.status == OK
+    after = snapshot(stack.target.uri, "half")
+    # The same, but for the deleted leftover, which is the redone run's deleted twin.
+    leftover = [r for r in after["experiments"]["half-bulk"]["runs"] if r[4] == "deleted"]
+    assert len(leftover) == 1 and leftover[0][0] == "bulk-5"
+    after["experiments"]["half-bulk"]["runs"].remove(leftover[0])
+    assert after == before
+
+
+def test_dry_run_reports_the_plan_and_writes_nothing(stack, workload):
+    report = mlflow_exim.import_all(workload.bundle, tracking_uri=stack.target.uri,
+                                    dry_run=True, **workload.renames("dry"))
+    assert report.ok and report.extra["dry_run"] is True
+    assert _statuses(report) == {PLANNED}
+    kinds = {o.kind for o in report.outcomes}
+    assert kinds == {"experiment", "run", "logged_model", "registered_model", "model_version"}
+    assert snapshot(stack.target.uri, "dry") == {"experiments": {}, "versions": {}}
+    assert sorted(o.name for o in report.outcomes if o.kind == "experiment") == sorted(
+        name.replace(workload.prefix, "dry") for name in workload.seeded["experiments"]
+        if name.startswith(workload.prefix))
+
+    imported = mlflow_exim.import_all(workload.bundle, tracking_uri=stack.target.uri,
+                                      **workload.renames("dry"))
+    assert imported.ok
+    after = snapshot(stack.target.uri, "dry")
+    again = invoke("import-all", "--input-dir", workload.bundle, "--tracking-uri",
+                   stack.target.uri, "--dry-run", "--experiment-rename",
+                   f"{workload.prefix}-=dry-", "--model-rename", f"{workload.prefix}-=dry-")
+    assert again.exit_code == 0, again.output
+    assert "dry run: nothing written" in again.output
+    assert snapshot(stack.target.uri, "dry") == after
+
+
+def test_renames_from_flags_and_files(stack, workload, tmp_path):
+    rules = tmp_path / "models.txt"
+    rules.write_text(f"# model renames\n{workload.prefix}-=filed-\n")
+    result = invoke("import-all", "--input-dir", workload.bundle, "--tracking-uri",
+                    stack.target.uri, "--experiment-rename", f"{workload.prefix}-main=main-x",
+                    "--experiment-rename", f"{workload.prefix}-=flag-",
+                    "--model-rename-file", rules)
+    assert result.exit_code == 0, result.output
+    client = MlflowClient(stack.target.uri, stack.target.uri)
+    assert client.get_experiment_by_name("main-x") is not None  # the first matching rule
+    assert client.get_experiment_by_name("flag-bulk") is not None
+    assert client.get_registered_model("filed-model").aliases == {"champion": "4"}
+    bad = invoke("import-all", "--input-dir", workload.bundle, "--tracking-uri",
+                 stack.target.uri, "--experiment-rename", "no-equals-sign")
+    assert bad.exit_code == 2 and "OLD=NEW" in bad.output
+
+
+def test_selection_by_regex_glob_and_file(stack, workload, tmp_path):
+    listed = tmp_path / "models.txt"
+    listed.write_text(f"{workload.seeded['model']}\n")
+    bundle = tmp_path / "bundle"
+    report = mlflow_exim.export_all(
+        bundle, tracking_uri=stack.source.uri,
+        experiments=[f"re:^{workload.prefix}-(main|oth)", f"{workload.prefix}-bu*"],
+        models=f"file:{listed}")
+    assert report.ok, report.summary()
+    opened = Bundle.open(bundle)
+    assert sorted(d["name"] for d in opened.experiments.values()) == [
+        f"{workload.prefix}-bulk", f"{workload.prefix}-main", f"{workload.prefix}-other"]
+    assert list(opened.registered_models) == [workload.seeded["model"]]
+    missing = invoke("export-all", "--output-dir", tmp_path / "none", "--tracking-uri",
+                     stack.source.uri, "--experiments", "re:^no-such-experiment$")
+    assert missing.exit_code == 2 and "matches no experiment" in missing.output
+
+
+def test_run_filters_and_since_take_only_the_runs_asked_for(stack, workload, tmp_path):
+    main = f"{workload.prefix}-main"
+    since = mlflow_exim.export_experiment(
+        main, tmp_path / "since", tracking_uri=stack.source.uri,
+        run_filter=RunFilter(since=_moment(T0 + 6_500)))
+    names = sorted(d["info"]["run_name"] for d in Bundle.open(tmp_path / "since").runs.values())
+    # Runs end 5 s after they start: parent (+1 s) ended at +6 s, before the point; child
+    # (+2 s) and grandchild (+3 s) ended after it; "rich" started after it; "running" runs.
+    assert names == ["child", "grandchild", "rich \u2713", "running"], since.summary()
+    windowed = invoke("export-experiment", "--experiment", main, "--output-dir",
+                      tmp_path / "window", "--tracking-uri", stack.source.uri,
+                      "--started-after", _moment(T0 + 1_000).isoformat(),
+                      "--started-before", _moment(T0 + 3_000).isoformat(),
+                      "--run-filter", "attributes.status = 'FINISHED'")
+    assert windowed.exit_code == 0, windowed.output
+    assert [d["info"]["run_name"] for d in Bundle.open(tmp_path / "window").runs.values()] == [
+        "parent"]
+    bad = invoke("export-experiment", "--experiment", main, "--output-dir", tmp_path / "bad",
+                 "--tracking-uri", stack.source.uri, "--since", "last tuesday")
+    assert bad.exit_code == 2 and "--since" in bad.output and "ISO 8601" in bad.output
+
+
+def _moment(millis: int):
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(millis / 1000, tz=timezone.utc)
+
+
+def test_migrate_with_a_config_file_dry_run_then_twice(stack, workload, tmp_path):
+    config = tmp_path / "migrate.yaml"
+    config.write_text(f"""
+source:
+  tracking_uri: {stack.source.uri}
+target:
+  tracking_uri: {stack.target.uri}
+bundle_dir: {tmp_path / "work"}
+select:
+  experiments: ["{workload.prefix}-bulk", "re:^{workload.prefix}-oth"]
+  models: {workload.seeded["model"]}
+rename:
+  experiments: {{"{workload.prefix}-": "cfg-"}}
+  models: {{"{workload.prefix}-": "cfg-"}}
+options:
+  workers: 2
+  report: {tmp_path / "report.json"}
+""")
+    dry = invoke("migrate", "--config", config, "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert snapshot(stack.target.uri, "cfg") == {"experiments": {}, "versions": {}}
+
+    real = invoke("migrate", "--config", config)
+    assert real.exit_code == 0, real.output
+    migrated = snapshot(stack.target.uri, "cfg")
+    assert sorted(migrated["experiments"]) == ["cfg-bulk", "cfg-other"]
+    assert (tmp_path / "work" / "bundle" / "manifest.json").exists()
+
+    again = invoke("migrate", "--config", config, "--report", tmp_path / "again.json")
+    assert again.exit_code == 0, again.output
+    import json
+
+    outcome_statuses = {o["status"] for o in
+                        json.loads((tmp_path / "again.json").read_text())["objects"]}
+    assert outcome_statuses == {SKIPPED}
+    assert snapshot(stack.target.uri, "cfg") == migrated
+
+
+def test_migrate_with_a_bad_config_is_one_clear_line(tmp_path):
+    config = tmp_path / "migrate.yaml"
+    config.write_text("source:\n  tracking_uri: http://127.0.0.1:1\n  pasword_env: X\n"
+                      "target:\n  tracking_uri: http://127.0.0.1:2\n")
+    result = invoke("migrate", "--config", config)
+    assert result.exit_code == 2
+    [line] = result.output.strip().splitlines()
+    assert str(config) in line and "pasword_env" in line
