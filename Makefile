@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo lint clean
+.PHONY: install test demo lint bench clean
 
 install: $(STAMP)
 
@@ -19,6 +19,12 @@ test: install
 
 demo: install
 	$(BIN)/python examples/demo.py demo-work
+
+# Speed and memory against the reference tool; BENCH_ARGS e.g. "--runs 20 --points 100".
+# The reference tool's venv is kept in bench-work/ between runs.
+BENCH_ARGS ?=
+bench: install
+	$(BIN)/python benchmarks/compare.py --reference-venv bench-work/reference-venv $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check mlflow_exim tests examples benchmarks

@@ -1,0 +1,458 @@
+"""Time mlflow-exim against the reference tool (mlflow-export-import) on the same data.
+
+    python benchmarks/compare.py [--runs 100] [--points 1000] [--workers 4] [--workdir DIR]
+        [--reference-venv PATH] [--json PATH] [--memory]        (or: make bench)
+
+It starts a source ``mlflow server`` (sqlite, proxied artifacts) and seeds it. Then each
+tool runs its ``export-all`` against the source and its ``import-all`` into a fresh,
+empty target server. Each command is a child process, timed, with its own peak RSS. After
+each import the target's contents are counted against the source's. Last comes the ceiling:
+metric points per second that raw parallel ``log_batch`` calls reach on a fresh server.
+
+The reference tool is installed from PyPI into its own virtual environment, with the same
+mlflow as here. Its current releases are published as ``databricks-mlflow-export-import``;
+the ``mlflow-export-import`` name stops at 1.2.0 (2023, before MLflow 3, and it misses its
+``tabulate`` dependency); ``--reference-package`` picks either. The reference's failures
+are reported, not fatal: the exit status is non-zero only when mlflow-exim fails or its
+target differs from the source. Timings are wall clock on a possibly shared machine, so the
+load average is printed with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import mlflow
+import mlflow.sklearn
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.servers import MlflowServer  # noqa: E402
+
+BIN = Path(sys.executable).parent
+T0 = 1_700_000_000_000
+METRICS = ("loss", "accuracy", "learning_rate", "grad_norm")
+EXPERIMENTS = 4
+REQUIREMENTS = ["mlflow", "scikit-learn"]
+SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
+
+
+@dataclass
+class Step:
+    """One timed child process."""
+
+    seconds: float
+    peak_mb: float
+    returncode: int
+
+
+# --- seeding -------------------------------------------------------------------------------
+
+def _seed_run(client: MlflowClient, experiment_id: str, index: int, points: int,
+              parent_id: str | None, scratch: Path) -> str:
+    """One run: 10 params, 5 tags, len(METRICS) histories of ``points`` points, 3 files."""
+    tags = {"team": f"team-{index % 3}", "stage": "bench", "seed": str(index),
+            "mlflow.user": "bench", "note": "x" * 40}
+    if parent_id:
+        tags["mlflow.parentRunId"] = parent_id
+    start = T0 + index * 60_000
+    run_id = client.create_run(experiment_id, start_time=start, tags=tags,
+                               run_name=f"run-{index}").info.run_id
+    params = [Param(f"param_{p}", f"{index}-{p}") for p in range(10)]
+    metrics = [Metric(key, float(k + 1) / (step + 1), start + step, step)
+               for k, key in enumerate(METRICS) for step in range(points)]
+    client.log_batch(run_id, metrics=metrics, params=params)
+    files = scratch / run_id
+    (files / "plots").mkdir(parents=True)
+    (files / "summary.json").write_text(json.dumps({"run": index, "points": points}))
+    (files / "notes.txt").write_text(f"run {index}\n" * 50)
+    (files / "plots" / "curve.csv").write_text("\n".join(f"{s},{1 / (s + 1)}"
+                                                         for s in range(200)))
+    client.log_artifacts(run_id, str(files))
+    client.set_terminated(run_id, "FINISHED", end_time=start + points + 1_000)
+    return run_id
+
+
+def _parent(index: int) -> int | None:
+    """In each experiment every fifth run is a parent; the two runs after it are its
+    children (``mlflow.parentRunId``)."""
+    slot = (index // EXPERIMENTS) % 5
+    return index - slot * EXPERIMENTS if slot in (1, 2) else None
+
+
+def _seed_runs(client: MlflowClient, runs: int, points: int, workers: int,
+               scratch: Path) -> None:
+    """``runs`` runs across EXPERIMENTS experiments, parents before their children."""
+    experiments = [client.create_experiment(f"bench-{e}", tags={"purpose": "benchmark"})
+                   for e in range(EXPERIMENTS)]
+    ids: dict[int, str] = {}
+
+    def one(index: int) -> str:
+        parent = _parent(index)
+        return _seed_run(client, experiments[index % EXPERIMENTS], index, points,
+                         None if parent is None else ids[parent], scratch)
+
+    with ThreadPoolExecutor(workers) as pool:
+        for wave in ([i for i in range(runs) if _parent(i) is None],
+                     [i for i in range(runs) if _parent(i) is not None]):
+            ids.update(zip(wave, pool.map(one, wave), strict=True))
+
+
+def _train(strength: float):
+    from sklearn.linear_model import LogisticRegression
+
+    features = np.random.default_rng(7).normal(size=(40, 4))
+    return LogisticRegression(C=strength).fit(features, features[:, 0] > 0)
+
+
+def _seed_models(client: MlflowClient, uri: str, scratch: Path) -> None:
+    """Registered models ``bench-runs`` (3 versions registered from runs:/ URIs, which the
+    registry stores as the run's artifact path), ``bench-logged`` (2 from MLflow 3 logged
+    models: models:/m-… sources) and ``bench-mixed`` (one of each), plus one logged model
+    that is not registered."""
+    mlflow.set_tracking_uri(uri)  # log_model and register_model are fluent only
+    experiment_id = client.create_experiment("bench-models")
+    for name, kinds in (("bench-runs", "rrr"), ("bench-logged", "ll"), ("bench-mixed", "rl")):
+        for number, kind in enumerate(kinds, 1):
+            strength = float(number)
+            with mlflow.start_run(experiment_id=experiment_id,
+                                  run_name=f"{name}-v{number}") as run:
+                mlflow.log_param("C", strength)
+                model = _train(strength)
+                if kind == "l":
+                    mlflow.sklearn.log_model(model, name="model", registered_model_name=name,
+                                             pip_requirements=REQUIREMENTS)
+                else:
+                    path = scratch / f"{name}-{number}"
+                    mlflow.sklearn.save_model(model, str(path), pip_requirements=REQUIREMENTS)
+                    client.log_artifacts(run.info.run_id, str(path), "model")
+                    mlflow.register_model(f"runs:/{run.info.run_id}/model", name)
+        client.set_registered_model_alias(name, "champion", str(len(kinds)))
+    with mlflow.start_run(experiment_id=experiment_id, run_name="unregistered"):
+        mlflow.sklearn.log_model(_train(0.5), name="candidate", pip_requirements=REQUIREMENTS)
+
+
+def seed(uri: str, runs: int, points: int, workers: int, scratch: Path) -> None:
+    client = MlflowClient(uri)
+    _seed_runs(client, runs, points, workers, scratch)
+    _seed_models(client, uri, scratch)
+
+
+# --- counting ------------------------------------------------------------------------------
+
+def _paged(search, **kwargs):
+    token = None
+    while True:
+        page = search(page_token=token, **kwargs)
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+def inventory(uri: str) -> dict:
+    """What a server holds: experiments, runs, metric points, logged and registered models,
+    model versions."""
+    client = MlflowClient(uri)
+    experiment_ids = [e.experiment_id for e in _paged(client.search_experiments,
+                                                      max_results=1000)]
+    runs = list(_paged(client.search_runs, experiment_ids=experiment_ids, max_results=1000))
+    histories = [(r.info.run_id, key) for r in runs for key in r.data.metrics]
+    with ThreadPoolExecutor(4) as pool:
+        points = sum(pool.map(lambda rk: len(client.get_metric_history(*rk)), histories))
+    return {
+        "experiments": len(experiment_ids),
+        "runs": len(runs),
+        "metric_points": points,
+        "logged_models": sum(1 for _ in _paged(client.search_logged_models,
+                                               experiment_ids=experiment_ids)),
+        "registered_models": sum(1 for _ in _paged(client.search_registered_models,
+                                                   max_results=1000)),
+        "model_versions": sum(1 for _ in _paged(client.search_model_versions,
+                                                max_results=1000)),
+    }
+
+
+# --- running the tools ---------------------------------------------------------------------
+
+# Runs a command, sends its output to stderr and prints its peak RSS (KB) on stdout. The
+# command is forked from this small process on purpose: a child forked straight from the
+# benchmark process would report the benchmark's own, larger RSS as its peak (Linux keeps
+# the pre-exec high-water mark in ru_maxrss).
+LAUNCH = ("import os, subprocess, sys; child = subprocess.Popen(sys.argv[1:], stdout=2); "
+          "_, status, usage = os.wait4(child.pid, 0); print(usage.ru_maxrss); "
+          "sys.exit(os.waitstatus_to_exitcode(status))")
+
+
+def timed(argv: list[str], log: Path, env: dict | None = None) -> Step:
+    """Run ``argv`` to completion: its wall time and its own peak RSS."""
+    with log.open("w") as out:
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-S", "-c", LAUNCH, *argv], stdout=subprocess.PIPE,
+                              stderr=out, text=True, env={**os.environ, **(env or {})})
+        seconds = time.perf_counter() - start
+    if done.returncode:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+        print(f"  ! exited {done.returncode}, log {log}:\n{tail}", flush=True)
+    peak_kb = int(done.stdout.split()[-1]) if done.stdout.strip() else 0
+    return Step(round(seconds, 2), round(peak_kb / 1024, 1), done.returncode)
+
+
+def reference_venv(path: Path, package: str, mlflow_version: str, log: Path) -> str:
+    """Install ``package`` and ``mlflow==mlflow_version`` into a venv at ``path`` (kept and
+    reused when it already holds exactly that), and return the package's version."""
+    spec = f"{package} mlflow=={mlflow_version}"
+    marker = path / "bench-installed.txt"
+    if not (marker.exists() and marker.read_text() == spec):
+        print(f"installing {spec} into {path} …", flush=True)
+        shutil.rmtree(path, ignore_errors=True)
+        with log.open("w") as out:
+            subprocess.run([sys.executable, "-m", "venv", str(path)], check=True,
+                           stdout=out, stderr=subprocess.STDOUT)
+            subprocess.run([str(path / "bin" / "pip"), "install", "--quiet",
+                            "--disable-pip-version-check", *spec.split()], check=True,
+                           stdout=out, stderr=subprocess.STDOUT)
+        marker.write_text(spec)
+    name = package.split("==")[0]
+    return subprocess.run([str(path / "bin" / "python"), "-c",
+                           f"import importlib.metadata as m; print(m.version({name!r}))"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+@contextmanager
+def server(name: str, work: Path):
+    """A fresh ``mlflow server`` with its own sqlite db and artifacts directory."""
+    srv = MlflowServer(name, work, str(work / f"{name}-artifacts"), env=SERVER_ENV)
+    try:
+        srv.wait()
+        yield srv.uri
+    finally:
+        srv.stop()
+
+
+def revision() -> str | None:
+    """This checkout's commit, with "-dirty" when it has uncommitted changes."""
+    try:
+        return subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+                              check=True, capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _load() -> list[float]:
+    return [round(load, 2) for load in os.getloadavg()]
+
+
+def dir_mb(path: Path) -> float:
+    return round(sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20, 1)
+
+
+# --- the ceiling ---------------------------------------------------------------------------
+
+def ceiling(uri: str, workers: int, total: int) -> float:
+    """Metric points per second of ``total`` points sent as log_batch calls of 1,000
+    metrics from ``workers`` threads (each its own client) to one fresh run."""
+    client = MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("ceiling")).info.run_id
+    batches: list[list[list[Metric]]] = [[] for _ in range(workers)]
+    for call in range(total // 1000):
+        key = f"m{call % workers}"
+        batches[call % workers].append([Metric(key, float(s), T0 + s, s)
+                                        for s in range(call * 1000, call * 1000 + 1000)])
+
+    def send(mine: list[list[Metric]]) -> None:
+        store = MlflowClient(uri)._tracking_client.store
+        for batch in mine:
+            store.log_batch(run_id, metrics=batch, params=[], tags=[])
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(send, batches))
+    return (total // 1000) * 1000 / (time.perf_counter() - start)
+
+
+# --- main ----------------------------------------------------------------------------------
+
+def commands(options: argparse.Namespace, venv: Path, ref_name: str) -> dict:
+    """Each tool's label and its export-all and import-all argv, given (server URI, dir)."""
+    workers = [] if options.no_workers_flag else ["--workers", str(options.workers)]
+    exim = str(BIN / "mlflow-exim")
+    ref = venv / "bin"
+    return {
+        "mlflow-exim": {
+            "label": "mlflow-exim " + (" ".join(workers) or "(no --workers)"),
+            "export": lambda uri, out: [exim, "export-all", "--output-dir", out,
+                                        "--tracking-uri", uri, *workers],
+            "import": lambda uri, out: [exim, "import-all", "--input-dir", out,
+                                        "--tracking-uri", uri, *workers],
+        },
+        # The reference reads its server from MLFLOW_TRACKING_URI only; its thread pool has
+        # os.cpu_count() threads, and it has no option to choose the number.
+        "reference": {
+            "label": f"{ref_name} (--use-threads True)",
+            "export": lambda uri, out: [str(ref / "export-all"), "--output-dir", out,
+                                        "--use-threads", "True"],
+            "import": lambda uri, out: [str(ref / "import-all"), "--input-dir", out,
+                                        "--use-threads", "True"],
+        },
+    }
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=100, help="runs to seed (default 100)")
+    parser.add_argument("--points", type=int, default=1000,
+                        help=f"points per metric history, {len(METRICS)} per run "
+                             "(default 1000)")
+    parser.add_argument("--workers", type=int, default=4,
+                        help="mlflow-exim --workers and ceiling threads (default 4)")
+    parser.add_argument("--no-workers-flag", action="store_true",
+                        help="do not pass --workers to mlflow-exim (for builds without it)")
+    parser.add_argument("--workdir", type=Path,
+                        help="where servers, bundles and logs go (default: a temp dir, "
+                             "removed after a clean run)")
+    parser.add_argument("--reference-venv", type=Path,
+                        help="virtual environment for the reference tool, created if "
+                             "missing and reused (default: WORKDIR/reference-venv)")
+    parser.add_argument("--reference-package", default="databricks-mlflow-export-import",
+                        help="pip requirement of the reference tool (default: %(default)s)")
+    parser.add_argument("--reference-mlflow", default=mlflow.__version__,
+                        help="mlflow pinned in the reference venv (default: %(default)s)")
+    parser.add_argument("--ceiling-points", type=int, default=400_000,
+                        help="metric points for the log_batch ceiling (default 400000)")
+    parser.add_argument("--json", type=Path, help="also write the results here as JSON")
+    parser.add_argument("--memory", action="store_true",
+                        help="also run benchmarks/metric_memory.py (peak RSS against "
+                             "history length)")
+    return parser.parse_args()
+
+
+def main() -> None:
+    options = parse_args()
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    work = (options.workdir or Path(tempfile.mkdtemp(prefix="mlflow-exim-bench-"))).absolute()
+    work.mkdir(parents=True, exist_ok=True)
+    logs = work / "logs"
+    logs.mkdir(exist_ok=True)
+    print(f"work dir {work}", flush=True)
+    venv = (options.reference_venv or work / "reference-venv").absolute()
+    ref_version = reference_venv(venv, options.reference_package, options.reference_mlflow,
+                                 logs / "reference-install.log")
+    ref_name = f"{options.reference_package.split('==')[0]} {ref_version}"
+    tools = commands(options, venv, ref_name)
+    results: dict = {"runs": options.runs, "points": options.points,
+                     "workers": options.workers, "revision": revision(),
+                     "mlflow": mlflow.__version__, "reference": ref_name, "tools": {},
+                     "load_average_start": _load()}
+    for name in tools:
+        shutil.rmtree(work / f"bundle-{name}", ignore_errors=True)
+
+    with server("source", work) as src:
+        start = time.perf_counter()
+        with (logs / "seed.log").open("w") as out, redirect_stdout(out), redirect_stderr(out):
+            seed(src, options.runs, options.points, options.workers, work / "seed-files")
+        source = inventory(src)
+        print(f"seeded in {time.perf_counter() - start:.1f} s: {source}", flush=True)
+        for name, tool in tools.items():
+            bundle = str(work / f"bundle-{name}")
+            print(f"{name}: export-all …", flush=True)
+            step = timed(tool["export"](src, bundle), logs / f"{name}-export.log",
+                         {"MLFLOW_TRACKING_URI": src})
+            results["tools"][name] = {"label": tool["label"], "export": asdict(step),
+                                      "bundle_mb": dir_mb(Path(bundle))}
+    results["source"] = source
+
+    for name, tool in tools.items():
+        with server(f"target-{name}", work) as dst:
+            print(f"{name}: import-all …", flush=True)
+            step = timed(tool["import"](dst, str(work / f"bundle-{name}")),
+                         logs / f"{name}-import.log", {"MLFLOW_TRACKING_URI": dst})
+            results["tools"][name].update({"import": asdict(step), "target": inventory(dst)})
+
+    with server("target-ceiling", work) as dst:
+        print("ceiling: parallel log_batch …", flush=True)
+        results["ceiling"] = {"points": options.ceiling_points, "threads": options.workers,
+                              "points_per_s": round(ceiling(dst, options.workers,
+                                                            options.ceiling_points))}
+
+    results["load_average_end"] = _load()
+    report(results)
+    if options.json:
+        options.json.write_text(json.dumps(results, indent=2) + "\n")
+    if options.memory:
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "metric_memory.py"),
+                        "--workdir", str(work / "metric-memory")], check=True)
+    if not _clean(results["tools"]["mlflow-exim"], source):
+        sys.exit(f"mlflow-exim did not finish cleanly; logs kept in {logs}")
+    if options.workdir is None:
+        shutil.rmtree(work)
+
+
+def _clean(tool: dict, source: dict) -> bool:
+    """Both commands exited 0 and the target holds what the source holds."""
+    return tool["export"]["returncode"] == tool["import"]["returncode"] == 0 \
+        and tool["target"] == source
+
+
+def report(results: dict) -> None:
+    """Print the table, the counts and the ceiling; add the derived figures to ``results``."""
+    source = results["source"]
+    print(f"\nworkload: {source['runs']} runs, {source['metric_points']:,} metric points, "
+          f"{source['logged_models']} logged models, {source['registered_models']} registered "
+          f"models with {source['model_versions']} versions")
+    print(f"{'tool':<60} {'export s':>8} {'import s':>8} {'total s':>8} "
+          f"{'export MB':>9} {'import MB':>9} {'bundle MB':>9}  exit")
+    for tool in results["tools"].values():
+        export, imp = tool["export"], tool["import"]
+        tool["total_s"] = round(export["seconds"] + imp["seconds"], 2)
+        print(f"{tool['label']:<60} {export['seconds']:>8.1f} {imp['seconds']:>8.1f} "
+              f"{tool['total_s']:>8.1f} {export['peak_mb']:>9.0f} {imp['peak_mb']:>9.0f} "
+              f"{tool['bundle_mb']:>9.1f}  {export['returncode']}/{imp['returncode']}")
+    exim, ref = results["tools"]["mlflow-exim"], results["tools"]["reference"]
+    ratio = round(ref["total_s"] / exim["total_s"], 2)
+    results["ratio_total_reference_over_exim"] = ratio
+    caveat = "" if _clean(ref, source) and _clean(exim, source) else \
+        " (not like for like: a tool failed or its target differs, see below)"
+    print(f"reference / mlflow-exim, total time: {ratio:.2f}x{caveat}")
+    print(f"mlflow-exim at {results['revision']}, mlflow {results['mlflow']}; "
+          f"load average (1, 5, 15 min) at start {results['load_average_start']}, "
+          f"at end {results['load_average_end']}")
+    print("\ncounts on each target (source first):")
+    keys = list(source)
+    print(f"  {'':<14}" + "".join(f"{k:>18} " for k in keys))
+    print(f"  {'source':<14}" + "".join(f"{source[k]:>18,} " for k in keys))
+    for name, tool in results["tools"].items():
+        target = tool["target"]
+        cells = "".join(f"{target[k]:>18,}{' ' if target[k] == source[k] else '!'}"
+                        for k in keys)
+        verdict = "same as source" if tool["target"] == source else "DIFFERS (marked !)"
+        print(f"  {name:<14}{cells}   {verdict}")
+
+    ceiling_pps = results["ceiling"]["points_per_s"]
+    import_s = exim["import"]["seconds"]
+    pps = round(source["metric_points"] / import_s)
+    results["exim_import_points_per_s"] = pps
+    results["exim_import_pct_of_ceiling"] = round(100 * pps / ceiling_pps, 1)
+    print(f"\nceiling: {ceiling_pps:,} metric points/s (log_batch of 1,000 from "
+          f"{results['ceiling']['threads']} threads, {results['ceiling']['points']:,} points)")
+    print(f"mlflow-exim import: {source['metric_points']:,} points in {import_s:.1f} s = "
+          f"{pps:,} points/s = {results['exim_import_pct_of_ceiling']}% of the ceiling "
+          "(the import also carries params, tags, artifacts and models)")
+
+
+if __name__ == "__main__":
+    main()
