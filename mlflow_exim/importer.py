@@ -3,13 +3,16 @@
 The whole bundle is validated before anything is written to the target. Objects are then
 created in dependency order:
 
-1. experiments;
-2. runs, parents first (each is created, filled and terminated);
+1. experiments; then what earlier imports left in them is looked up (complete runs and
+   logged models are skipped, half-written ones deleted and redone);
+2. runs, a generation at a time, parents first (each is created, filled and terminated);
 3. logged models (their source runs and the runs of their metrics exist by now), then the
    runs' links to them (model inputs and outputs);
 4. registered models and their versions, which point at the migrated runs and models;
 5. last, what is deleted at the source is deleted again: runs, then experiments (nothing
    can be written into a deleted run or experiment).
+
+Within each step, objects go ``workers`` at a time (see :class:`bulk.Workers`).
 """
 
 from __future__ import annotations
