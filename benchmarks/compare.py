@@ -41,6 +41,7 @@ from mlflow.entities import Metric, Param
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from mlflow_exim.bulk import paged  # noqa: E402
 from tests.servers import MlflowServer  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -154,23 +155,12 @@ def seed(uri: str, runs: int, points: int, workers: int, scratch: Path) -> None:
 
 # --- counting ------------------------------------------------------------------------------
 
-def _paged(search, **kwargs):
-    token = None
-    while True:
-        page = search(page_token=token, **kwargs)
-        yield from page
-        token = page.token
-        if not token:
-            return
-
-
 def inventory(uri: str) -> dict:
     """What a server holds: experiments, runs, metric points, logged and registered models,
     model versions."""
     client = MlflowClient(uri)
-    experiment_ids = [e.experiment_id for e in _paged(client.search_experiments,
-                                                      max_results=1000)]
-    runs = list(_paged(client.search_runs, experiment_ids=experiment_ids, max_results=1000))
+    experiment_ids = [e.experiment_id for e in paged(client.search_experiments)]
+    runs = list(paged(client.search_runs, experiment_ids))
     histories = [(r.info.run_id, key) for r in runs for key in r.data.metrics]
     with ThreadPoolExecutor(4) as pool:
         points = sum(pool.map(lambda rk: len(client.get_metric_history(*rk)), histories))
@@ -178,12 +168,9 @@ def inventory(uri: str) -> dict:
         "experiments": len(experiment_ids),
         "runs": len(runs),
         "metric_points": points,
-        "logged_models": sum(1 for _ in _paged(client.search_logged_models,
-                                               experiment_ids=experiment_ids)),
-        "registered_models": sum(1 for _ in _paged(client.search_registered_models,
-                                                   max_results=1000)),
-        "model_versions": sum(1 for _ in _paged(client.search_model_versions,
-                                                max_results=1000)),
+        "logged_models": sum(1 for _ in paged(client.search_logged_models, experiment_ids)),
+        "registered_models": sum(1 for _ in paged(client.search_registered_models)),
+        "model_versions": sum(1 for _ in paged(client.search_model_versions)),
     }
 
 

@@ -7,7 +7,7 @@ import fnmatch
 import re
 import sys
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -171,16 +171,21 @@ def _read_selection_file(path: Path) -> list[str]:
     return items
 
 
+def paged(search: Callable[..., Iterable[T]], *args, max_results: int = PAGE_SIZE,
+          **kwargs) -> Iterator[T]:
+    """Every item an MLflow search or history call finds, page after page."""
+    token = None
+    while True:
+        page = search(*args, max_results=max_results, page_token=token, **kwargs)
+        yield from page
+        token = getattr(page, "token", None)
+        if not token:
+            return
+
+
 def all_experiments(src: Endpoint, *, include_deleted: bool) -> list[Experiment]:
     view = ViewType.ALL if include_deleted else ViewType.ACTIVE_ONLY
-    found, token = [], None
-    while True:
-        page = src.client.search_experiments(view_type=view, max_results=PAGE_SIZE,
-                                             page_token=token)
-        found.extend(page)
-        token = page.token
-        if not token:
-            return found
+    return list(paged(src.client.search_experiments, view_type=view))
 
 
 def select_experiments(src: Endpoint, spec: Selection, *,

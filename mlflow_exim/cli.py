@@ -15,7 +15,6 @@ import logging
 import os
 import sys
 from contextlib import contextmanager
-from pathlib import Path
 
 import click
 
@@ -508,34 +507,35 @@ def migrate_command(config_path, report_path, **flags):
 def _migration_settings(loaded: config.MigrationConfig | None, flags: dict) -> dict:
     """The arguments of :func:`migrate`: each flag given on the command line, else the
     config file's value, else the default."""
-    cfg = loaded or config.MigrationConfig(path=Path("-"), source=None, target=None)
-    chosen = cfg.select.runs
+    select = loaded.select if loaded else config.SelectConfig()
+    rename = loaded.rename if loaded else config.RenameConfig()
+    options = loaded.options if loaded else config.OptionsConfig()
     given: RunFilter = flags["run_filter"]
     run_filter = RunFilter(
-        given.filter_string or chosen.filter,
-        given.started_after or chosen.started_after,
-        given.started_before or chosen.started_before,
-        given.since or cfg.select.since)
+        given.filter_string or select.runs.filter,
+        given.started_after or select.runs.started_after,
+        given.started_before or select.runs.started_before,
+        given.since or select.since)
 
     def pick(flag: str, configured):
         return configured if flags[flag] is None else flags[flag]
 
     stage_to_alias = (_parse_stage_to_alias(flags["stage_to_alias"])
-                      if flags["stage_to_alias"] else cfg.options.stage_to_alias)
+                      if flags["stage_to_alias"] else options.stage_to_alias)
     return {
         "source": _side(flags["src_uri"], loaded and loaded.source, "--src-uri"),
         "target": _side(flags["dst_uri"], loaded and loaded.target, "--dst-uri"),
-        "bundle_dir": pick("bundle_dir", cfg.bundle_dir),
-        "experiments": pick("experiments", cfg.select.experiments),
-        "models": pick("models", cfg.select.models),
+        "bundle_dir": pick("bundle_dir", loaded.bundle_dir if loaded else None),
+        "experiments": pick("experiments", select.experiments),
+        "models": pick("models", select.models),
         "run_filter": run_filter,
-        "experiment_renames": flags["experiment_renames"] or cfg.rename.experiments,
-        "model_renames": flags["model_renames"] or cfg.rename.models,
-        "workers": pick("workers", cfg.options.workers) or DEFAULT_WORKERS,
-        "import_source_tags": pick("import_source_tags", cfg.options.import_source_tags),
-        "export_deleted_runs": pick("export_deleted_runs", cfg.options.export_deleted_runs),
+        "experiment_renames": flags["experiment_renames"] or rename.experiments,
+        "model_renames": flags["model_renames"] or rename.models,
+        "workers": pick("workers", options.workers) or DEFAULT_WORKERS,
+        "import_source_tags": pick("import_source_tags", options.import_source_tags),
+        "export_deleted_runs": pick("export_deleted_runs", options.export_deleted_runs),
         "stage_to_alias": stage_to_alias,
-        "dry_run": pick("dry_run", cfg.options.dry_run),
+        "dry_run": pick("dry_run", options.dry_run),
     }
 
 

@@ -16,11 +16,11 @@ from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 
 from mlflow_exim.bulk import (
     DEFAULT_WORKERS,
-    PAGE_SIZE,
     RunFilter,
     Selection,
     Workers,
     changed_since,
+    paged,
     progress_bar,
     select_experiments,
     select_registered_models,
@@ -214,9 +214,10 @@ class _Plan:
             try:
                 run_ids = _run_ids(self.src, experiment.experiment_id, view,
                                    self.run_filter.searches())
+                taken = set(run_ids)
                 models = [m for m in logged_model_entity.search(self.src,
                                                                 experiment.experiment_id)
-                          if self._wanted(m, set(run_ids))]
+                          if self._wanted(m, taken)]
             except Exception as exc:  # noqa: BLE001 - reported; the other experiments go on
                 self.report.fail("experiment", experiment.experiment_id,
                                  f"cannot list its runs and logged models: {one_line(exc)}",
@@ -291,14 +292,8 @@ def _run_ids(src: Endpoint, experiment_id: str, view: int, searches: list[str]) 
     """The ids of the runs any of ``searches`` finds, each once."""
     ids: dict[str, None] = {}
     for filter_string in searches:
-        token = None
-        while True:
-            page = src.client.search_runs([experiment_id], filter_string, run_view_type=view,
-                                          max_results=PAGE_SIZE, page_token=token)
-            ids.update(dict.fromkeys(run.info.run_id for run in page))
-            token = page.token
-            if not token:
-                break
+        ids.update(dict.fromkeys(run.info.run_id for run in paged(
+            src.client.search_runs, [experiment_id], filter_string, run_view_type=view)))
     return list(ids)
 
 

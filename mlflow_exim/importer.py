@@ -20,7 +20,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from mlflow.entities import LifecycleStage, Run
+from mlflow.entities import LifecycleStage, LoggedModel, Run
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from mlflow_exim import lineage
@@ -330,7 +330,7 @@ class _ImportPlan:
         self.idmap = IdMap()
         self._run_outcomes: dict[str, Outcome] = {}
         self._present_runs: dict[str, Run] = {}
-        self._present_models: dict[str, object] = {}
+        self._present_models: dict[str, LoggedModel] = {}
         self._to_delete: list[Outcome] = []
 
     def run(self) -> Report:

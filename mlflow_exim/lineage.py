@@ -25,6 +25,13 @@ SOURCE_MODEL_ID = f"{FIELD}model_id"
 # Set on a run or logged model while it is being written and removed as its last step, so
 # that one left half-written by a killed import is recognised and redone.
 PENDING = f"{PREFIX}.import.pending"
+IMPORT_MARKS = (SOURCE_RUN_ID, SOURCE_MODEL_ID, PENDING)
+
+
+def without_import_marks(tags: dict) -> dict:
+    """``tags`` without the recognition tags and pending marker a source may carry from an
+    earlier import: an import writes its own, at its own time."""
+    return {k: v for k, v in tags.items() if k not in IMPORT_MARKS}
 
 EXPERIMENT_FIELDS = (
     "experiment_id",

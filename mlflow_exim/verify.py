@@ -42,7 +42,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from mlflow_exim import lineage
-from mlflow_exim.bulk import PAGE_SIZE, select_experiments, select_registered_models
+from mlflow_exim.bulk import paged, select_experiments, select_registered_models
 from mlflow_exim.bundle import Bundle
 from mlflow_exim.bundle.format import ARTIFACTS_DIR
 from mlflow_exim.bundle.jsonio import decode_float, iter_json_lines
@@ -151,14 +151,8 @@ class _ServerSide:
         return experiment_entity.to_doc(found) if found else None
 
     def runs(self, experiment_id: str) -> list[dict]:
-        docs, token = [], None
-        while True:
-            page = self.client.search_runs([experiment_id], run_view_type=ViewType.ALL,
-                                           max_results=PAGE_SIZE, page_token=token)
-            docs.extend(run_entity.to_doc(run, 0, 0) for run in page)
-            token = page.token
-            if not token:
-                return _settled(docs)
+        return _settled(run_entity.to_doc(run, 0, 0) for run in paged(
+            self.client.search_runs, [experiment_id], run_view_type=ViewType.ALL))
 
     def run(self, run_id: str) -> dict | None:
         found = _get_or_none(self.client.get_run, run_id)

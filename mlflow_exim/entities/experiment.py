@@ -98,7 +98,7 @@ def import_doc(dst: Endpoint, doc: dict, name: str, *, source_tags: bool,
     An existing experiment is reported skipped (already present), with its tags brought up
     to date. ``dry_run`` only looks.
     """
-    tags = {k: v for k, v in doc["tags"].items() if k != lineage.PENDING}
+    tags = lineage.without_import_marks(doc["tags"])
     if source_tags:
         skipped: list[str] = []
         tags.update(lineage.experiment_source_tags(doc, skipped))

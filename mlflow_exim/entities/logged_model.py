@@ -19,7 +19,7 @@ import mlflow
 from mlflow.entities import LoggedModel, LoggedModelStatus, Metric
 
 from mlflow_exim import lineage
-from mlflow_exim.bulk import Workers
+from mlflow_exim.bulk import Workers, paged
 from mlflow_exim.bundle.format import ARTIFACTS_DIR
 from mlflow_exim.bundle.jsonio import decode_float, encode_float, write_json
 from mlflow_exim.endpoint import Endpoint
@@ -34,7 +34,6 @@ LOGGED_MODEL_FILE = "logged_model.json"
 MODEL_VERSIONS_TAG = "mlflow.modelVersions"
 _FINAL_STATUSES = ("READY", "FAILED")
 _STATUSES = (*_FINAL_STATUSES, "PENDING", "UNSPECIFIED")
-PAGE_SIZE = 1000
 
 
 # The document ---------------------------------------------------------------------------
@@ -112,14 +111,8 @@ def _metric(point: dict, model_id: str, run_id: str | None = None) -> Metric:
 def search(endpoint: Endpoint, experiment_id: str) -> list[LoggedModel]:
     """Every logged model of an experiment, oldest first (the order an import recreates
     them in). Deleted models are invisible to the API."""
-    models, token = [], None
-    while True:
-        page = endpoint.client.search_logged_models([experiment_id], max_results=PAGE_SIZE,
-                                                    page_token=token)
-        models.extend(page)
-        token = page.token
-        if not token:
-            return sorted(models, key=lambda m: (m.creation_timestamp, m.model_id))
+    return sorted(paged(endpoint.client.search_logged_models, [experiment_id]),
+                  key=lambda m: (m.creation_timestamp, m.model_id))
 
 
 def export(src: Endpoint, model: LoggedModel, directory: Path) -> dict:
@@ -160,8 +153,8 @@ def import_model(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, 
     if doc["source_run_id"] and source_run is None:
         outcome.warn(f"its source run {doc['source_run_id']} is not part of this import; "
                      "the model arrives without a source run")
-    tags = {k: v for k, v in doc["tags"].items()
-            if k not in (MODEL_VERSIONS_TAG, lineage.PENDING, lineage.SOURCE_MODEL_ID)}
+    tags = lineage.without_import_marks(doc["tags"])
+    tags.pop(MODEL_VERSIONS_TAG, None)
     if source_tags:
         tags.update(lineage.logged_model_source_tags(doc))
         tags.pop(lineage.SOURCE_MODEL_ID)  # written last, as the mark of a complete model

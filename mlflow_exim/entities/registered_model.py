@@ -25,6 +25,7 @@ from pathlib import Path
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 
 from mlflow_exim import lineage
+from mlflow_exim.bulk import paged
 from mlflow_exim.bundle.jsonio import write_json
 from mlflow_exim.endpoint import Endpoint
 from mlflow_exim.entities.logged_model import MODEL_VERSIONS_TAG
@@ -36,7 +37,6 @@ REGISTERED_MODEL_FILE = "registered_model.json"
 PROMPT_TAG = "mlflow.prompt.is_prompt"
 NO_STAGE = "None"
 STAGES = (NO_STAGE, "Staging", "Production", "Archived")
-PAGE_SIZE = 1000
 _LOGGED_MODEL_URI = re.compile(r"models:/(m-[0-9a-f]+)/?")
 
 
@@ -58,13 +58,8 @@ def find(src: Endpoint, name: str) -> RegisteredModel:
 
 def all_models(src: Endpoint) -> list[RegisteredModel]:
     """Every registered model, prompts excluded."""
-    found, token = [], None
-    while True:
-        page = src.client.search_registered_models(max_results=PAGE_SIZE, page_token=token)
-        found.extend(model for model in page if not is_prompt(model))
-        token = page.token
-        if not token:
-            return found
+    return [model for model in paged(src.client.search_registered_models)
+            if not is_prompt(model)]
 
 
 def versions(src: Endpoint, name: str) -> list[ModelVersion]:
@@ -77,14 +72,8 @@ def versions(src: Endpoint, name: str) -> list[ModelVersion]:
         filter_string = "name LIKE '" + name.replace("'", "_") + "'"
     else:
         filter_string = f"name = '{name}'"
-    found, token = [], None
-    while True:
-        page = src.client.search_model_versions(filter_string, max_results=PAGE_SIZE,
-                                                page_token=token)
-        found.extend(v for v in page if v.name == name)
-        token = page.token
-        if not token:
-            return sorted(found, key=lambda v: int(v.version))
+    return sorted((v for v in paged(src.client.search_model_versions, filter_string)
+                   if v.name == name), key=lambda v: int(v.version))
 
 
 def select_versions(all_versions: list[ModelVersion], *, numbers: list[str] | None = None,
@@ -244,17 +233,20 @@ def import_model(dst: Endpoint, doc: dict, name: str, *, idmap: IdMap, report: R
     for v in doc["versions"]:
         key = f"{doc['name']}/{v['version']}"
         with report.track("model_version", key, name) as version_outcome:
-            if dry_run and not _would_be_present(dst, existing, v, idmap, options):
-                version_outcome.status, version_outcome.reason = PLANNED, "would be created"
-                continue
-            target = target_source(dst, v, idmap, run_uris, version_outcome)
-            present = _present(existing, v, target, options)
+            if dry_run and not _dependencies_on_target(v, idmap):
+                present = None  # its run or logged model is still to be created
+            else:
+                target = target_source(dst, v, idmap, run_uris, version_outcome)
+                present = _present(existing, v, target, options)
             if present is not None:
                 if not dry_run:
                     _bring_up_to_date(dst, doc, v, present, options)
                 version_outcome.status = SKIPPED
                 version_outcome.reason = f"already present as {name} version {present.version}"
                 created = str(present.version)
+            elif dry_run:
+                version_outcome.status, version_outcome.reason = PLANNED, "would be created"
+                continue
             else:
                 _delete_stale_pending(dst, existing, name,
                                       below=int(v["version"]) if options.keep_numbers else 0)
@@ -275,33 +267,24 @@ def import_model(dst: Endpoint, doc: dict, name: str, *, idmap: IdMap, report: R
 
 def _present(existing: list[ModelVersion], v: dict, target: tuple[str, str | None, str | None],
              options: ImportOptions) -> ModelVersion | None:
-    """The target version that already is the import of ``v``: it points at the same
-    migrated run or logged model (``target``), and with ``keep_numbers`` has the source
-    number. The source string names the migrated object's new id, so it is a reliable key."""
+    """The target version that already is the import of ``v`` (taken out of ``existing``):
+    it points at the same migrated run or logged model (``target``), and with
+    ``keep_numbers`` has the source number. The source string names the migrated object's
+    new id, so it is a reliable key."""
+    source, run_id, _ = target
     for candidate in existing:
-        if _matches(candidate, v, target, options):
+        if (candidate.source == source and (candidate.run_id or None) == run_id
+                and (not options.keep_numbers or str(candidate.version) == v["version"])):
             existing.remove(candidate)
             return candidate
     return None
 
 
-def _matches(candidate: ModelVersion, v: dict, target: tuple[str, str | None, str | None],
-             options: ImportOptions) -> bool:
-    source, run_id, _ = target
-    return (candidate.source == source and (candidate.run_id or None) == run_id
-            and (not options.keep_numbers or str(candidate.version) == v["version"]))
-
-
-def _would_be_present(dst: Endpoint, existing: list[ModelVersion], v: dict, idmap: IdMap,
-                      options: ImportOptions) -> bool:
-    """For a dry run: whether ``v`` is on the target already. Only a version whose run and
-    logged model are on the target already can be."""
+def _dependencies_on_target(v: dict, idmap: IdMap) -> bool:
+    """Whether the version's run and logged model (if it has them) are on the target."""
     ref = v["source_ref"]
-    if (v["run_id"] and idmap.get("run", v["run_id"]) is None) or (
-            ref["kind"] == "logged_model" and idmap.get("logged_model", ref["model_id"]) is None):
-        return False
-    target = target_source(dst, v, idmap, {}, Outcome("model_version", v["version"]))
-    return any(_matches(candidate, v, target, options) for candidate in existing)
+    return not ((v["run_id"] and idmap.get("run", v["run_id"]) is None) or (
+        ref["kind"] == "logged_model" and idmap.get("logged_model", ref["model_id"]) is None))
 
 
 def _delete_stale_pending(dst: Endpoint, existing: list[ModelVersion], name: str, *,
@@ -330,10 +313,9 @@ def _bring_up_to_date(dst: Endpoint, doc: dict, v: dict, present: ModelVersion,
 
 
 def _version_tags(doc: dict, v: dict, options: ImportOptions) -> dict[str, str]:
-    tags = {**v["tags"], **options.extra_version_tags}
+    tags = {**lineage.without_import_marks(v["tags"]), **options.extra_version_tags}
     if options.source_tags:
         tags.update(lineage.model_version_source_tags(doc["name"], v))
-    tags.pop(lineage.PENDING, None)
     return tags
 
 

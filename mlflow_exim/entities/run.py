@@ -31,7 +31,7 @@ from mlflow.entities import (
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from mlflow_exim import lineage
-from mlflow_exim.bulk import PAGE_SIZE, Workers
+from mlflow_exim.bulk import Workers, paged
 from mlflow_exim.bundle.format import ARTIFACTS_DIR
 from mlflow_exim.bundle.jsonio import (
     JsonLinesWriter,
@@ -178,17 +178,10 @@ def export(src: Endpoint, run_id: str, directory: Path) -> dict:
 def _export_metric_history(src: Endpoint, run_id: str, keys: list[str], directory: Path) -> int:
     with JsonLinesWriter(directory / METRICS_FILE) as out:
         for key in keys:
-            token = None
-            while True:
-                page = src.store.get_metric_history(
-                    run_id, key, max_results=METRIC_PAGE_SIZE, page_token=token
-                )
-                for m in page:
-                    out.write({"key": key, "value": encode_float(m.value),
-                               "timestamp": m.timestamp, "step": m.step})
-                token = getattr(page, "token", None)
-                if not token:
-                    break
+            for m in paged(src.store.get_metric_history, run_id, key,
+                           max_results=METRIC_PAGE_SIZE):
+                out.write({"key": key, "value": encode_float(m.value),
+                           "timestamp": m.timestamp, "step": m.step})
         return out.count
 
 
@@ -268,15 +261,8 @@ def find_imported(dst: Endpoint, experiment_id: str) -> tuple[dict[str, Run], li
 
 
 def _search_tagged(dst: Endpoint, experiment_id: str, key: str) -> Iterator[Run]:
-    token = None
-    while True:
-        page = dst.client.search_runs([experiment_id], f"tags.`{key}` LIKE '%'",
-                                      run_view_type=ViewType.ALL, max_results=PAGE_SIZE,
-                                      page_token=token)
-        yield from page
-        token = page.token
-        if not token:
-            return
+    return paged(dst.client.search_runs, [experiment_id], f"tags.`{key}` LIKE '%'",
+                 run_view_type=ViewType.ALL)
 
 
 def catch_up(dst: Endpoint, doc: dict, run: Run, outcome: Outcome) -> None:
@@ -326,8 +312,7 @@ def import_model_links(dst: Endpoint, doc: dict, run_id: str, idmap: IdMap,
 def _target_tags(doc: dict, run_id: str, parent_run_id: str | None, source_tags: bool,
                  outcome: Outcome) -> dict:
     source_run_id = doc["info"]["run_id"]
-    tags = {k: v for k, v in doc["tags"].items()
-            if k not in (lineage.PENDING, lineage.SOURCE_RUN_ID)}
+    tags = lineage.without_import_marks(doc["tags"])
     if parent_run_id:
         tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
     elif MLFLOW_PARENT_RUN_ID in tags:
