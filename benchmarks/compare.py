@@ -41,7 +41,7 @@ from mlflow.entities import Metric, Param
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from mlflow_exim.bulk import paged  # noqa: E402
+from mlflow_exim.work import paged  # noqa: E402
 from tests.servers import MlflowServer  # noqa: E402
 
 BIN = Path(sys.executable).parent

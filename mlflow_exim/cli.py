@@ -19,13 +19,14 @@ from contextlib import contextmanager
 import click
 
 from mlflow_exim import config, exporter, importer
-from mlflow_exim.bulk import DEFAULT_WORKERS, RunFilter
 from mlflow_exim.endpoint import Endpoint, redact
 from mlflow_exim.errors import EximError
 from mlflow_exim.migrate import migrate
 from mlflow_exim.report import Report
+from mlflow_exim.selection import RunFilter
 from mlflow_exim.verify import verify as verify_servers
 from mlflow_exim.verify import verify_bundle
+from mlflow_exim.work import DEFAULT_WORKERS
 
 EXIT_CODES = ("Exit codes: 0 every object ok; 1 at least one object failed (the others were "
               "still done; see --report); 2 bad input or unreachable server, nothing written.")

@@ -14,17 +14,6 @@ from pathlib import Path
 from mlflow.entities import Experiment, LifecycleStage, LoggedModel, ViewType
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 
-from mlflow_exim.bulk import (
-    DEFAULT_WORKERS,
-    RunFilter,
-    Selection,
-    Workers,
-    changed_since,
-    paged,
-    progress_bar,
-    select_experiments,
-    select_registered_models,
-)
 from mlflow_exim.bundle import BundleWriter
 from mlflow_exim.endpoint import Endpoint
 from mlflow_exim.entities import experiment as experiment_entity
@@ -33,6 +22,14 @@ from mlflow_exim.entities import registered_model as registered_model_entity
 from mlflow_exim.entities import run as run_entity
 from mlflow_exim.errors import EximError
 from mlflow_exim.report import FAILED, Outcome, Report, one_line
+from mlflow_exim.selection import (
+    RunFilter,
+    Selection,
+    changed_since,
+    select_experiments,
+    select_registered_models,
+)
+from mlflow_exim.work import DEFAULT_WORKERS, Workers, paged, progress_bar
 
 
 def export_run(run_id: str, output_dir: str | Path, *,
@@ -75,7 +72,7 @@ def export_experiments(experiments: Selection, output_dir: str | Path, *,
                        export_deleted_runs: bool = False, run_filter: RunFilter | None = None,
                        workers: int = DEFAULT_WORKERS) -> Report:
     """Export the experiments named by ``experiments`` (``all``, a comma list of names or
-    ids, globs, ``re:`` regexes, a ``.txt`` file; see :func:`bulk.parse_selection`) with
+    ids, globs, ``re:`` regexes, a ``.txt`` file; see :func:`selection.parse_selection`) with
     their runs (all, or those ``run_filter`` takes) and logged models."""
     src = Endpoint.connect(tracking_uri)
     plan = _Plan(src, run_filter=run_filter or RunFilter())

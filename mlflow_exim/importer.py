@@ -12,7 +12,7 @@ created in dependency order:
 5. last, what is deleted at the source is deleted again: runs, then experiments (nothing
    can be written into a deleted run or experiment).
 
-Within each step, objects go ``workers`` at a time (see :class:`bulk.Workers`).
+Within each step, objects go ``workers`` at a time (see :class:`work.Workers`).
 """
 
 from __future__ import annotations
@@ -24,14 +24,6 @@ from mlflow.entities import LifecycleStage, LoggedModel, Run
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from mlflow_exim import lineage
-from mlflow_exim.bulk import (
-    DEFAULT_WORKERS,
-    Renames,
-    Workers,
-    generations,
-    progress_bar,
-    rename,
-)
 from mlflow_exim.bundle import Bundle
 from mlflow_exim.endpoint import Endpoint
 from mlflow_exim.entities import experiment as experiment_entity
@@ -43,6 +35,8 @@ from mlflow_exim.errors import EximError
 from mlflow_exim.exporter import export_model_version, export_run
 from mlflow_exim.idmap import IdMap
 from mlflow_exim.report import FAILED, PLANNED, SKIPPED, Outcome, Report, log, one_line
+from mlflow_exim.selection import Renames, rename
+from mlflow_exim.work import DEFAULT_WORKERS, Workers, generations, progress_bar
 
 
 def import_run(input_dir: str | Path, experiment_name: str, *,

@@ -15,12 +15,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mlflow_exim.bulk import DEFAULT_WORKERS, Renames, RunFilter, Selection
 from mlflow_exim.bundle.format import MANIFEST_FILE
 from mlflow_exim.endpoint import Endpoint
 from mlflow_exim.exporter import export_all
 from mlflow_exim.importer import import_all
 from mlflow_exim.report import Report
+from mlflow_exim.selection import Renames, RunFilter, Selection
+from mlflow_exim.work import DEFAULT_WORKERS
 
 COMMAND = "migrate"
 

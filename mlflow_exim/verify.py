@@ -42,7 +42,6 @@ from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from mlflow_exim import lineage
-from mlflow_exim.bulk import paged, select_experiments, select_registered_models
 from mlflow_exim.bundle import Bundle
 from mlflow_exim.bundle.format import ARTIFACTS_DIR
 from mlflow_exim.bundle.jsonio import decode_float, iter_json_lines
@@ -56,6 +55,8 @@ from mlflow_exim.entities.logged_model import MODEL_VERSIONS_TAG
 from mlflow_exim.entities.run import LOG_MODEL_HISTORY_TAG
 from mlflow_exim.errors import BundleError
 from mlflow_exim.report import abbreviate
+from mlflow_exim.selection import select_experiments, select_registered_models
+from mlflow_exim.work import paged
 
 T = TypeVar("T")
 _Pairs = list[tuple[dict, dict | None]]

@@ -24,9 +24,9 @@ from mlflow.entities import ViewType
 
 import mlflow_exim
 from mlflow_exim import cli, lineage
-from mlflow_exim.bulk import RunFilter
 from mlflow_exim.bundle import Bundle
 from mlflow_exim.report import OK, PLANNED, SKIPPED
+from mlflow_exim.selection import RunFilter
 from tests.seed import T0, seed_bulk_workload
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,7 +15,6 @@ import pytest
 from mlflow.entities import Metric, Param, RunTag
 
 from mlflow_exim import lineage
-from mlflow_exim.bulk import Workers, generations, parents_first, parse_selection, progress_bar
 from mlflow_exim.bundle import Bundle, BundleWriter
 from mlflow_exim.bundle.format import FORMAT_NAME, FORMAT_VERSION, MANIFEST_FILE, PROGRESS_FILE
 from mlflow_exim.bundle.jsonio import (
@@ -32,6 +31,8 @@ from mlflow_exim.entities.artifacts import _rewritten_mlmodel
 from mlflow_exim.entities.run import _log_batches
 from mlflow_exim.errors import BundleError, EximError
 from mlflow_exim.report import Report
+from mlflow_exim.selection import parse_selection
+from mlflow_exim.work import Workers, generations, parents_first, progress_bar
 
 # A minimal valid bundle: one experiment, one run, one artifact ----------------------------
 

@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from mlflow_exim.bulk import Workers
+from mlflow_exim.work import Workers
 
 MLMODEL_FILE = "MLmodel"
 

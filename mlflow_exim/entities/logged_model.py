@@ -19,7 +19,6 @@ import mlflow
 from mlflow.entities import LoggedModel, LoggedModelStatus, Metric
 
 from mlflow_exim import lineage
-from mlflow_exim.bulk import Workers, paged
 from mlflow_exim.bundle.format import ARTIFACTS_DIR
 from mlflow_exim.bundle.jsonio import decode_float, encode_float, write_json
 from mlflow_exim.endpoint import Endpoint
@@ -28,6 +27,7 @@ from mlflow_exim.entities.run import MAX_METRICS_PER_BATCH
 from mlflow_exim.errors import BundleError
 from mlflow_exim.idmap import IdMap
 from mlflow_exim.report import Outcome
+from mlflow_exim.work import Workers, paged
 
 LOGGED_MODEL_FILE = "logged_model.json"
 # The server keeps this tag itself: registering a version on the target appends to it.

@@ -25,13 +25,13 @@ from pathlib import Path
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 
 from mlflow_exim import lineage
-from mlflow_exim.bulk import paged
 from mlflow_exim.bundle.jsonio import write_json
 from mlflow_exim.endpoint import Endpoint
 from mlflow_exim.entities.logged_model import MODEL_VERSIONS_TAG
 from mlflow_exim.errors import BundleError, EximError
 from mlflow_exim.idmap import IdMap
 from mlflow_exim.report import FAILED, PLANNED, SKIPPED, Outcome, Report, one_line
+from mlflow_exim.work import paged
 
 REGISTERED_MODEL_FILE = "registered_model.json"
 PROMPT_TAG = "mlflow.prompt.is_prompt"

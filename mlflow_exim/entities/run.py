@@ -31,7 +31,6 @@ from mlflow.entities import (
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from mlflow_exim import lineage
-from mlflow_exim.bulk import Workers, paged
 from mlflow_exim.bundle.format import ARTIFACTS_DIR
 from mlflow_exim.bundle.jsonio import (
     JsonLinesWriter,
@@ -45,6 +44,7 @@ from mlflow_exim.entities.artifacts import count_files, upload_tree
 from mlflow_exim.errors import BundleError
 from mlflow_exim.idmap import IdMap
 from mlflow_exim.report import Outcome, abbreviate
+from mlflow_exim.work import Workers, paged
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"

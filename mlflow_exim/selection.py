@@ -1,33 +1,27 @@
-"""Selection of many objects, the order they are imported in, bounded parallel work, and
-progress display."""
+"""Which objects a command takes: selections of experiments and registered models (names,
+ids, globs, regexes, files), run filters and incremental windows, and renames. It sits
+above the entities: it lists what a server holds in order to choose from it."""
 
 from __future__ import annotations
 
 import fnmatch
 import re
-import sys
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
 from mlflow.entities import Experiment, ViewType
-from tqdm import tqdm
 
 from mlflow_exim.endpoint import Endpoint
+from mlflow_exim.entities.registered_model import all_models
 from mlflow_exim.errors import EximError
+from mlflow_exim.work import paged
 
 T = TypeVar("T")
 
-PAGE_SIZE = 1000
-DEFAULT_WORKERS = 4
-
-# Rename rules: (old prefix, new prefix) pairs; the first whose prefix matches applies.
 Renames = Sequence[tuple[str, str]]
-
 
 @dataclass(frozen=True)
 class RunFilter:
@@ -60,15 +54,12 @@ class RunFilter:
     def active(self) -> bool:
         return self != RunFilter()
 
-
 def _millis(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
-
 
 def changed_since(millis: int | None, since: datetime | None) -> bool:
     """Whether an object last updated at ``millis`` falls into an incremental sync."""
     return since is None or millis is None or millis >= _millis(since)
-
 
 def rename(name: str, rules: Renames) -> str:
     """``name`` with the old prefix of the first matching rule replaced by its new one."""
@@ -77,58 +68,7 @@ def rename(name: str, rules: Renames) -> str:
             return new + name[len(old):]
     return name
 
-
-class Workers:
-    """A bounded pool of threads for calls that mostly wait on a server.
-
-    :meth:`each` never holds more than ``size`` items in flight, so feeding it a stream
-    (metric batches read from disk) keeps memory flat. With ``size`` 1 everything runs in
-    the calling thread. Objects are expected to report their own failures; an exception
-    that escapes anyway is re-raised once every started call has finished."""
-
-    def __init__(self, size: int = DEFAULT_WORKERS, name: str = "exim"):
-        if size < 1:
-            raise EximError(f"--workers must be at least 1, not {size}")
-        self.size = size
-        self._executor = ThreadPoolExecutor(size, thread_name_prefix=name) if size > 1 else None
-
-    def each(self, func: Callable[[T], object], items: Iterable[T]) -> None:
-        if self._executor is None:
-            for item in items:
-                func(item)
-            return
-        in_flight: deque[Future] = deque()
-        errors: list[BaseException] = []
-
-        def settle_oldest() -> None:
-            error = in_flight.popleft().exception()
-            if error is not None:
-                errors.append(error)
-
-        for item in items:
-            if errors:
-                break
-            if len(in_flight) >= self.size:
-                settle_oldest()
-            in_flight.append(self._executor.submit(func, item))
-        while in_flight:
-            settle_oldest()
-        if errors:
-            raise errors[0]
-
-    def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-
-    def __enter__(self) -> Workers:
-        return self
-
-    def __exit__(self, *_exc) -> None:
-        self.close()
-
-
 Selection = str | Sequence[str]
-
 
 def parse_selection(spec: Selection) -> list[str] | None:
     """The items of a selection; None for everything.
@@ -158,7 +98,6 @@ def parse_selection(spec: Selection) -> list[str] | None:
         raise EximError(f"selection {spec!r} names nothing")
     return items
 
-
 def _read_selection_file(path: Path) -> list[str]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -170,23 +109,9 @@ def _read_selection_file(path: Path) -> list[str]:
         raise EximError(f"{path}: selection file names nothing")
     return items
 
-
-def paged(search: Callable[..., Iterable[T]], *args, max_results: int = PAGE_SIZE,
-          **kwargs) -> Iterator[T]:
-    """Every item an MLflow search or history call finds, page after page."""
-    token = None
-    while True:
-        page = search(*args, max_results=max_results, page_token=token, **kwargs)
-        yield from page
-        token = getattr(page, "token", None)
-        if not token:
-            return
-
-
 def all_experiments(src: Endpoint, *, include_deleted: bool) -> list[Experiment]:
     view = ViewType.ALL if include_deleted else ViewType.ACTIVE_ONLY
     return list(paged(src.client.search_experiments, view_type=view))
-
 
 def select_experiments(src: Endpoint, spec: Selection, *,
                        include_deleted: bool) -> list[Experiment]:
@@ -197,16 +122,11 @@ def select_experiments(src: Endpoint, spec: Selection, *,
                    name=lambda e: e.name, key=lambda e: e.experiment_id,
                    what="experiment", where=f"{src.display_uri}{hint}")
 
-
 def select_registered_models(src: Endpoint, spec: Selection) -> list:
     """Registered models (never prompts) named by ``spec`` (see :func:`parse_selection`).
     A name or pattern that matches nothing is an error."""
-    # Imported here: the entity modules use this module's Workers.
-    from mlflow_exim.entities.registered_model import all_models
-
     return _select(spec, all_models(src), name=lambda m: m.name, key=lambda m: m.name,
                    what="registered model", where=src.display_uri)
-
 
 def _select(spec: Selection, candidates: list[T], *, name, key, what: str,
             where: str) -> list[T]:
@@ -235,43 +155,3 @@ def _select(spec: Selection, candidates: list[T], *, name, key, what: str,
         for candidate in matches:
             selected.setdefault(key(candidate), candidate)
     return list(selected.values())
-
-
-def parents_first(parents: dict[str, str | None]) -> list[str]:
-    """Run ids (keys of ``parents``, run id → parent run id) ordered so that a parent in
-    ``parents`` comes before its children."""
-    ordered: list[str] = []
-    placed: set[str] = set()
-    for run_id in sorted(parents):
-        chain = []
-        current = run_id
-        while current in parents and current not in placed and current not in chain:
-            chain.append(current)
-            current = parents[current]
-        for member in reversed(chain):
-            placed.add(member)
-            ordered.append(member)
-    return ordered
-
-
-def generations(parents: dict[str, str | None]) -> list[list[str]]:
-    """Run ids (keys of ``parents``, run id → parent run id) in generations: top-level runs
-    (and runs whose parent is not among them) first, then their children, and so on. The
-    runs of one generation do not depend on each other, so they can be imported side by
-    side."""
-    depth: dict[str, int] = {}
-    levels: list[list[str]] = []
-    for run_id in parents_first(parents):
-        parent = parents[run_id]
-        depth[run_id] = depth[parent] + 1 if parent in depth else 0
-        if depth[run_id] == len(levels):
-            levels.append([])
-        levels[depth[run_id]].append(run_id)
-    return levels
-
-
-def progress_bar(total: int, desc: str) -> tqdm:
-    """A progress bar (done / total, ETA) on stderr, shown only when stderr is a terminal;
-    safe to update from worker threads."""
-    return tqdm(total=total, desc=desc, unit="obj", leave=False,
-                disable=not sys.stderr.isatty())

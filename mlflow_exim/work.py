@@ -1,0 +1,117 @@
+"""Low-level helpers for talking to servers: bounded parallel work, paging through MLflow
+searches, parents-before-children ordering, and progress display. Entities may use them;
+they know nothing of MLflow objects."""
+
+from __future__ import annotations
+
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
+
+from tqdm import tqdm
+
+from mlflow_exim.errors import EximError
+
+T = TypeVar("T")
+
+PAGE_SIZE = 1000
+
+DEFAULT_WORKERS = 4
+
+class Workers:
+    """A bounded pool of threads for calls that mostly wait on a server.
+
+    :meth:`each` never holds more than ``size`` items in flight, so feeding it a stream
+    (metric batches read from disk) keeps memory flat. With ``size`` 1 everything runs in
+    the calling thread. Objects are expected to report their own failures; an exception
+    that escapes anyway is re-raised once every started call has finished."""
+
+    def __init__(self, size: int = DEFAULT_WORKERS, name: str = "exim"):
+        if size < 1:
+            raise EximError(f"--workers must be at least 1, not {size}")
+        self.size = size
+        self._executor = ThreadPoolExecutor(size, thread_name_prefix=name) if size > 1 else None
+
+    def each(self, func: Callable[[T], object], items: Iterable[T]) -> None:
+        if self._executor is None:
+            for item in items:
+                func(item)
+            return
+        in_flight: deque[Future] = deque()
+        errors: list[BaseException] = []
+
+        def settle_oldest() -> None:
+            error = in_flight.popleft().exception()
+            if error is not None:
+                errors.append(error)
+
+        for item in items:
+            if errors:
+                break
+            if len(in_flight) >= self.size:
+                settle_oldest()
+            in_flight.append(self._executor.submit(func, item))
+        while in_flight:
+            settle_oldest()
+        if errors:
+            raise errors[0]
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+def paged(search: Callable[..., Iterable[T]], *args, max_results: int = PAGE_SIZE,
+          **kwargs) -> Iterator[T]:
+    """Every item an MLflow search or history call finds, page after page."""
+    token = None
+    while True:
+        page = search(*args, max_results=max_results, page_token=token, **kwargs)
+        yield from page
+        token = getattr(page, "token", None)
+        if not token:
+            return
+
+def parents_first(parents: dict[str, str | None]) -> list[str]:
+    """Run ids (keys of ``parents``, run id → parent run id) ordered so that a parent in
+    ``parents`` comes before its children."""
+    ordered: list[str] = []
+    placed: set[str] = set()
+    for run_id in sorted(parents):
+        chain = []
+        current = run_id
+        while current in parents and current not in placed and current not in chain:
+            chain.append(current)
+            current = parents[current]
+        for member in reversed(chain):
+            placed.add(member)
+            ordered.append(member)
+    return ordered
+
+def generations(parents: dict[str, str | None]) -> list[list[str]]:
+    """Run ids (keys of ``parents``, run id → parent run id) in generations: top-level runs
+    (and runs whose parent is not among them) first, then their children, and so on. The
+    runs of one generation do not depend on each other, so they can be imported side by
+    side."""
+    depth: dict[str, int] = {}
+    levels: list[list[str]] = []
+    for run_id in parents_first(parents):
+        parent = parents[run_id]
+        depth[run_id] = depth[parent] + 1 if parent in depth else 0
+        if depth[run_id] == len(levels):
+            levels.append([])
+        levels[depth[run_id]].append(run_id)
+    return levels
+
+def progress_bar(total: int, desc: str) -> tqdm:
+    """A progress bar (done / total, ETA) on stderr, shown only when stderr is a terminal;
+    safe to update from worker threads."""
+    return tqdm(total=total, desc=desc, unit="obj", leave=False,
+                disable=not sys.stderr.isatty())
