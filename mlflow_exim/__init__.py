@@ -4,8 +4,9 @@ Every CLI command is one call of a function exported here; each returns a
 :class:`~mlflow_exim.report.Report` that lists every object's outcome.
 """
 
-__version__ = "0.1.0"
-
+from mlflow_exim.catalog import open_bundle  # noqa: E402
+from mlflow_exim.contents import inspect_bundle  # noqa: E402
+from mlflow_exim.copying import copy_model_version, copy_run  # noqa: E402
 from mlflow_exim.errors import BundleError, EximError  # noqa: E402
 from mlflow_exim.exporter import (  # noqa: E402
     export_all,
@@ -17,8 +18,6 @@ from mlflow_exim.exporter import (  # noqa: E402
     export_run,
 )
 from mlflow_exim.importer import (  # noqa: E402
-    copy_model_version,
-    copy_run,
     import_all,
     import_experiment,
     import_experiments,
@@ -30,6 +29,7 @@ from mlflow_exim.importer import (  # noqa: E402
 from mlflow_exim.migrate import migrate  # noqa: E402
 from mlflow_exim.report import Report  # noqa: E402
 from mlflow_exim.verify import verify, verify_bundle  # noqa: E402
+from mlflow_exim.version import __version__  # noqa: F401
 
 __all__ = [
     "BundleError",
@@ -44,6 +44,7 @@ __all__ = [
     "export_model_version",
     "export_models",
     "export_run",
+    "inspect_bundle",
     "import_all",
     "import_experiment",
     "import_experiments",
@@ -51,6 +52,7 @@ __all__ = [
     "import_model_version",
     "import_models",
     "import_run",
+    "open_bundle",
     "migrate",
     "verify",
     "verify_bundle",

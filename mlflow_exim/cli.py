@@ -18,7 +18,7 @@ from contextlib import contextmanager
 
 import click
 
-from mlflow_exim import config, exporter, importer
+from mlflow_exim import config, copying, exporter, importer
 from mlflow_exim.endpoint import Endpoint, redact
 from mlflow_exim.errors import EximError
 from mlflow_exim.migrate import migrate
@@ -428,7 +428,7 @@ def import_model_version_command(input_dir, model, **options):
 @run_command
 def copy_run_command(run_id, src_uri, dst_uri, experiment_name, import_source_tags):
     """Copy one run from server to server; nothing is left on disk."""
-    return importer.copy_run(run_id, src_uri, dst_uri, experiment_name,
+    return copying.copy_run(run_id, src_uri, dst_uri, experiment_name,
                              import_source_tags=import_source_tags)
 
 
@@ -456,7 +456,7 @@ def copy_model_version_command(report_path, output, **kwargs):
     artifacts travel). Running the same copy again creates nothing and exits 0."""
     _configure_process()
     with _errors_as_exit_2():
-        report = importer.copy_model_version(**kwargs)
+        report = copying.copy_model_version(**kwargs)
     version = report.extra.get("model_version")
     if version and output == "json":
         printed = json.dumps(version, sort_keys=True)

@@ -1,8 +1,9 @@
 """Export: server → bundle. Each public function is one CLI command.
 
-Every export first makes a plan (which experiments, runs, logged models and registered
-models to write), then writes it in dependency order. An object needed by several others,
-such as a run behind a model version that its experiment also holds, is written once.
+Every export first makes a plan (which objects of each kind to write), then writes it kind
+after kind in the catalog's dependency order, each object through its kind's ``export``
+hook. An object needed by several others, such as a run behind a model version that its
+experiment also holds, is written once.
 """
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ from mlflow.entities import Experiment, LifecycleStage, LoggedModel, ViewType
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 
 from mlflow_exim.bundle import BundleWriter
+from mlflow_exim.bundle.format import singular
+from mlflow_exim.catalog import KINDS
 from mlflow_exim.endpoint import Endpoint
 from mlflow_exim.entities import experiment as experiment_entity
 from mlflow_exim.entities import logged_model as logged_model_entity
 from mlflow_exim.entities import registered_model as registered_model_entity
 from mlflow_exim.entities import run as run_entity
 from mlflow_exim.errors import EximError
-from mlflow_exim.report import FAILED, Outcome, Report, one_line
+from mlflow_exim.kind import ExportContext, Kind
+from mlflow_exim.report import Report, one_line
 from mlflow_exim.selection import (
     RunFilter,
     Selection,
@@ -30,6 +34,10 @@ from mlflow_exim.selection import (
     select_registered_models,
 )
 from mlflow_exim.work import DEFAULT_WORKERS, Workers, paged, progress_bar
+
+EXPERIMENTS, RUNS = experiment_entity.NAME, run_entity.NAME
+LOGGED_MODELS, REGISTERED_MODELS = logged_model_entity.NAME, registered_model_entity.NAME
+MODEL_VERSIONS = registered_model_entity.VERSIONS
 
 
 def export_run(run_id: str, output_dir: str | Path, *,
@@ -169,37 +177,29 @@ def _filter_options(run_filter: RunFilter) -> dict:
 # The plan -------------------------------------------------------------------------------
 
 @dataclass
-class _VersionEntry:
-    version: ModelVersion
-    ref: dict
-    needs: list[tuple[str, str]]  # (inventory section, source id) that must be written
-
-
-@dataclass
 class _Plan:
-    """What an export writes. Dicts keep insertion order and drop repeats."""
+    """What an export writes: per kind, the objects by source id (dicts keep insertion
+    order and drop repeats). The ``add_*`` methods say what each command takes along: the
+    experiment of a run, the run and logged model behind a model version."""
 
     src: Endpoint
     export_deleted_runs: bool = False
     run_filter: RunFilter = field(default_factory=RunFilter)
     report: Report = field(default_factory=lambda: Report("export"))
-    experiments: dict[str, Experiment] = field(default_factory=dict)
-    runs: dict[str, str] = field(default_factory=dict)  # run id -> experiment id
-    logged_models: dict[str, LoggedModel] = field(default_factory=dict)
-    registered_models: list[tuple[RegisteredModel, list[_VersionEntry]]] = field(
-        default_factory=list)
+    items: dict[str, dict] = field(default_factory=lambda: {k.name: {} for k in KINDS})
 
     def add_experiment(self, experiment_id: str) -> None:
-        if experiment_id not in self.experiments:
-            self.experiments[experiment_id] = self.src.client.get_experiment(experiment_id)
+        experiments = self.items[EXPERIMENTS]
+        if experiment_id not in experiments:
+            experiments[experiment_id] = self.src.client.get_experiment(experiment_id)
 
     def add_run(self, run_id: str, experiment_id: str) -> None:
         self.add_experiment(experiment_id)
-        self.runs.setdefault(run_id, experiment_id)
+        self.items[RUNS].setdefault(run_id, experiment_id)
 
     def add_logged_model(self, model: LoggedModel) -> None:
         self.add_experiment(model.experiment_id)
-        self.logged_models.setdefault(model.model_id, model)
+        self.items[LOGGED_MODELS].setdefault(model.model_id, model)
 
     def add_experiments(self, experiments: list[Experiment], export_deleted_runs: bool) -> None:
         """Whole experiments: their runs (deleted ones too, if asked; those the run filter
@@ -207,7 +207,7 @@ class _Plan:
         ``since``, changed since then)."""
         view = ViewType.ALL if export_deleted_runs else ViewType.ACTIVE_ONLY
         for experiment in experiments:
-            self.experiments.setdefault(experiment.experiment_id, experiment)
+            self.items[EXPERIMENTS].setdefault(experiment.experiment_id, experiment)
             try:
                 run_ids = _run_ids(self.src, experiment.experiment_id, view,
                                    self.run_filter.searches())
@@ -216,15 +216,15 @@ class _Plan:
                                                                 experiment.experiment_id)
                           if self._wanted(m, taken)]
             except Exception as exc:  # noqa: BLE001 - reported; the other experiments go on
-                self.report.fail("experiment", experiment.experiment_id,
+                self.report.fail(EXPERIMENTS, experiment.experiment_id,
                                  f"cannot list its runs and logged models: {one_line(exc)}",
                                  experiment.name)
-                del self.experiments[experiment.experiment_id]
+                del self.items[EXPERIMENTS][experiment.experiment_id]
                 continue
             for run_id in run_ids:
                 self.add_run(run_id, experiment.experiment_id)
             for model in models:
-                self.logged_models.setdefault(model.model_id, model)
+                self.items[LOGGED_MODELS].setdefault(model.model_id, model)
 
     def _wanted(self, model: LoggedModel, run_ids: set[str]) -> bool:
         rule = self.run_filter
@@ -245,8 +245,9 @@ class _Plan:
                 entries.append(self._version_entry(version))
             except Exception as exc:  # noqa: BLE001 - reported; the other versions go on
                 reason = str(exc) if isinstance(exc, EximError) else one_line(exc)
-                self.report.fail("model_version", key, reason, registered.name)
-        self.registered_models.append((registered, entries))
+                self.report.fail(MODEL_VERSIONS, key, reason, registered.name)
+        self.items[REGISTERED_MODELS][registered.name] = registered_model_entity.ExportItem(
+            registered, entries)
 
     def add_registered_model_with_all_versions(self, registered: RegisteredModel) -> None:
         """The model with all its versions; with ``since``, only if the model changed since
@@ -258,12 +259,13 @@ class _Plan:
             versions = [v for v in registered_model_entity.versions(self.src, registered.name)
                         if changed_since(v.last_updated_timestamp, since)]
         except Exception as exc:  # noqa: BLE001 - reported; the other models go on
-            self.report.fail("registered_model", registered.name,
+            self.report.fail(REGISTERED_MODELS, registered.name,
                              f"cannot list its versions: {one_line(exc)}", registered.name)
             return
         self.add_registered_model(registered, versions)
 
-    def _version_entry(self, version: ModelVersion) -> _VersionEntry:
+    def _version_entry(self, version: ModelVersion) -> tuple[ModelVersion, dict, list]:
+        """The version, where its files are, and the (kind, id) pairs written with it."""
         needs = []
         run_artifact_uri = None
         if version.run_id:
@@ -272,17 +274,17 @@ class _Plan:
                 raise EximError(f"its source run {version.run_id} is deleted")
             self.add_run(run.info.run_id, run.info.experiment_id)
             run_artifact_uri = run.info.artifact_uri
-            needs.append(("runs", run.info.run_id))
+            needs.append((RUNS, run.info.run_id))
         ref = registered_model_entity.source_ref(version, run_artifact_uri)
         if ref["kind"] == "logged_model":
             model = self.src.client.get_logged_model(ref["model_id"])
             self.add_logged_model(model)
-            needs.append(("logged_models", model.model_id))
+            needs.append((LOGGED_MODELS, model.model_id))
             for run_id in {model.source_run_id, *(m.run_id for m in model.metrics or [])}:
-                if run_id and run_id not in self.runs:
+                if run_id and run_id not in self.items[RUNS]:
                     run = self.src.client.get_run(run_id)
                     self.add_run(run_id, run.info.experiment_id)
-        return _VersionEntry(version, ref, needs)
+        return version, ref, needs
 
 
 def _run_ids(src: Endpoint, experiment_id: str, view: int, searches: list[str]) -> list[str]:
@@ -298,96 +300,39 @@ def _run_ids(src: Endpoint, experiment_id: str, view: int, searches: list[str]) 
 
 def _write_bundle(plan: _Plan, output_dir, command: str, options: dict,
                   workers: int = DEFAULT_WORKERS) -> Report:
-    """Write the plan: experiments, then runs and logged models (``workers`` at a time),
-    then registered models."""
+    """Write the plan, kind after kind in dependency order, ``workers`` objects at a time.
+    An object whose dependency could not be written fails with that reason."""
     report = plan.report
     report.command = command
     src = plan.src
     source = {"tracking_uri": src.display_uri, **src.server_info}
-    writer = BundleWriter(output_dir, command=command, source=source, options=options)
-    for experiment in plan.experiments.values():
-        with report.track("experiment", experiment.experiment_id, experiment.name):
-            experiment_entity.export(experiment, writer.experiment_dir(experiment.experiment_id))
-            writer.add_experiment(experiment.experiment_id, experiment.name)
+    writer = BundleWriter(output_dir, [kind.section for kind in KINDS], command=command,
+                          source=source, options=options)
+    ctx = ExportContext(src, writer, report)
     with Workers(workers, "export") as pool:
-        _write_runs(plan, writer, report, pool)
-        _write_logged_models(plan, writer, report, pool)
-    _write_registered_models(plan, writer, report)
+        for kind in KINDS:
+            _write_kind(ctx, kind, plan.items[kind.name], pool)
     writer.finish([asdict(o) for o in report.failures])
     report.extra["bundle"] = str(writer.final)
     return report
 
 
-def _dependency_failed(writer: BundleWriter, experiment_id: str) -> str | None:
-    if writer.has("experiments", experiment_id):
-        return None
-    return f"its experiment {experiment_id} could not be exported"
+def _write_kind(ctx: ExportContext, kind: Kind, items: dict, pool: Workers) -> None:
+    bar = progress_bar(len(items), f"export {kind.name.replace('_', ' ')}")
 
-
-def _write_runs(plan: _Plan, writer: BundleWriter, report: Report, workers: Workers) -> None:
-    bar = progress_bar(len(plan.runs), "export runs")
-
-    def write(item: tuple[str, str]) -> None:
-        run_id, experiment_id = item
-        with report.track("run", run_id) as outcome:
-            if problem := _dependency_failed(writer, experiment_id):
-                raise EximError(problem)
-            directory = writer.run_dir(run_id)
-            if not (directory / run_entity.RUN_FILE).exists():  # else: kept from a resumed export
-                doc = run_entity.export(plan.src, run_id, directory)
-                outcome.name = doc["info"]["run_name"]
-            writer.add_run(run_id, experiment_id)
-            outcome.target_id = writer.relative(directory)
+    def write(entry: tuple[str, object]) -> None:
+        object_id, item = entry
+        with ctx.report.track(kind.name, object_id, kind.label(item)) as outcome:
+            for needed, needed_id in kind.export_needs(item):
+                if not ctx.writer.has(needed, needed_id):
+                    raise EximError(f"its {singular(needed)} {needed_id} could not be "
+                                    "exported")
+            directory = ctx.writer.object_dir(kind.name, object_id)
+            if kind.rewrite_on_resume or not ctx.writer.is_written(kind.name, object_id):
+                kind.export(ctx, object_id, item, directory, outcome)
+            ctx.writer.add(kind.name, object_id, **kind.inventory(item))
+            outcome.target_id = ctx.writer.relative(directory)
         bar.update()
 
-    workers.each(write, list(plan.runs.items()))
+    pool.each(write, list(items.items()))
     bar.close()
-
-
-def _write_logged_models(plan: _Plan, writer: BundleWriter, report: Report,
-                         workers: Workers) -> None:
-    bar = progress_bar(len(plan.logged_models), "export logged models")
-
-    def write(item: tuple[str, LoggedModel]) -> None:
-        model_id, model = item
-        with report.track("logged_model", model_id, model.name) as outcome:
-            if problem := _dependency_failed(writer, model.experiment_id):
-                raise EximError(problem)
-            directory = writer.object_dir("logged_models", model_id)
-            if not (directory / logged_model_entity.LOGGED_MODEL_FILE).exists():
-                logged_model_entity.export(plan.src, model, directory)  # else: resumed
-            writer.add("logged_models", model_id, experiment_id=model.experiment_id)
-            outcome.target_id = writer.relative(directory)
-        bar.update()
-
-    workers.each(write, list(plan.logged_models.items()))
-    bar.close()
-
-
-def _write_registered_models(plan: _Plan, writer: BundleWriter, report: Report) -> None:
-    """Each model with the versions whose run and logged model were written; a version
-    whose dependency failed is reported failed and left out."""
-    for registered, entries in plan.registered_models:
-        written: list[_VersionEntry] = []
-        for entry in entries:
-            missing = [f"{kind[:-1].replace('_', ' ')} {object_id}"
-                       for kind, object_id in entry.needs if not writer.has(kind, object_id)]
-            if missing:
-                report.fail("model_version", f"{registered.name}/{entry.version.version}",
-                            f"its {missing[0]} could not be exported", registered.name)
-            else:
-                written.append(entry)
-        with report.track("registered_model", registered.name, registered.name) as outcome:
-            doc = registered_model_entity.to_doc(registered, [
-                registered_model_entity.version_doc(e.version, e.ref) for e in written])
-            directory = writer.object_dir("registered_models", registered.name)
-            registered_model_entity.export(doc, directory)
-            writer.add("registered_models", registered.name, name=registered.name)
-            outcome.target_id = writer.relative(directory)
-        for entry in written:
-            key = f"{registered.name}/{entry.version.version}"
-            if outcome.status == FAILED:
-                report.fail("model_version", key, "its registered model could not be exported",
-                            registered.name)
-            else:
-                report.add(Outcome("model_version", key, registered.name))

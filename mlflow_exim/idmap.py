@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 
 
 class IdMap:
-    KINDS = ("experiment", "run", "logged_model", "model_version")
+    """Target ids by kind (the declared kinds' names, see :mod:`mlflow_exim.catalog`) and
+    source id. Safe to fill from worker threads."""
 
-    def __init__(self):
-        self._maps: dict[str, dict[str, str]] = {kind: {} for kind in self.KINDS}
+    def __init__(self, kinds: Iterable[str]):
+        self._maps: dict[str, dict[str, str]] = {kind: {} for kind in kinds}
         self._lock = threading.Lock()
 
-    def add(self, kind: str, source_id: str, target_id: str) -> None:
+    def add(self, kind: str, source_id: str, target_id: str | None) -> None:
+        if target_id is None:
+            return
         with self._lock:
             self._maps[kind][source_id] = target_id
 

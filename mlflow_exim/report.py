@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from mlflow_exim.bundle.format import singular
 from mlflow_exim.endpoint import redact
 
 log = logging.getLogger("mlflow_exim")
@@ -36,6 +37,7 @@ class Outcome:
     reason: str | None = None
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    action: str | None = None  # imports: create, skip, update or redo (see kind.py)
 
     def warn(self, message: str) -> None:
         self.warnings.append(redact(message))
@@ -121,10 +123,22 @@ class Report:
     def write(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
+    def plan_lines(self) -> list[str]:
+        """A dry run's plan, one line per object in the order it would be done: what would
+        happen to it (create, skip, update, redo), its kind, source id and name, and why."""
+        lines = []
+        for o in self.outcomes:
+            label = f"{o.source_id}" + (f" ({o.name})" if o.name else "")
+            action = "fail" if o.status == FAILED else (o.action or o.status)
+            lines.append(f"  {action:<7} {o.kind} {label}" + (f": {o.reason}" if o.reason else ""))
+        return lines
+
     def summary(self) -> str:
-        """A table of outcomes per kind of object, then every failure with its reason."""
+        """A table of outcomes per kind of object, then every failure with its reason; for
+        a dry run, the plan first."""
         seconds = (datetime.now(timezone.utc) - self.started_at).total_seconds()
-        lines = [f"{self.command}: " + ("ok" if self.ok else f"{len(self.failures)} failed")
+        lines = ["plan:", *self.plan_lines()] if self.extra.get("dry_run") else []
+        lines += [f"{self.command}: " + ("ok" if self.ok else f"{len(self.failures)} failed")
                  + f" in {seconds:.1f} s" + (" (dry run: nothing written)"
                                               if self.extra.get("dry_run") else "")]
         counts = self.counts()
@@ -134,7 +148,7 @@ class Report:
             for kind, c in sorted(counts.items()):
                 lines.append("  " + kind.ljust(width) + "".join(f"{c[s]:>9}" for s in STATUSES))
         for o in self.failures:
-            label = f"{o.kind} {o.source_id}" + (f" ({o.name})" if o.name else "")
+            label = f"{singular(o.kind)} {o.source_id}" + (f" ({o.name})" if o.name else "")
             lines.append(f"  FAILED {label}: {o.reason}")
         warned = sum(len(o.warnings) for o in self.outcomes)
         if warned:

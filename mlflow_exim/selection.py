@@ -118,17 +118,17 @@ def select_experiments(src: Endpoint, spec: Selection, *,
     """Experiments named by ``spec`` (see :func:`parse_selection`; ids work too). A name or
     pattern that matches nothing is an error."""
     hint = "" if include_deleted else " (deleted experiments need --export-deleted-runs)"
-    return _select(spec, all_experiments(src, include_deleted=include_deleted),
+    return select(spec, all_experiments(src, include_deleted=include_deleted),
                    name=lambda e: e.name, key=lambda e: e.experiment_id,
                    what="experiment", where=f"{src.display_uri}{hint}")
 
 def select_registered_models(src: Endpoint, spec: Selection) -> list:
     """Registered models (never prompts) named by ``spec`` (see :func:`parse_selection`).
     A name or pattern that matches nothing is an error."""
-    return _select(spec, all_models(src), name=lambda m: m.name, key=lambda m: m.name,
+    return select(spec, all_models(src), name=lambda m: m.name, key=lambda m: m.name,
                    what="registered model", where=src.display_uri)
 
-def _select(spec: Selection, candidates: list[T], *, name, key, what: str,
+def select(spec: Selection, candidates: list[T], *, name, key, what: str,
             where: str) -> list[T]:
     """The candidates that ``spec`` names (see :func:`parse_selection`), each once, in the
     order named."""

@@ -45,6 +45,7 @@ from mlflow_exim import lineage
 from mlflow_exim.bundle import Bundle
 from mlflow_exim.bundle.format import ARTIFACTS_DIR
 from mlflow_exim.bundle.jsonio import decode_float, iter_json_lines
+from mlflow_exim.catalog import open_bundle
 from mlflow_exim.endpoint import Endpoint
 from mlflow_exim.entities import experiment as experiment_entity
 from mlflow_exim.entities import logged_model as logged_model_entity
@@ -127,10 +128,11 @@ def verify_bundle(bundle_dir: str | Path, dst_uri: str, *,
     """Compare every experiment, run, logged model, registered model and version of the
     bundle at ``bundle_dir`` with the target. Target objects that the bundle lacks are
     reported only where its export wrote whole experiments (or whole models)."""
-    bundle = Bundle.open(bundle_dir)
+    bundle = open_bundle(bundle_dir)
     dst = _ServerSide(Endpoint.connect(dst_uri))
     return _Comparison(_BundleSide(bundle), dst, compare_artifact_content).run(
-        list(bundle.experiments.values()), list(bundle.registered_models.values()))
+        list(bundle.documents["experiments"].values()),
+        list(bundle.documents["registered_models"].values()))
 
 
 # The two kinds of side, read as bundle documents ------------------------------------------
@@ -220,26 +222,26 @@ class _BundleSide:
             options.get(name) for name in (*_VERSION_SELECTIONS, "since"))
 
     def experiment(self, experiment_id: str) -> dict | None:
-        return self.bundle.experiments.get(experiment_id)
+        return self.bundle.documents["experiments"].get(experiment_id)
 
     def runs(self, experiment_id: str) -> list[dict]:
-        return _settled(doc for doc in self.bundle.runs.values()
+        return _settled(doc for doc in self.bundle.documents["runs"].values()
                         if doc["info"]["experiment_id"] == experiment_id)
 
     def run(self, run_id: str) -> dict | None:
-        return self.bundle.runs.get(run_id)
+        return self.bundle.documents["runs"].get(run_id)
 
     def logged_models(self, experiment_id: str) -> list[dict]:
-        return _settled(doc for doc in self.bundle.logged_models.values()
+        return _settled(doc for doc in self.bundle.documents["logged_models"].values()
                         if doc["experiment_id"] == experiment_id)
 
     def logged_model(self, model_id: str) -> dict | None:
-        return self.bundle.logged_models.get(model_id)
+        return self.bundle.documents["logged_models"].get(model_id)
 
     def histories(self, run: dict) -> Iterator[tuple[str, list[tuple]]]:
         """Each metric's history, one at a time: ``metrics.jsonl`` keeps a metric's points
         together (docs/FORMAT.md), so memory holds one history."""
-        path = self.bundle.run_dirs[_own_id("runs", run)] / run_entity.METRICS_FILE
+        path = self.bundle.dirs["runs"][_own_id("runs", run)] / run_entity.METRICS_FILE
         seen = set()
         for key, points in groupby(iter_json_lines(path), key=itemgetter("key")):
             if key in seen:

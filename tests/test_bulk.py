@@ -24,7 +24,7 @@ from mlflow.entities import ViewType
 
 import mlflow_exim
 from mlflow_exim import cli, lineage
-from mlflow_exim.bundle import Bundle
+from mlflow_exim.catalog import open_bundle
 from mlflow_exim.report import OK, PLANNED, SKIPPED
 from mlflow_exim.selection import RunFilter
 from tests.seed import T0, seed_bulk_workload
@@ -169,15 +169,15 @@ def test_half_written_run_is_detected_deleted_and_written_again(stack, workload)
     assert first.ok, first.summary()
     client = MlflowClient(stack.target.uri)
     source_id = workload.seeded["runs"]["bulk-5"]
-    target_id = first.extra["id_map"]["run"][source_id]
+    target_id = first.extra["id_map"]["runs"][source_id]
     client.set_tag(target_id, lineage.PENDING, source_id)  # as if its last step never ran
     before = snapshot(stack.target.uri, "half")
 
     rerun = mlflow_exim.import_all(workload.bundle, tracking_uri=stack.target.uri,
                                    **workload.renames("half"))
     assert rerun.ok, rerun.summary()
-    assert rerun.extra["half_written"]["run"] == [target_id]
-    redone = rerun.extra["id_map"]["run"][source_id]
+    assert rerun.extra["half_written"]["runs"] == [target_id]
+    redone = rerun.extra["id_map"]["runs"][source_id]
     assert redone != target_id
     assert client.get_run(target_id).info.lifecycle_stage == "deleted"
     assert lineage.PENDING not in client.get_run(redone).data.tags
@@ -197,9 +197,10 @@ def test_dry_run_reports_the_plan_and_writes_nothing(stack, workload):
     assert report.ok and report.extra["dry_run"] is True
     assert _statuses(report) == {PLANNED}
     kinds = {o.kind for o in report.outcomes}
-    assert kinds == {"experiment", "run", "logged_model", "registered_model", "model_version"}
+    assert kinds == {"experiments", "runs", "logged_models", "registered_models",
+                     "model_versions"}
     assert snapshot(stack.target.uri, "dry") == {"experiments": {}, "versions": {}}
-    assert sorted(o.name for o in report.outcomes if o.kind == "experiment") == sorted(
+    assert sorted(o.name for o in report.outcomes if o.kind == "experiments") == sorted(
         name.replace(workload.prefix, "dry") for name in workload.seeded["experiments"]
         if name.startswith(workload.prefix))
 
@@ -241,10 +242,10 @@ def test_selection_by_regex_glob_and_file(stack, workload, tmp_path):
         experiments=[f"re:^{workload.prefix}-(main|oth)", f"{workload.prefix}-bu*"],
         models=f"file:{listed}")
     assert report.ok, report.summary()
-    opened = Bundle.open(bundle)
-    assert sorted(d["name"] for d in opened.experiments.values()) == [
+    opened = open_bundle(bundle)
+    assert sorted(d["name"] for d in opened.documents["experiments"].values()) == [
         f"{workload.prefix}-bulk", f"{workload.prefix}-main", f"{workload.prefix}-other"]
-    assert list(opened.registered_models) == [workload.seeded["model"]]
+    assert list(opened.documents["registered_models"]) == [workload.seeded["model"]]
     missing = invoke("export-all", "--output-dir", tmp_path / "none", "--tracking-uri",
                      stack.source.uri, "--experiments", "re:^no-such-experiment$")
     assert missing.exit_code == 2 and "matches no experiment" in missing.output
@@ -255,7 +256,8 @@ def test_run_filters_and_since_take_only_the_runs_asked_for(stack, workload, tmp
     since = mlflow_exim.export_experiment(
         main, tmp_path / "since", tracking_uri=stack.source.uri,
         run_filter=RunFilter(since=_moment(T0 + 6_500)))
-    names = sorted(d["info"]["run_name"] for d in Bundle.open(tmp_path / "since").runs.values())
+    names = sorted(d["info"]["run_name"]
+                   for d in open_bundle(tmp_path / "since").documents["runs"].values())
     # Runs end 5 s after they start: parent (+1 s) ended at +6 s, before the point; child
     # (+2 s) and grandchild (+3 s) ended after it; "rich" started after it; "running" runs.
     assert names == ["child", "grandchild", "rich \u2713", "running"], since.summary()
@@ -265,8 +267,8 @@ def test_run_filters_and_since_take_only_the_runs_asked_for(stack, workload, tmp
                       "--started-before", _moment(T0 + 3_000).isoformat(),
                       "--run-filter", "attributes.status = 'FINISHED'")
     assert windowed.exit_code == 0, windowed.output
-    assert [d["info"]["run_name"] for d in Bundle.open(tmp_path / "window").runs.values()] == [
-        "parent"]
+    window = open_bundle(tmp_path / "window").documents["runs"]
+    assert [d["info"]["run_name"] for d in window.values()] == ["parent"]
     bad = invoke("export-experiment", "--experiment", main, "--output-dir", tmp_path / "bad",
                  "--tracking-uri", stack.source.uri, "--since", "last tuesday")
     assert bad.exit_code == 2 and "--since" in bad.output and "ISO 8601" in bad.output

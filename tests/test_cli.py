@@ -60,8 +60,8 @@ def test_export_and_import_experiment_with_rename_and_source_tags(stack, family,
     assert result.exit_code == 0, result.output
 
     report = json.loads(report_path.read_text())
-    assert report["ok"] and report["counts"]["run"]["ok"] == 3
-    run_map = report["id_map"]["run"]
+    assert report["ok"] and report["counts"]["runs"]["ok"] == 3
+    run_map = report["id_map"]["runs"]
     runs = {r.info.run_name: r for r in _runs(stack.target.uri, new_name)}
     child = runs["child-0"]
     assert child.data.tags["mlflow.parentRunId"] == run_map[family["parent"]]
@@ -94,7 +94,7 @@ def test_import_run_drops_the_parent_it_cannot_map_and_says_so(stack, family, tm
     assert "mlflow.parentRunId" not in run.data.tags
     assert run.data.tags["mlflow_exim.mlflow_tag.parentRunId"] == family["parent"]
     (run_outcome,) = [o for o in json.loads(report_path.read_text())["objects"]
-                      if o["kind"] == "run"]
+                      if o["kind"] == "runs"]
     assert run_outcome["status"] == "ok"
     assert any(family["parent"] in w for w in run_outcome["warnings"])
 
@@ -315,7 +315,7 @@ def test_a_deleted_source_experiment_never_deletes_an_existing_active_one(stack,
     assert result.exit_code == 0, result.output
     assert target.get_experiment_by_name(kept).lifecycle_stage == "active"
     (outcome,) = [o for o in json.loads(report_path.read_text())["objects"]
-                  if o["kind"] == "experiment"]
+                  if o["kind"] == "experiments"]
     assert any("left active" in w for w in outcome["warnings"])
     (run,) = _runs(stack.target.uri, kept, ViewType.ALL)
     assert run.info.lifecycle_stage == "deleted"

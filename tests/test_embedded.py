@@ -56,14 +56,14 @@ def test_a_run_that_cannot_be_exported_is_reported_and_the_bundle_still_imports(
     exported = mlflow_exim.export_all(workdir / "bundle", tracking_uri=src)
     assert exported.exit_code == 1
     (failure,) = exported.failures
-    assert (failure.kind, failure.source_id) == ("run", broken_run)
+    assert (failure.kind, failure.source_id) == ("runs", broken_run)
     assert "nosuchscheme" in failure.reason
     assert not (workdir / "bundle" / "runs" / broken_run).exists()
 
     imported = mlflow_exim.import_all(workdir / "bundle", tracking_uri=dst)
     assert imported.ok, imported.summary()
     assert [f["source_id"] for f in imported.extra["bundle_export_failures"]] == [broken_run]
-    assert sorted(imported.extra["id_map"]["run"]) == sorted(good_runs)
+    assert sorted(imported.extra["id_map"]["runs"]) == sorted(good_runs)
 
 
 def test_a_legacy_mlruns_file_store_migrates_to_sqlite(workdir, monkeypatch):

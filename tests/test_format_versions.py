@@ -9,8 +9,8 @@ from pathlib import Path
 from mlflow import MlflowClient
 
 import mlflow_exim
-from mlflow_exim.bundle import Bundle
 from mlflow_exim.bundle.format import READABLE_VERSIONS
+from mlflow_exim.catalog import open_bundle
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PARENT, CHILD = "de26413f24dc42b9b820161288c94020", "8aa56ec224dc41469d421c7fd574ce03"
@@ -18,7 +18,7 @@ T0 = 1_700_000_000_000
 
 
 def test_there_is_a_fixture_for_every_readable_version():
-    versions = {Bundle.open(p).format_version for p in FIXTURES.glob("bundle-v*")}
+    versions = {open_bundle(p).format_version for p in FIXTURES.glob("bundle-v*")}
     assert versions == set(READABLE_VERSIONS)
 
 
@@ -26,7 +26,7 @@ def test_v1_fixture_imports_with_every_field(workdir):
     uri = f"sqlite:///{workdir / 'target.db'}"
     report = mlflow_exim.import_all(FIXTURES / "bundle-v1", tracking_uri=uri)
     assert report.ok, report.summary()
-    run_map = report.extra["id_map"]["run"]
+    run_map = report.extra["id_map"]["runs"]
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("fixture/v1 \u2713")
     assert experiment.tags["mlflow.note.content"] == "format v1 fixture"
@@ -54,8 +54,8 @@ def test_v2_fixture_imports_logged_and_registered_models(workdir, monkeypatch):
     report = mlflow_exim.import_all(FIXTURES / "bundle-v2", tracking_uri=uri)
     assert report.ok, report.summary()
     ids = report.extra["id_map"]
-    (new_model,) = ids["logged_model"].values()
-    (new_run,) = ids["run"].values()
+    (new_model,) = ids["logged_models"].values()
+    (new_run,) = ids["runs"].values()
     client = MlflowClient(uri)
     model = client.get_logged_model(new_model)
     assert (model.name, model.model_type, model.params) == ("clf", "classifier", {"C": "1.0"})

@@ -65,11 +65,11 @@ class Migrated:
 
     def run(self, key: str) -> str:
         """The target id of the seed's run ``key``."""
-        return self.imported.extra["id_map"]["run"][self.seed["runs"][key]]
+        return self.imported.extra["id_map"]["runs"][self.seed["runs"][key]]
 
     def logged_model(self, key: str) -> str:
         """The target id of the seed's logged model ``key``."""
-        return self.imported.extra["id_map"]["logged_model"][self.seed["logged_models"][key]]
+        return self.imported.extra["id_map"]["logged_models"][self.seed["logged_models"][key]]
 
 
 @pytest.fixture(scope="module")
@@ -144,13 +144,13 @@ def _assert_same_model_files(source: dict[str, bytes], target: dict[str, bytes])
 
 def test_glob_selects_the_registered_models_and_never_the_prompt(migrated):
     models = migrated.seed["models"]
-    exported = _outcomes(migrated.exported, "registered_model")
+    exported = _outcomes(migrated.exported, "registered_models")
     assert set(exported) == {models[k] for k in ("clf", "external", "broken", "s3")}
     assert not any(models["prompt"] in (o.source_id, o.name)
                    for o in migrated.exported.outcomes + migrated.imported.outcomes)
-    assert {k for k in _outcomes(migrated.exported, "model_version")
+    assert {k for k in _outcomes(migrated.exported, "model_versions")
             if k.startswith(models["clf"] + "/")} == {f"{models['clf']}/{v}" for v in "124"}
-    imported = _outcomes(migrated.imported, "registered_model")
+    imported = _outcomes(migrated.imported, "registered_models")
     for key in ("clf", "external", "s3"):
         assert imported[models[key]].status == "ok", imported[models[key]]
 
@@ -169,7 +169,7 @@ def test_version_whose_run_is_deleted_fails_alone_and_the_next_arrives(stack, mi
     broken, deleted_run = migrated.name("broken"), migrated.seed["runs"]["broken_v1"]
     failures = migrated.exported.failures + migrated.imported.failures
     assert not (migrated.exported.ok and migrated.imported.ok)
-    failed = [o for o in failures if o.kind == "model_version"]
+    failed = [o for o in failures if o.kind == "model_versions"]
     assert failed and {o.source_id for o in failed} == {f"{broken}/1"}
     assert "deleted" in failed[0].reason.lower(), failed[0].reason
     # Nothing but the broken version (and at most its deleted run and model) failed.
@@ -198,7 +198,7 @@ def test_version_numbers_are_kept_and_the_deleted_one_stays_a_gap(stack, migrate
     assert _version_numbers(target, clf) == ["1", "2", "4"]
     with pytest.raises(MlflowException, match="not found"):
         target.get_model_version(clf, "3")
-    assert [o.status for k, o in _outcomes(migrated.imported, "model_version").items()
+    assert [o.status for k, o in _outcomes(migrated.imported, "model_versions").items()
             if k.startswith(clf + "/")] == ["ok"] * 3
 
 
@@ -337,10 +337,10 @@ def test_logged_model_in_an_s3_artifact_root_experiment(stack, migrated, tmp_pat
 
 def test_id_map_names_versions_by_name_and_number(migrated):
     clf = migrated.name("clf")
-    versions = migrated.imported.extra["id_map"]["model_version"]
+    versions = migrated.imported.extra["id_map"]["model_versions"]
     assert {k: v for k, v in versions.items() if k.startswith(clf + "/")} == {
         f"{clf}/{n}": f"{clf}/{n}" for n in "124"}
-    assert set(migrated.imported.extra["id_map"]["logged_model"]) == set(
+    assert set(migrated.imported.extra["id_map"]["logged_models"]) == set(
         migrated.seed["logged_models"].values())
 
 
@@ -395,7 +395,7 @@ def test_import_model_under_a_new_name_into_a_new_experiment(stack, seed, unique
     assert v4.current_stage == "Production"
     logged = target.get_logged_model(v4.source.removeprefix("models:/"))
     assert logged.experiment_id == experiment_id and logged.source_run_id == v4.run_id
-    assert set(report.extra["id_map"]["model_version"].values()) == {
+    assert set(report.extra["id_map"]["model_versions"].values()) == {
         f"{renamed}/{n}" for n in "124"}
 
 
@@ -412,7 +412,7 @@ def test_cli_import_model_with_stage_to_alias_and_source_tags(stack, seed, uniqu
                     "--import-source-tags", "--report", report_path)
     assert result.exit_code == 0, result.output
     report = json.loads(report_path.read_text())
-    assert report["ok"] and report["counts"]["model_version"]["ok"] == 3
+    assert report["ok"] and report["counts"]["model_versions"]["ok"] == 3
     target = _client(stack.target.uri)
     model = target.get_registered_model(name)
     assert model.aliases == {"champion": "4", "challenger": "2", "champion2": "4",
@@ -437,11 +437,11 @@ def test_export_model_selects_versions_by_number_and_by_stage(stack, seed, tmp_p
     by_stage = mlflow_exim.export_model(clf, tmp_path / "stages", stages=["Staging"],
                                         tracking_uri=stack.source.uri)
     assert by_stage.ok, by_stage.summary()
-    assert set(_outcomes(by_stage, "model_version")) == {f"{clf}/2"}
+    assert set(_outcomes(by_stage, "model_versions")) == {f"{clf}/2"}
     by_number = mlflow_exim.export_model(clf, tmp_path / "numbers-lib", versions=["1", "4"],
                                          tracking_uri=stack.source.uri)
-    assert set(_outcomes(by_number, "model_version")) == {f"{clf}/1", f"{clf}/4"}
-    assert set(_outcomes(by_number, "run")) == {seed["runs"]["v1"], seed["runs"]["v4"]}
+    assert set(_outcomes(by_number, "model_versions")) == {f"{clf}/1", f"{clf}/4"}
+    assert set(_outcomes(by_number, "runs")) == {seed["runs"]["v1"], seed["runs"]["v4"]}
 
 
 def test_exported_model_version_is_appended_as_the_next_version(stack, seed, unique, tmp_path):
@@ -457,7 +457,7 @@ def test_exported_model_version_is_appended_as_the_next_version(stack, seed, uni
                                               experiment_name=f"{unique}-appended-exp",
                                               tracking_uri=stack.target.uri)
     assert report.ok, report.summary()
-    assert report.extra["id_map"]["model_version"] == {f"{clf}/4": f"{name}/2"}
+    assert report.extra["id_map"]["model_versions"] == {f"{clf}/4": f"{name}/2"}
     version = target.get_model_version(name, "2")
     assert version.description == "fourth, the best \u2713"
     assert version.tags["quality"] == "good"
@@ -505,7 +505,7 @@ def test_copy_model_version_deep_copies_once(stack, seed, unique, source_predict
     again = second.extra["model_version"]
     assert again["status"] == "already_present"
     assert (again["name"], again["version"], again["source"]) == (name, "1", copied["source"])
-    (outcome,) = _outcomes(second, "model_version").values()
+    (outcome,) = _outcomes(second, "model_versions").values()
     assert outcome.status == "skipped"
     assert _version_numbers(target, name) == ["1"]
     assert len(target.search_runs([experiment_id])) == 1

@@ -28,7 +28,7 @@ def migrated(stack, tmp_path_factory):
     assert exported.ok, exported.summary()
     imported = mlflow_exim.import_all(bundle, tracking_uri=stack.s3_target.uri)
     assert imported.ok, imported.summary()
-    return seeded, imported.extra["id_map"]["run"], bundle
+    return seeded, imported.extra["id_map"]["runs"], bundle
 
 
 def test_verify_reports_the_target_identical(stack, migrated):

@@ -15,7 +15,7 @@ import pytest
 from mlflow.entities import Metric, Param, RunTag
 
 from mlflow_exim import lineage
-from mlflow_exim.bundle import Bundle, BundleWriter
+from mlflow_exim.bundle import BundleWriter
 from mlflow_exim.bundle.format import FORMAT_NAME, FORMAT_VERSION, MANIFEST_FILE, PROGRESS_FILE
 from mlflow_exim.bundle.jsonio import (
     JsonLinesWriter,
@@ -26,6 +26,7 @@ from mlflow_exim.bundle.jsonio import (
     write_json,
 )
 from mlflow_exim.bundle.paths import inside, safe_component
+from mlflow_exim.catalog import KINDS, open_bundle
 from mlflow_exim.endpoint import display_uri, redact
 from mlflow_exim.entities.artifacts import _rewritten_mlmodel
 from mlflow_exim.entities.run import _log_batches
@@ -243,11 +244,11 @@ def test_json_lines_writer_counts_and_writes_compact_lines(tmp_path):
 
 def test_open_valid_minimal_bundle(tmp_path):
     root = make_bundle(tmp_path / "b")
-    bundle = Bundle.open(root)
+    bundle = open_bundle(root)
     assert bundle.format_version == FORMAT_VERSION
-    assert bundle.experiments == {"1": EXPERIMENT_DOC}
-    assert bundle.runs == {RUN_ID: RUN_DOC}
-    assert bundle.run_dirs[RUN_ID] == root / RUN_DIR
+    assert bundle.documents["experiments"] == {"1": EXPERIMENT_DOC}
+    assert bundle.documents["runs"] == {RUN_ID: RUN_DOC}
+    assert bundle.dirs["runs"][RUN_ID] == root / RUN_DIR
 
 
 def _replace_run_info(root, **info):
@@ -310,7 +311,7 @@ def test_open_rejects_broken_bundle_naming_the_file(tmp_path, mutate, offending,
     root = make_bundle(tmp_path / "b")
     mutate(root)
     with pytest.raises(BundleError) as info:
-        Bundle.open(root)
+        open_bundle(root)
     message = str(info.value)
     assert "\n" not in message
     assert info.value.path == str(root / offending)
@@ -325,7 +326,7 @@ def test_open_refuses_unfinished_export(tmp_path, name, progress):
     if progress:
         write_json(root / PROGRESS_FILE, {"format": FORMAT_NAME})
     with pytest.raises(BundleError) as info:
-        Bundle.open(root)
+        open_bundle(root)
     assert info.value.path == str(root)
     assert "unfinished export" in str(info.value) and "\n" not in str(info.value)
 
@@ -333,8 +334,8 @@ def test_open_refuses_unfinished_export(tmp_path, name, progress):
 # bundle.writer ----------------------------------------------------------------------------
 
 def _writer(out: Path, **options) -> BundleWriter:
-    return BundleWriter(out, command="export-test", source={"tracking_uri": "http://dev:5000"},
-                        options=options)
+    return BundleWriter(out, [kind.section for kind in KINDS], command="export-test",
+                        source={"tracking_uri": "http://dev:5000"}, options=options)
 
 
 def test_writer_refuses_existing_bundle(tmp_path):
@@ -363,14 +364,16 @@ def test_writer_builds_under_partial_and_renames_on_finish(tmp_path, precreate_e
         out.mkdir()
     writer = _writer(out)
     assert writer.root == tmp_path / "out.partial" and (writer.root / PROGRESS_FILE).is_file()
-    write_json(writer.experiment_dir("1") / "experiment.json", EXPERIMENT_DOC)
-    writer.add_experiment("1", "churn")
-    run_dir = writer.run_dir(RUN_ID)
+    experiment_dir = writer.object_dir("experiments", "1")
+    experiment_dir.mkdir(parents=True)
+    write_json(experiment_dir / "experiment.json", EXPERIMENT_DOC)
+    writer.add("experiments", "1", name="churn")
+    run_dir = writer.object_dir("runs", RUN_ID)
     (run_dir / "artifacts/model").mkdir(parents=True)
     (run_dir / "artifacts/model/MLmodel").write_bytes(ARTIFACT_BYTES)
     (run_dir / "metrics.jsonl").write_text("")
     write_json(run_dir / "run.json", RUN_DOC)
-    writer.add_run(RUN_ID, "1")
+    writer.add("runs", RUN_ID, experiment_id="1")
     assert not (out / MANIFEST_FILE).exists()
 
     assert writer.finish([]) == out
@@ -386,12 +389,12 @@ def test_writer_builds_under_partial_and_renames_on_finish(tmp_path, precreate_e
     assert manifest["checksums"] == {ARTIFACT: {
         "sha256": hashlib.sha256(ARTIFACT_BYTES).hexdigest(), "size": len(ARTIFACT_BYTES)}}
     assert manifest["export_failures"] == []
-    assert set(Bundle.open(out).runs) == {RUN_ID}
+    assert set(open_bundle(out).documents["runs"]) == {RUN_ID}
 
 
 def test_writer_resumes_same_header_and_wipes_different_one(tmp_path):
     out = tmp_path / "out"
-    run_json = _writer(out).run_dir(RUN_ID) / "run.json"
+    run_json = _writer(out).object_dir("runs", RUN_ID) / "run.json"
     run_json.parent.mkdir(parents=True)
     write_json(run_json, RUN_DOC)
 

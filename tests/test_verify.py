@@ -83,13 +83,13 @@ def test_an_imported_experiment_verifies_and_each_change_is_reported(stack, uniq
     assert card.src == str(bundle.absolute())
 
     target = MlflowClient(stack.target.uri)
-    parent, child = (id_map["run"][seeded[k]] for k in ("parent", "child"))
+    parent, child = (id_map["runs"][seeded[k]] for k in ("parent", "child"))
     target.set_tag(child, "drift", "yes")
     target.log_metric(child, "loss", 0.1, timestamp=T0 + 99, step=3)
     target.log_artifacts(parent, _tree(tmp_path / "changed", {"notes.txt": "HELLO\n"}))
     _delete_artifact(stack.target.uri, target.get_run(child).info.artifact_uri,
                      "nested/data.bin")
-    target.set_logged_model_tags(id_map["logged_model"][seeded["model"]], {"framework": "x"})
+    target.set_logged_model_tags(id_map["logged_models"][seeded["model"]], {"framework": "x"})
     target.set_experiment_tag(target.get_experiment_by_name(name).experiment_id, "team", "y")
 
     card = verify_bundle(bundle, stack.target.uri)

@@ -1,8 +1,17 @@
-"""Names and version of the bundle format. Readers accept every version in READABLE_VERSIONS.
+"""Names and version of the bundle format, and what a section of it is.
 
-Version 2 added logged models and registered models; a version 1 bundle is a version 2
-bundle without them, so one reader serves both.
+Readers accept every version in READABLE_VERSIONS. Version 2 added logged models and
+registered models; a version 1 bundle is a version 2 bundle without them, so one reader
+serves both. Which sections a bundle holds is declared by the entity modules (each kind's
+``Section``), not here: this package knows files, not MLflow objects.
 """
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 FORMAT_NAME = "mlflow-exim-bundle"
 FORMAT_VERSION = 2
@@ -11,19 +20,43 @@ READABLE_VERSIONS = (1, 2)
 MANIFEST_FILE = "manifest.json"
 PROGRESS_FILE = "export-progress.json"
 PARTIAL_SUFFIX = ".partial"
-
-EXPERIMENTS_DIR = "experiments"
-RUNS_DIR = "runs"
-LOGGED_MODELS_DIR = "logged_models"
-REGISTERED_MODELS_DIR = "registered_models"
 ARTIFACTS_DIR = "artifacts"
 
-# Inventory sections of the manifest, in import order, and the directory of each.
-INVENTORY_DIRS = {
-    "experiments": EXPERIMENTS_DIR,
-    "runs": RUNS_DIR,
-    "logged_models": LOGGED_MODELS_DIR,
-    "registered_models": REGISTERED_MODELS_DIR,
-}
-# Sections whose objects carry an artifacts/ tree covered by the manifest's checksums.
-WITH_ARTIFACTS = ("runs", "logged_models")
+
+def singular(name: str) -> str:
+    """A section's or kind's name as words for one object: ``logged_models`` → ``logged
+    model``."""
+    return name.removesuffix("s").replace("_", " ")
+
+
+def _no_facts(_doc: dict) -> dict:
+    return {}
+
+
+def _no_references(_doc: dict) -> list[tuple[str, str]]:
+    return []
+
+
+def _no_files(_directory: Path) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Section:
+    """One inventory section of a bundle: ``<name>/<safe id>/<document>`` per object.
+
+    ``validate(doc, path)`` checks a document's shape and ``check_files(directory)`` the
+    object's other files (a metric history, say); both raise ``BundleError``. ``facts(doc)``
+    is the little that is kept in memory for every object (a run's parent, its experiment,
+    its metric points), so that a bundle of a million runs is not held in memory.
+    ``references(doc)`` names the (section, id) pairs that must be in the bundle too. With
+    ``artifacts`` each object has an ``artifacts/`` tree covered by the manifest's checksums.
+    """
+
+    name: str
+    document: str
+    validate: Callable[[Any, Path], None]
+    artifacts: bool = False
+    check_files: Callable[[Path], None] = _no_files
+    facts: Callable[[dict], dict] = _no_facts
+    references: Callable[[dict], list[tuple[str, str]]] = _no_references

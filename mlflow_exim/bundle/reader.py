@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from mlflow_exim.bundle.format import (
     ARTIFACTS_DIR,
@@ -15,15 +13,12 @@ from mlflow_exim.bundle.format import (
     PARTIAL_SUFFIX,
     PROGRESS_FILE,
     READABLE_VERSIONS,
-    WITH_ARTIFACTS,
+    Section,
+    singular,
 )
 from mlflow_exim.bundle.jsonio import read_json
 from mlflow_exim.bundle.paths import inside
 from mlflow_exim.bundle.writer import sha256_of
-from mlflow_exim.entities import experiment as experiment_entity
-from mlflow_exim.entities import logged_model as logged_model_entity
-from mlflow_exim.entities import registered_model as registered_model_entity
-from mlflow_exim.entities import run as run_entity
 from mlflow_exim.errors import BundleError
 
 _MANIFEST_KEYS = {
@@ -53,27 +48,33 @@ class OnDisk(Mapping[str, dict]):
 
 
 class Bundle:
-    """A validated bundle. ``experiments``, ``runs``, ``logged_models`` and
-    ``registered_models`` give the JSON documents by source id (a registered model's id is
-    its name; runs are read from disk when asked for); ``dirs`` gives each object's
-    directory by section and id, and ``run_parents`` each run's parent run id, if any."""
+    """A validated bundle, read section by section as the caller declares them.
+
+    ``documents[section]`` gives each object's JSON document by source id (read from disk
+    when asked for), ``dirs[section]`` its directory and ``facts[section]`` the little its
+    section keeps in memory (see :class:`Section`)."""
 
     def __init__(self, root: Path, manifest: dict):
         self.root = root
         self.manifest = manifest
-        self.experiments: dict[str, dict] = {}
-        self.runs = OnDisk()
-        self.run_parents: dict[str, str | None] = {}
-        self.logged_models: dict[str, dict] = {}
-        self.registered_models: dict[str, dict] = {}
-        self.dirs: dict[str, dict[str, Path]] = {"runs": {}, "logged_models": {}}
-
-    @property
-    def run_dirs(self) -> dict[str, Path]:
-        return self.dirs["runs"]
+        self.sections: dict[str, Section] = {}
+        self.documents: dict[str, OnDisk] = {}
+        self.dirs: dict[str, dict[str, Path]] = {}
+        self.facts: dict[str, dict[str, dict]] = {}
 
     @classmethod
-    def open(cls, path: str | Path) -> Bundle:
+    def open(cls, path: str | Path, sections: Iterable[Section]) -> Bundle:
+        """Read and check the manifest, every document of ``sections`` (in that order: a
+        section's references point at sections before it) and every artifact checksum."""
+        bundle = cls.at(path)
+        for section in sections:
+            bundle.load(section)
+        bundle.check_artifacts()
+        return bundle
+
+    @classmethod
+    def at(cls, path: str | Path) -> Bundle:
+        """The bundle at ``path`` with its manifest checked and no section read yet."""
         root = Path(path).absolute()
         manifest_path = root / MANIFEST_FILE
         if not root.is_dir():
@@ -85,70 +86,56 @@ class Bundle:
             raise BundleError(manifest_path, "file is missing; this is not an mlflow-exim bundle")
         manifest = read_json(manifest_path)
         _check_manifest(manifest, manifest_path)
-        bundle = cls(root, manifest)
-        bundle._load_objects(manifest_path)
-        bundle._check_artifacts(manifest_path)
-        return bundle
+        return cls(root, manifest)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / MANIFEST_FILE
 
     @property
     def format_version(self) -> int:
         return self.manifest["format_version"]
 
-    def _entries(self, kind: str, manifest_path: Path) -> list[dict]:
-        entries = self.manifest["inventory"].get(kind, [])
+    def entries(self, section: str) -> list[dict]:
+        """The inventory entries of ``section`` (none when the bundle predates it)."""
+        entries = self.manifest["inventory"].get(section, [])
         if not isinstance(entries, list) or not all(
             isinstance(e, dict) and isinstance(e.get("id"), str) and isinstance(e.get("path"), str)
             for e in entries
         ):
-            raise BundleError(manifest_path, f"inventory.{kind} must be a list of "
-                                             "objects with string 'id' and 'path'")
+            raise BundleError(self.manifest_path, f"inventory.{section} must be a list of "
+                                                  "objects with string 'id' and 'path'")
         return entries
 
-    def _documents(self, kind: str, file_name: str, validate, manifest_path: Path):
-        """(id, directory, document) of each object of an inventory section, its JSON file
-        read and validated."""
-        for entry in self._entries(kind, manifest_path):
-            directory = inside(self.root, entry["path"], source=manifest_path)
-            doc_path = directory / file_name
+    def load(self, section: Section) -> None:
+        """Read and validate every object of ``section``; references must name objects of
+        sections already loaded."""
+        documents, dirs, facts = OnDisk(), {}, {}
+        for entry in self.entries(section.name):
+            directory = inside(self.root, entry["path"], source=self.manifest_path)
+            doc_path = directory / section.document
             doc = read_json(doc_path)
-            validate(doc, doc_path)
-            yield entry["id"], directory, doc
+            section.validate(doc, doc_path)
+            for referenced, object_id in section.references(doc):
+                if object_id not in self.dirs.get(referenced, {}):
+                    raise BundleError(doc_path, f"its {singular(referenced)} {object_id} is not "
+                                                "in the bundle's inventory")
+            section.check_files(directory)
+            documents.paths[entry["id"]] = doc_path
+            dirs[entry["id"]] = directory
+            facts[entry["id"]] = section.facts(doc)
+        self.sections[section.name] = section
+        self.documents[section.name] = documents
+        self.dirs[section.name] = dirs
+        self.facts[section.name] = facts
 
-    def _require_experiment(self, experiment_id: str, directory: Path, file_name: str) -> None:
-        if experiment_id not in self.experiments:
-            raise BundleError(directory / file_name, f"its experiment {experiment_id} is not "
-                                                     "in the bundle's inventory")
-
-    def _load_objects(self, manifest_path: Path) -> None:
-        for object_id, _, doc in self._documents(
-                "experiments", experiment_entity.EXPERIMENT_FILE, experiment_entity.validate,
-                manifest_path):
-            self.experiments[object_id] = doc
-        for object_id, directory, doc in self._documents(
-                "runs", run_entity.RUN_FILE, run_entity.validate, manifest_path):
-            self._require_experiment(doc["info"]["experiment_id"], directory, run_entity.RUN_FILE)
-            run_entity.validate_metric_history(directory / run_entity.METRICS_FILE)
-            self.runs.paths[object_id] = directory / run_entity.RUN_FILE
-            self.run_parents[object_id] = doc["tags"].get(MLFLOW_PARENT_RUN_ID)
-            self.dirs["runs"][object_id] = directory
-        for object_id, directory, doc in self._documents(
-                "logged_models", logged_model_entity.LOGGED_MODEL_FILE,
-                logged_model_entity.validate, manifest_path):
-            self._require_experiment(doc["experiment_id"], directory,
-                                     logged_model_entity.LOGGED_MODEL_FILE)
-            self.logged_models[object_id] = doc
-            self.dirs["logged_models"][object_id] = directory
-        for object_id, _, doc in self._documents(
-                "registered_models", registered_model_entity.REGISTERED_MODEL_FILE,
-                registered_model_entity.validate, manifest_path):
-            self.registered_models[object_id] = doc
-
-    def _check_artifacts(self, manifest_path: Path) -> None:
-        """Every artifact file is listed in the manifest with its size and checksum, and
-        every listed file is present and intact."""
+    def check_artifacts(self) -> None:
+        """Every artifact file of the loaded sections is listed in the manifest with its
+        size and checksum, and every listed file is present and intact."""
         expected = self.manifest["checksums"]
         seen = set()
-        object_dirs = [d for kind in WITH_ARTIFACTS for d in self.dirs[kind].values()]
+        object_dirs = [d for name, section in self.sections.items() if section.artifacts
+                       for d in self.dirs[name].values()]
         for object_dir in object_dirs:
             for dirpath, _dirs, files in os.walk(object_dir / ARTIFACTS_DIR):
                 for name in files:
@@ -158,8 +145,8 @@ class Bundle:
                     if entry is None:
                         raise BundleError(path, "artifact is not listed in manifest.json")
                     if not isinstance(entry, dict):
-                        raise BundleError(manifest_path, f"checksums[{relative!r}] is not an "
-                                                         "object with 'sha256' and 'size'")
+                        raise BundleError(self.manifest_path, f"checksums[{relative!r}] is not "
+                                                              "an object with 'sha256' and 'size'")
                     if path.stat().st_size != entry.get("size") or sha256_of(path) != entry.get(
                         "sha256"
                     ):

@@ -18,15 +18,15 @@ from mlflow_exim.bundle.format import (
     ARTIFACTS_DIR,
     FORMAT_NAME,
     FORMAT_VERSION,
-    INVENTORY_DIRS,
     MANIFEST_FILE,
     PARTIAL_SUFFIX,
     PROGRESS_FILE,
-    WITH_ARTIFACTS,
+    Section,
 )
 from mlflow_exim.bundle.jsonio import read_json, write_json
 from mlflow_exim.bundle.paths import safe_component
 from mlflow_exim.errors import BundleError, EximError
+from mlflow_exim.version import __version__
 
 
 def sha256_of(path: Path) -> str:
@@ -38,9 +38,11 @@ def sha256_of(path: Path) -> str:
 
 
 class BundleWriter:
-    def __init__(self, output_dir: str | Path, *, command: str, source: dict, options: dict):
-        from mlflow_exim import __version__
+    """Writes the objects of ``sections`` and, on :meth:`finish`, the manifest."""
 
+    def __init__(self, output_dir: str | Path, sections: list[Section], *, command: str,
+                 source: dict, options: dict):
+        self.sections = {section.name: section for section in sections}
         self.final = Path(output_dir).absolute()
         self.root = self.final.with_name(self.final.name + PARTIAL_SUFFIX)
         if self.final.exists():
@@ -58,7 +60,7 @@ class BundleWriter:
         }
         self._prepare_partial()
         self._lock = threading.Lock()
-        self._inventory: dict[str, dict[str, dict]] = {kind: {} for kind in INVENTORY_DIRS}
+        self._inventory: dict[str, dict[str, dict]] = {name: {} for name in self.sections}
 
     def _prepare_partial(self) -> None:
         progress = self.root / PROGRESS_FILE
@@ -74,48 +76,40 @@ class BundleWriter:
 
     # Layout -------------------------------------------------------------------------------
 
-    def object_dir(self, kind: str, object_id: str) -> Path:
+    def object_dir(self, section: str, object_id: str) -> Path:
         """The directory of one object of an inventory section (not created)."""
-        return self.root / INVENTORY_DIRS[kind] / safe_component(object_id)
+        return self.root / section / safe_component(object_id)
 
-    def experiment_dir(self, experiment_id: str) -> Path:
-        path = self.object_dir("experiments", experiment_id)
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
-    def run_dir(self, run_id: str) -> Path:
-        return self.object_dir("runs", run_id)
+    def is_written(self, section: str, object_id: str) -> bool:
+        """Whether an interrupted export already wrote this object whole (its document is
+        written last), so that a resumed export keeps it."""
+        document = self.sections[section].document
+        return (self.object_dir(section, object_id) / document).exists()
 
     def relative(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
 
     # Inventory ----------------------------------------------------------------------------
 
-    def add(self, kind: str, object_id: str, **fields) -> None:
+    def add(self, section: str, object_id: str, **fields) -> None:
         """List a completely written object in the manifest's inventory."""
         with self._lock:
-            self._inventory[kind][object_id] = {
+            self._inventory[section][object_id] = {
                 "id": object_id,
-                "path": self.relative(self.object_dir(kind, object_id)),
+                "path": self.relative(self.object_dir(section, object_id)),
                 **fields,
             }
 
-    def has(self, kind: str, object_id: str) -> bool:
+    def has(self, section: str, object_id: str) -> bool:
         with self._lock:
-            return object_id in self._inventory[kind]
-
-    def add_experiment(self, experiment_id: str, name: str) -> None:
-        self.add("experiments", experiment_id, name=name)
-
-    def add_run(self, run_id: str, experiment_id: str) -> None:
-        self.add("runs", run_id, experiment_id=experiment_id)
+            return object_id in self._inventory[section]
 
     # Completion ---------------------------------------------------------------------------
 
     def _checksums(self) -> dict[str, dict]:
         checksums = {}
-        for kind in WITH_ARTIFACTS:
-            for entry in self._inventory[kind].values():
+        for name in (name for name, section in self.sections.items() if section.artifacts):
+            for entry in self._inventory[name].values():
                 artifacts = self.root / entry["path"] / ARTIFACTS_DIR
                 for dirpath, _dirs, files in os.walk(artifacts):
                     for name in files:
@@ -132,8 +126,8 @@ class BundleWriter:
         manifest = dict(self._header)
         manifest["created_at"] = datetime.now(timezone.utc).isoformat()
         manifest["inventory"] = {
-            kind: sorted(entries.values(), key=lambda e: e["id"])
-            for kind, entries in self._inventory.items()
+            name: sorted(entries.values(), key=lambda e: e["id"])
+            for name, entries in self._inventory.items()
         }
         manifest["checksums"] = self._checksums()
         manifest["export_failures"] = failures

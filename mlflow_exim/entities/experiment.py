@@ -12,10 +12,11 @@ from pathlib import Path
 from mlflow.entities import Experiment, LifecycleStage
 
 from mlflow_exim import lineage
+from mlflow_exim.bundle.format import Section
 from mlflow_exim.bundle.jsonio import write_json
 from mlflow_exim.endpoint import Endpoint
 from mlflow_exim.errors import BundleError, EximError
-from mlflow_exim.report import PLANNED, SKIPPED, Outcome
+from mlflow_exim.kind import CREATE, SKIP, UPDATE, ImportContext, Kind, Step, planning
 
 EXPERIMENT_FILE = "experiment.json"
 
@@ -54,6 +55,7 @@ def validate(doc, path: Path) -> None:
 
 def export(experiment: Experiment, directory: Path) -> dict:
     doc = to_doc(experiment)
+    directory.mkdir(parents=True, exist_ok=True)
     write_json(directory / EXPERIMENT_FILE, doc)
     return doc
 
@@ -71,63 +73,134 @@ def find(src: Endpoint, name_or_id: str) -> Experiment:
     return experiment
 
 
-def get_or_create(dst: Endpoint, name: str, outcome: Outcome, *,
-                  dry_run: bool = False) -> str | None:
-    """The id of the active target experiment ``name``, created empty when missing (with
-    ``dry_run``: None, and the outcome says it would be created)."""
-    existing = dst.client.get_experiment_by_name(name)
-    if existing is None:
-        if dry_run:
-            outcome.status, outcome.reason = PLANNED, "would be created"
-            return None
-        return dst.client.create_experiment(name)
-    if existing.lifecycle_stage == LifecycleStage.DELETED:
-        raise EximError(f"experiment {name!r} exists on {dst.display_uri} but is deleted; "
-                        "restore it or choose another name")
-    outcome.status, outcome.reason = SKIPPED, "already present"
-    return existing.experiment_id
+# Import ---------------------------------------------------------------------------------
 
-
-def import_doc(dst: Endpoint, doc: dict, name: str, *, source_tags: bool,
-               outcome: Outcome, dry_run: bool = False) -> tuple[str | None, bool]:
-    """Create (or reuse, by name) the target experiment for ``doc`` and set its tags.
-
-    Returns the target id and whether this import owns its lifecycle: True when the
-    experiment was created, or restored because it is deleted on both sides. Only an owned
-    experiment is deleted again once its runs are in; an existing active one never is.
-    An existing experiment is reported skipped (already present), with its tags brought up
-    to date. ``dry_run`` only looks.
-    """
+def _target_tags(doc: dict, source_tags: bool, warnings: list[str]) -> dict:
     tags = lineage.without_import_marks(doc["tags"])
     if source_tags:
         skipped: list[str] = []
         tags.update(lineage.experiment_source_tags(doc, skipped))
-        for key in skipped:
-            outcome.warn(f"source tag for {key!r} not written: its key would be too long")
+        warnings += [f"source tag for {key!r} not written: its key would be too long"
+                     for key in skipped]
+    return tags
+
+
+RESTORED = "deleted on both sides: restored while its runs are written, then deleted again"
+
+
+def _existing(ctx: ImportContext, name: str) -> Experiment | None:
+    return None if ctx.empty_target else ctx.dst.client.get_experiment_by_name(name)
+
+
+def _plan(ctx: ImportContext) -> list[Step]:
+    """One step per source experiment, under its target name; or, when everything goes
+    into one named experiment, one step for that experiment."""
+    if ctx.experiment_name:
+        return [_plan_shared(ctx, ctx.experiment_name)]
+    steps = []
+    for source_id in ctx.source_ids(NAME):
+        doc = ctx.bundle.documents[NAME][source_id]
+        name = ctx.names.get(source_id, doc["name"])
+        step = Step(NAME, source_id, name, CREATE)
+        with planning(step):
+            _plan_one(ctx, doc, step)
+        steps.append(step)
+    return steps
+
+
+def _plan_shared(ctx: ImportContext, name: str) -> Step:
+    step = Step(NAME, ",".join(ctx.source_ids(NAME)), name, CREATE, "would be created empty")
+    existing = _existing(ctx, name)
+    if existing is not None and existing.lifecycle_stage == LifecycleStage.DELETED:
+        step.error = (f"experiment {name!r} exists on {ctx.dst.display_uri} but is deleted; "
+                      "restore it or choose another name")
+    elif existing is not None:
+        step.action, step.reason, step.target_id = SKIP, "already present", existing.experiment_id
+        for source_id in ctx.source_ids(NAME):
+            ctx.idmap.add(NAME, source_id, existing.experiment_id)
+    return step
+
+
+def _plan_one(ctx: ImportContext, doc: dict, step: Step) -> None:
+    """Create the experiment, or reuse the target one of that name with its tags brought
+    up to date. An experiment this import owns (created, or restored because it is deleted
+    on both sides) is deleted again once its runs are in; an existing active one never is."""
     deleted = doc["lifecycle_stage"] == LifecycleStage.DELETED
-    existing = dst.client.get_experiment_by_name(name)
+    tags = _target_tags(doc, ctx.source_tags, step.warnings)
+    existing = _existing(ctx, step.name)
     if existing is None:
-        if dry_run:
-            outcome.status, outcome.reason = PLANNED, "would be created"
-            return None, True
-        if deleted:  # so that a re-run after an interruption knows it is this import's
-            tags[lineage.PENDING] = doc["experiment_id"]
-        return dst.client.create_experiment(name, tags=tags), True
-    outcome.status, outcome.reason = SKIPPED, "already present"
-    if dry_run:
-        return existing.experiment_id, False
-    if (deleted and existing.lifecycle_stage == LifecycleStage.ACTIVE
-            and existing.tags.get(lineage.PENDING) == doc["experiment_id"]):
-        return existing.experiment_id, True  # created by an import that was interrupted
-    owned = existing.lifecycle_stage == LifecycleStage.DELETED
-    if owned:
-        if doc["lifecycle_stage"] != LifecycleStage.DELETED:
-            raise EximError(f"experiment {name!r} exists on {dst.display_uri} but is deleted; "
-                            "restore it or choose another name")
-        dst.client.restore_experiment(existing.experiment_id)
-    elif doc["lifecycle_stage"] == LifecycleStage.DELETED:
-        outcome.warn(f"deleted at the source, but the target experiment {name!r} already "
-                     "existed and is active; it is left active")
-    for key, value in tags.items():
-        dst.client.set_experiment_tag(existing.experiment_id, key, value)
-    return existing.experiment_id, owned
+        step.reason, step.delete_again = "would be created", deleted
+        return
+    step.target_id, step.present = existing.experiment_id, existing
+    ctx.idmap.add(NAME, doc["experiment_id"], existing.experiment_id)
+    if existing.lifecycle_stage == LifecycleStage.DELETED:
+        if not deleted:
+            raise EximError(f"experiment {step.name!r} exists on {ctx.dst.display_uri} but is "
+                            "deleted; restore it or choose another name")
+        step.action, step.reason, step.delete_again = UPDATE, RESTORED, True
+        return
+    if deleted:
+        if existing.tags.get(lineage.PENDING) == doc["experiment_id"]:
+            step.delete_again = True  # created by an import that was interrupted
+        else:
+            step.warnings.append(f"deleted at the source, but the target experiment "
+                                 f"{step.name!r} already existed and is active; it is left active")
+    changed = sorted(k for k, v in tags.items() if existing.tags.get(k) != v)
+    step.action = UPDATE if changed else SKIP
+    step.reason = "already present" + (f"; tags {', '.join(changed)} set" if changed else "")
+
+
+def _review(ctx: ImportContext) -> None:
+    """An experiment deleted on both sides is restored only while something is written into
+    it; when everything in it is already present, it is left alone."""
+    written_into = {ctx.bundle.facts[kind][step.source_id]["experiment_id"]
+                    for kind, steps in ctx.steps.items() if kind != NAME
+                    for step in steps
+                    if step.action != SKIP and "experiment_id" in ctx.bundle.facts[kind].get(
+                        step.source_id, {})}
+    for step in ctx.steps[NAME]:
+        if step.reason == RESTORED and step.source_id not in written_into:
+            step.action, step.reason, step.delete_again = SKIP, "already present (deleted)", False
+
+
+def _apply(ctx: ImportContext, steps: list[Step]) -> None:
+    for step in steps:
+        with ctx.track(step) as outcome:
+            if ctx.experiment_name:
+                if step.action == CREATE:
+                    outcome.target_id = ctx.dst.client.create_experiment(step.name)
+                for source_id in ctx.source_ids(NAME):
+                    ctx.idmap.add(NAME, source_id, outcome.target_id)
+                continue
+            doc = ctx.bundle.documents[NAME][step.source_id]
+            tags = _target_tags(doc, ctx.source_tags, [])
+            if step.action == CREATE:
+                if step.delete_again:  # so that a re-run after an interruption knows it
+                    tags[lineage.PENDING] = doc["experiment_id"]
+                outcome.target_id = ctx.dst.client.create_experiment(step.name, tags=tags)
+            elif step.present.lifecycle_stage == LifecycleStage.ACTIVE or step.delete_again:
+                if step.present.lifecycle_stage == LifecycleStage.DELETED:
+                    ctx.dst.client.restore_experiment(step.target_id)
+                for key, value in tags.items():
+                    if step.present.tags.get(key) != value:
+                        ctx.dst.client.set_experiment_tag(step.target_id, key, value)
+            ctx.idmap.add(NAME, step.source_id, outcome.target_id)
+
+
+def _finish(ctx: ImportContext) -> None:
+    """Delete again what is deleted at the source, once its runs are in."""
+    ctx.delete_again(NAME, ctx.dst.client.delete_experiment)
+
+
+NAME = "experiments"
+KIND = Kind(
+    name=NAME,
+    section=Section(NAME, EXPERIMENT_FILE, validate),
+    export=lambda ctx, object_id, experiment, directory, outcome: export(experiment, directory),
+    inventory=lambda experiment: {"name": experiment.name},
+    label=lambda experiment: experiment.name,
+    plan=_plan,
+    review=_review,
+    apply=_apply,
+    finish=_finish,
+)

@@ -19,15 +19,16 @@ import mlflow
 from mlflow.entities import LoggedModel, LoggedModelStatus, Metric
 
 from mlflow_exim import lineage
-from mlflow_exim.bundle.format import ARTIFACTS_DIR
+from mlflow_exim.bundle.format import ARTIFACTS_DIR, Section
 from mlflow_exim.bundle.jsonio import decode_float, encode_float, write_json
 from mlflow_exim.endpoint import Endpoint
 from mlflow_exim.entities.artifacts import count_files, upload_tree
 from mlflow_exim.entities.run import MAX_METRICS_PER_BATCH
-from mlflow_exim.errors import BundleError
+from mlflow_exim.errors import BundleError, EximError
 from mlflow_exim.idmap import IdMap
+from mlflow_exim.kind import CREATE, REDO, SKIP, ExportContext, ImportContext, Kind, Step, planning
 from mlflow_exim.report import Outcome
-from mlflow_exim.work import Workers, paged
+from mlflow_exim.work import Workers, paged, progress_bar
 
 LOGGED_MODEL_FILE = "logged_model.json"
 # The server keeps this tag itself: registering a version on the target appends to it.
@@ -149,7 +150,7 @@ def import_model(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, 
     runs its metrics name must already be in ``idmap``. Like a run, it carries the tag
     ``mlflow_exim.import.pending`` until its last step writes the source-id tag. A
     half-made model is deleted when any step fails."""
-    source_run = idmap.get("run", doc["source_run_id"])
+    source_run = idmap.get("runs", doc["source_run_id"])
     if doc["source_run_id"] and source_run is None:
         outcome.warn(f"its source run {doc['source_run_id']} is not part of this import; "
                      "the model arrives without a source run")
@@ -185,14 +186,16 @@ def import_model(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, 
 
 
 def find_imported(dst: Endpoint, experiment_id: str) -> tuple[dict[str, LoggedModel],
-                                                                 list[str]]:
+                                                                 dict[str, list[str]]]:
     """Logged models of a target experiment written by an earlier import: the complete ones
-    by source id, and the ids of those left half-written (see :func:`import_model`)."""
-    complete, half_written = {}, []
+    by source id, and, by source id, the ids of those left half-written (see
+    :func:`import_model`)."""
+    complete: dict[str, LoggedModel] = {}
+    half_written: dict[str, list[str]] = {}
     for model in search(dst, experiment_id):
         tags = model.tags or {}
         if lineage.PENDING in tags:
-            half_written.append(model.model_id)
+            half_written.setdefault(tags[lineage.PENDING], []).append(model.model_id)
         elif lineage.SOURCE_MODEL_ID in tags:
             complete.setdefault(tags[lineage.SOURCE_MODEL_ID], model)
     return complete, half_written
@@ -205,7 +208,7 @@ def _import_metrics(dst: Endpoint, doc: dict, model_id: str, source_run: str | N
     by_run: dict[str, list[Metric]] = {}
     missing = 0
     for point in doc["metrics"]:
-        run_id = idmap.get("run", point.get("run_id")) or (
+        run_id = idmap.get("runs", point.get("run_id")) or (
             source_run if point.get("run_id") is None else None)
         if run_id is None:
             missing += 1
@@ -218,3 +221,78 @@ def _import_metrics(dst: Endpoint, doc: dict, model_id: str, source_run: str | N
         for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
             dst.store.log_batch(run_id, metrics=metrics[start:start + MAX_METRICS_PER_BATCH],
                                 params=[], tags=[])
+
+
+# The kind -------------------------------------------------------------------------------
+
+def _plan(ctx: ImportContext) -> list[Step]:
+    """A model an earlier import completed is skipped; one it left half-written is deleted
+    and written again."""
+    found: dict[str, tuple[dict[str, LoggedModel], dict[str, list[str]]]] = {}
+    steps = []
+    for source_id in ctx.source_ids(NAME):
+        fact = ctx.bundle.facts[NAME][source_id]
+        step = Step(NAME, source_id, fact["name"], CREATE, "would be created in a new experiment")
+        with planning(step):
+            experiment = ctx.target_experiment(fact["experiment_id"])
+            if experiment is not None:
+                if experiment not in found:
+                    found[experiment] = find_imported(ctx.dst, experiment)
+                complete, half_written = found[experiment]
+                present = complete.get(source_id)
+                if present is not None:
+                    step.action, step.reason = SKIP, "already present"
+                    step.target_id = present.model_id
+                    ctx.idmap.add(NAME, source_id, present.model_id)
+                elif source_id in half_written:
+                    step.action, step.leftovers = REDO, half_written[source_id]
+                    step.reason = ("left half-written by an interrupted import: deleted and "
+                                   "written again")
+                else:
+                    step.reason = f"would be created in experiment {experiment}"
+        steps.append(step)
+    return steps
+
+
+def _apply(ctx: ImportContext, steps: list[Step]) -> None:
+    bar = progress_bar(len(steps), "import logged models")
+
+    def apply(step: Step) -> None:
+        with ctx.track(step) as outcome:
+            if step.action in (CREATE, REDO):
+                doc = ctx.bundle.documents[NAME][step.source_id]
+                experiment = ctx.target_experiment(doc["experiment_id"])
+                if experiment is None:
+                    raise EximError(f"its experiment {doc['experiment_id']} was not imported")
+                for leftover in step.leftovers:
+                    ctx.dst.client.delete_logged_model(leftover)
+                import_model(ctx.dst, doc, ctx.bundle.dirs[NAME][step.source_id], experiment,
+                             idmap=ctx.idmap, source_tags=ctx.source_tags, outcome=outcome,
+                             transfers=ctx.transfers)
+            ctx.idmap.add(NAME, step.source_id, outcome.target_id)
+        bar.update()
+
+    ctx.objects.each(apply, steps)
+    bar.close()
+
+
+def _export(ctx: ExportContext, model_id: str, model: LoggedModel, directory: Path,
+            outcome: Outcome) -> None:
+    export(ctx.src, model, directory)
+
+
+NAME = "logged_models"
+KIND = Kind(
+    name=NAME,
+    section=Section(NAME, LOGGED_MODEL_FILE, validate, artifacts=True,
+                    facts=lambda doc: {"experiment_id": doc["experiment_id"],
+                                       "name": doc["name"]},
+                    references=lambda doc: [("experiments", doc["experiment_id"])]),
+    depends_on=("experiments", "runs"),
+    export=_export,
+    inventory=lambda model: {"experiment_id": model.experiment_id},
+    export_needs=lambda model: [("experiments", model.experiment_id)],
+    label=lambda model: model.name,
+    plan=_plan,
+    apply=_apply,
+)

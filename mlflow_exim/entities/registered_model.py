@@ -19,18 +19,30 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 
 from mlflow_exim import lineage
+from mlflow_exim.bundle.format import Section, singular
 from mlflow_exim.bundle.jsonio import write_json
 from mlflow_exim.endpoint import Endpoint
 from mlflow_exim.entities.logged_model import MODEL_VERSIONS_TAG
 from mlflow_exim.errors import BundleError, EximError
 from mlflow_exim.idmap import IdMap
-from mlflow_exim.report import FAILED, PLANNED, SKIPPED, Outcome, Report, one_line
+from mlflow_exim.kind import (
+    CREATE,
+    SKIP,
+    UPDATE,
+    ExportContext,
+    ImportContext,
+    Kind,
+    Step,
+    planning,
+)
+from mlflow_exim.report import FAILED, Outcome, one_line
 from mlflow_exim.work import paged
 
 REGISTERED_MODEL_FILE = "registered_model.json"
@@ -210,61 +222,6 @@ class ImportOptions:
     extra_version_tags: dict[str, str] = field(default_factory=dict)
 
 
-def import_model(dst: Endpoint, doc: dict, name: str, *, idmap: IdMap, report: Report,
-                 options: ImportOptions, dry_run: bool = False) -> None:
-    """Create (or update, by name) the target model, then its versions in order, then its
-    aliases. With ``keep_numbers`` each version gets its source number: numbers left free by
-    deleted source versions are used up by placeholder versions that are deleted at once.
-
-    A version already on the target (see :func:`_present`) is brought up to date instead of
-    created again; a version an interrupted import left tagged pending and that matches
-    no source version is one of its placeholders, and is deleted. ``dry_run`` only looks
-    and reports what would be created."""
-    with report.track("registered_model", doc["name"], name) as outcome:
-        outcome.target_id = name
-        existing = _create_or_update(dst, doc, name, options, outcome, dry_run=dry_run)
-    if outcome.status == FAILED:
-        for v in doc["versions"]:
-            report.fail("model_version", f"{doc['name']}/{v['version']}",
-                        "its registered model could not be imported", name)
-        return
-    numbers: dict[str, str] = {}
-    run_uris: dict[str, str] = {}
-    for v in doc["versions"]:
-        key = f"{doc['name']}/{v['version']}"
-        with report.track("model_version", key, name) as version_outcome:
-            if dry_run and not _dependencies_on_target(v, idmap):
-                present = None  # its run or logged model is still to be created
-            else:
-                target = target_source(dst, v, idmap, run_uris, version_outcome)
-                present = _present(existing, v, target, options)
-            if present is not None:
-                if not dry_run:
-                    _bring_up_to_date(dst, doc, v, present, options)
-                version_outcome.status = SKIPPED
-                version_outcome.reason = f"already present as {name} version {present.version}"
-                created = str(present.version)
-            elif dry_run:
-                version_outcome.status, version_outcome.reason = PLANNED, "would be created"
-                continue
-            else:
-                _delete_stale_pending(dst, existing, name,
-                                      below=int(v["version"]) if options.keep_numbers else 0)
-                created = _import_version(dst, doc, v, name, target, options=options,
-                                          outcome=version_outcome)
-            numbers[v["version"]] = created
-            idmap.add("model_version", key, f"{name}/{created}")
-            version_outcome.target_id = f"{name}/{created}"
-    if dry_run:
-        return
-    try:
-        _delete_stale_pending(dst, existing, name)
-        _set_aliases(dst, doc, name, numbers, options, outcome)
-    except Exception as exc:  # noqa: BLE001 - reported on the model
-        outcome.status = FAILED
-        outcome.reason = f"versions imported, but aliases could not be set: {one_line(exc)}"
-
-
 def _present(existing: list[ModelVersion], v: dict, target: tuple[str, str | None, str | None],
              options: ImportOptions) -> ModelVersion | None:
     """The target version that already is the import of ``v`` (taken out of ``existing``):
@@ -283,8 +240,8 @@ def _present(existing: list[ModelVersion], v: dict, target: tuple[str, str | Non
 def _dependencies_on_target(v: dict, idmap: IdMap) -> bool:
     """Whether the version's run and logged model (if it has them) are on the target."""
     ref = v["source_ref"]
-    return not ((v["run_id"] and idmap.get("run", v["run_id"]) is None) or (
-        ref["kind"] == "logged_model" and idmap.get("logged_model", ref["model_id"]) is None))
+    return not ((v["run_id"] and idmap.get("runs", v["run_id"]) is None) or (
+        ref["kind"] == "logged_model" and idmap.get("logged_models", ref["model_id"]) is None))
 
 
 def _delete_stale_pending(dst: Endpoint, existing: list[ModelVersion], name: str, *,
@@ -296,6 +253,21 @@ def _delete_stale_pending(dst: Endpoint, existing: list[ModelVersion], name: str
                       and (below is None or int(c.version) < below)]:
         dst.client.delete_model_version(name, candidate.version)
         existing.remove(candidate)
+
+
+def _out_of_date(doc: dict, v: dict, present: ModelVersion,
+                 options: ImportOptions) -> list[str]:
+    """What of a version found on the target differs from its source: tags, description,
+    stage, or the pending marker of an import that was interrupted."""
+    changed = [f"tag {key}" for key, value in _version_tags(doc, v, options).items()
+               if (present.tags or {}).get(key) != value]
+    if (present.description or "") != v["description"]:
+        changed.append("description")
+    if options.copy_stages and (present.current_stage or NO_STAGE) != v["current_stage"]:
+        changed.append("stage")
+    if lineage.PENDING in (present.tags or {}):
+        changed.append("pending marker")
+    return changed
 
 
 def _bring_up_to_date(dst: Endpoint, doc: dict, v: dict, present: ModelVersion,
@@ -319,46 +291,23 @@ def _version_tags(doc: dict, v: dict, options: ImportOptions) -> dict[str, str]:
     return tags
 
 
-def _create_or_update(dst: Endpoint, doc: dict, name: str, options: ImportOptions,
-                      outcome: Outcome, *, dry_run: bool) -> list[ModelVersion]:
-    """Make sure the target model exists with the source's description and tags; returns
-    its versions. An existing model is reported skipped (already present)."""
+def _model_tags(doc: dict, options: ImportOptions) -> dict[str, str]:
     tags = dict(doc["tags"])
     if options.source_tags:
         tags.update(lineage.registered_model_source_tags(doc))
-    try:
-        existing = dst.client.get_registered_model(name)
-    except Exception:  # noqa: BLE001 - RESOURCE_DOES_NOT_EXIST
-        existing = None
-    if existing is None:
-        if dry_run:
-            outcome.status, outcome.reason = PLANNED, "would be created"
-        else:
-            dst.client.create_registered_model(name, tags=tags or None,
-                                               description=doc["description"] or None)
-        return []
-    if is_prompt(existing):
-        raise EximError(f"{name!r} is a prompt on {dst.display_uri}, not a model")
-    outcome.status, outcome.reason = SKIPPED, "already present"
-    if options.update_existing and not dry_run:
-        for key, value in tags.items():
-            if existing.tags.get(key) != value:
-                dst.client.set_registered_model_tag(name, key, value)
-        if (existing.description or "") != doc["description"]:
-            dst.client.update_registered_model(name, description=doc["description"])
-    return versions(dst, name)
+    return tags
 
 
 def target_source(dst: Endpoint, v: dict, idmap: IdMap, run_uris: dict[str, str],
-                  outcome: Outcome) -> tuple[str, str | None, str | None]:
+                  warn: Callable[[str], None]) -> tuple[str, str | None, str | None]:
     """The (source, run_id, model_id) of the target version: pointing at the migrated
     logged model or run, never at source storage (except for an external source)."""
-    run_id = idmap.get("run", v["run_id"])
+    run_id = idmap.get("runs", v["run_id"])
     if v["run_id"] and run_id is None:
         raise EximError(f"its run {v['run_id']} is not part of this import")
     ref = v["source_ref"]
     if ref["kind"] == "logged_model":
-        model_id = idmap.get("logged_model", ref["model_id"])
+        model_id = idmap.get("logged_models", ref["model_id"])
         if model_id is None:
             raise EximError(f"its logged model {ref['model_id']} is not part of this import")
         return f"models:/{model_id}", run_id, model_id
@@ -369,8 +318,8 @@ def target_source(dst: Endpoint, v: dict, idmap: IdMap, run_uris: dict[str, str]
         if run_id not in run_uris:
             run_uris[run_id] = dst.client.get_run(run_id).info.artifact_uri.rstrip("/")
         return run_uris[run_id] + (f"/{path}" if path else ""), run_id, None
-    outcome.warn(f"source {v['source']!r} is outside the migrated runs and logged models; "
-                 "it is kept as it is")
+    warn(f"source {v['source']!r} is outside the migrated runs and logged models; "
+         "it is kept as it is")
     return v["source"], run_id, None
 
 
@@ -459,3 +408,194 @@ def fingerprint(endpoint: Endpoint, version: ModelVersion) -> tuple:
     tags = {k: v for k, v in (version.tags or {}).items() if not lineage.is_lineage_tag(k)}
     return (version.description or "", tuple(sorted(tags.items())),
             (run.info.run_name, run.info.start_time) if run else None, ref["kind"], served)
+
+
+# The kind -------------------------------------------------------------------------------
+
+VERSIONS = "model_versions"
+
+
+def _plan(ctx: ImportContext) -> list[Step]:
+    """Each model, created or (found by name) brought up to date, with a step per version:
+    a version already on the target (see :func:`_present`) is skipped or brought up to
+    date; a version whose run or logged model is still to be created is created."""
+    if ctx.models is None:
+        return []
+    steps = []
+    for source_name in ctx.source_ids(NAME):
+        doc = ctx.bundle.documents[NAME][source_name]
+        name = ctx.model_names.get(source_name, source_name)
+        step = Step(NAME, source_name, name, CREATE, "would be created", target_id=name)
+        with planning(step):
+            _plan_model(ctx, doc, step)
+        if step.error:
+            reason = "its registered model could not be imported"
+            step.parts = [Step(VERSIONS, f"{source_name}/{v['version']}", name, CREATE,
+                               error=reason) for v in doc["versions"]]
+        steps.append(step)
+    return steps
+
+
+def _plan_model(ctx: ImportContext, doc: dict, step: Step) -> None:
+    options: ImportOptions = ctx.models
+    existing = None if ctx.empty_target else _get_or_none(ctx.dst, step.name)
+    if existing is not None:
+        if is_prompt(existing):
+            raise EximError(f"{step.name!r} is a prompt on {ctx.dst.display_uri}, not a model")
+        changed = [] if not options.update_existing else [
+            f"tag {key}" for key, value in _model_tags(doc, options).items()
+            if existing.tags.get(key) != value] + (
+            ["description"] if (existing.description or "") != doc["description"] else [])
+        step.action = UPDATE if changed else SKIP
+        step.reason = "already present" + (f"; {', '.join(changed)} brought up to date"
+                                           if changed else "")
+    versions_on_target = versions(ctx.dst, step.name) if existing is not None else []
+    run_uris: dict[str, str] = {}
+    for v in doc["versions"]:
+        part = Step(VERSIONS, f"{doc['name']}/{v['version']}", step.name, CREATE,
+                    "would be created")
+        with planning(part):
+            _plan_version(ctx, doc, v, part, versions_on_target, run_uris)
+        step.parts.append(part)
+    step.present = versions_on_target  # what no version matched: stale placeholders
+
+
+def _plan_version(ctx: ImportContext, doc: dict, v: dict, part: Step,
+                  versions_on_target: list[ModelVersion], run_uris: dict[str, str]) -> None:
+    missing = [f"its {what} {object_id} is not part of this import"
+               for what, kind, object_id in _dependencies(v)
+               if object_id not in ctx.source_ids(kind)]
+    if missing:
+        raise EximError(missing[0])
+    if not versions_on_target or not _dependencies_on_target(v, ctx.idmap):
+        return  # its run or logged model is still to be created: so is the version
+    target = target_source(ctx.dst, v, ctx.idmap, run_uris, part.warnings.append)
+    present = _present(versions_on_target, v, target, ctx.models)
+    if present is None:
+        return
+    changed = _out_of_date(doc, v, present, ctx.models)
+    part.action, part.present = (UPDATE if changed else SKIP), present
+    part.target_id = f"{present.name}/{present.version}"
+    part.reason = f"already present as {present.name} version {present.version}" + (
+        f"; {', '.join(changed)} brought up to date" if changed else "")
+    ctx.idmap.add(VERSIONS, part.source_id, part.target_id)
+
+
+def _dependencies(v: dict) -> list[tuple[str, str, str]]:
+    """(what, kind, source id) of the run and logged model a version points at."""
+    found = [("run", "runs", v["run_id"])] if v["run_id"] else []
+    if v["source_ref"]["kind"] == "logged_model":
+        found.append(("logged model", "logged_models", v["source_ref"]["model_id"]))
+    return found
+
+
+def _get_or_none(dst: Endpoint, name: str) -> RegisteredModel | None:
+    try:
+        return dst.client.get_registered_model(name)
+    except Exception:  # noqa: BLE001 - RESOURCE_DOES_NOT_EXIST
+        return None
+
+
+def _apply(ctx: ImportContext, steps: list[Step]) -> None:
+    ctx.objects.each(lambda step: _apply_model(ctx, step), steps)
+
+
+def _apply_model(ctx: ImportContext, step: Step) -> None:
+    """The model, then its versions in order, then its aliases. With ``keep_numbers`` each
+    version gets its source number: numbers left free by deleted source versions are used
+    up by placeholder versions that are deleted at once. A version an interrupted import
+    left tagged pending that matches no source version is one of its placeholders, and is
+    deleted."""
+    options: ImportOptions = ctx.models
+    doc = ctx.bundle.documents[NAME][step.source_id]
+    name = step.name
+    with ctx.track(step) as outcome:
+        tags = _model_tags(doc, options)
+        if step.action == CREATE:
+            ctx.dst.client.create_registered_model(name, tags=tags or None,
+                                                   description=doc["description"] or None)
+        elif step.action == UPDATE:
+            existing = ctx.dst.client.get_registered_model(name)
+            for key, value in tags.items():
+                if existing.tags.get(key) != value:
+                    ctx.dst.client.set_registered_model_tag(name, key, value)
+            if (existing.description or "") != doc["description"]:
+                ctx.dst.client.update_registered_model(name, description=doc["description"])
+    if outcome.status == FAILED:
+        for part in step.parts:
+            part.error = part.error or "its registered model could not be imported"
+    leftovers: list[ModelVersion] = step.present or []
+    numbers: dict[str, str] = {}
+    run_uris: dict[str, str] = {}
+    by_number = {v["version"]: v for v in doc["versions"]}
+    for part in step.parts:
+        v = by_number[part.source_id.rpartition("/")[2]]
+        with ctx.track(part) as version_outcome:
+            if part.action in (SKIP, UPDATE):
+                if part.action == UPDATE:
+                    _bring_up_to_date(ctx.dst, doc, v, part.present, options)
+                created = str(part.present.version)
+            else:
+                target = target_source(ctx.dst, v, ctx.idmap, run_uris, version_outcome.warn)
+                _delete_stale_pending(ctx.dst, leftovers, name,
+                                      below=int(v["version"]) if options.keep_numbers else 0)
+                created = _import_version(ctx.dst, doc, v, name, target, options=options,
+                                          outcome=version_outcome)
+            numbers[v["version"]] = created
+            ctx.idmap.add(VERSIONS, part.source_id, f"{name}/{created}")
+            version_outcome.target_id = f"{name}/{created}"
+    if outcome.status == FAILED:
+        return
+    try:
+        _delete_stale_pending(ctx.dst, leftovers, name)
+        _set_aliases(ctx.dst, doc, name, numbers, options, outcome)
+    except Exception as exc:  # noqa: BLE001 - reported on the model
+        outcome.status = FAILED
+        outcome.reason = f"versions imported, but aliases could not be set: {one_line(exc)}"
+
+
+@dataclass
+class ExportItem:
+    """A registered model as an export plans it: the versions chosen, each with where its
+    files are (``source_ref``) and the (kind, id) pairs that must be written with it."""
+
+    model: RegisteredModel
+    versions: list[tuple[ModelVersion, dict, list[tuple[str, str]]]]
+
+
+def _export(ctx: ExportContext, name: str, item: ExportItem, directory: Path,
+            outcome: Outcome) -> None:
+    """Write the model with the versions whose run and logged model were written; a version
+    whose dependency failed is reported failed and left out."""
+    written = []
+    for version, ref, needs in item.versions:
+        key = f"{name}/{version.version}"
+        missing = [f"{singular(kind)} {object_id}"
+                   for kind, object_id in needs if not ctx.writer.has(kind, object_id)]
+        if missing:
+            ctx.report.fail(VERSIONS, key, f"its {missing[0]} could not be exported", name)
+        else:
+            written.append((key, version_doc(version, ref)))
+    try:
+        export(to_doc(item.model, [doc for _, doc in written]), directory)
+    except Exception:
+        for key, _ in written:
+            ctx.report.fail(VERSIONS, key, "its registered model could not be exported", name)
+        raise
+    for key, _ in written:
+        ctx.report.add(Outcome(VERSIONS, key, name))
+
+
+NAME = "registered_models"
+KIND = Kind(
+    name=NAME,
+    section=Section(NAME, REGISTERED_MODEL_FILE, validate),
+    depends_on=("runs", "logged_models"),
+    parts=(VERSIONS,),
+    export=_export,
+    inventory=lambda item: {"name": item.model.name},
+    label=lambda item: item.model.name,
+    rewrite_on_resume=True,  # its versions' outcomes are reported as it is written
+    plan=_plan,
+    apply=_apply,
+)

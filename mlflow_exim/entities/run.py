@@ -31,7 +31,7 @@ from mlflow.entities import (
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from mlflow_exim import lineage
-from mlflow_exim.bundle.format import ARTIFACTS_DIR
+from mlflow_exim.bundle.format import ARTIFACTS_DIR, Section
 from mlflow_exim.bundle.jsonio import (
     JsonLinesWriter,
     decode_float,
@@ -41,10 +41,21 @@ from mlflow_exim.bundle.jsonio import (
 )
 from mlflow_exim.endpoint import Endpoint
 from mlflow_exim.entities.artifacts import count_files, upload_tree
-from mlflow_exim.errors import BundleError
+from mlflow_exim.errors import BundleError, EximError
 from mlflow_exim.idmap import IdMap
-from mlflow_exim.report import Outcome, abbreviate
-from mlflow_exim.work import Workers, paged
+from mlflow_exim.kind import (
+    CREATE,
+    REDO,
+    SKIP,
+    UPDATE,
+    ExportContext,
+    ImportContext,
+    Kind,
+    Step,
+    planning,
+)
+from mlflow_exim.report import FAILED, SKIPPED, Outcome, abbreviate, one_line
+from mlflow_exim.work import Workers, generations, paged, parents_first, progress_bar
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
@@ -247,12 +258,15 @@ def import_run(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, *,
     return run_id
 
 
-def find_imported(dst: Endpoint, experiment_id: str) -> tuple[dict[str, Run], list[str]]:
+def find_imported(dst: Endpoint, experiment_id: str) -> tuple[dict[str, Run],
+                                                             dict[str, list[str]]]:
     """Runs of a target experiment written by an earlier import: the complete ones by
-    source id (the source-id tag without the pending tag), and the ids of those it left
-    half-written (active and still tagged pending)."""
-    half_written = [run.info.run_id for run in _search_tagged(dst, experiment_id, lineage.PENDING)
-                    if run.info.lifecycle_stage == LifecycleStage.ACTIVE]
+    source id (the source-id tag without the pending tag), and, by source id, the ids of
+    those it left half-written (active and still tagged pending)."""
+    half_written: dict[str, list[str]] = {}
+    for run in _search_tagged(dst, experiment_id, lineage.PENDING):
+        if run.info.lifecycle_stage == LifecycleStage.ACTIVE:
+            half_written.setdefault(run.data.tags[lineage.PENDING], []).append(run.info.run_id)
     complete: dict[str, Run] = {}
     for run in _search_tagged(dst, experiment_id, lineage.SOURCE_RUN_ID):
         if lineage.PENDING not in run.data.tags:
@@ -265,19 +279,19 @@ def _search_tagged(dst: Endpoint, experiment_id: str, key: str) -> Iterator[Run]
                  run_view_type=ViewType.ALL)
 
 
-def catch_up(dst: Endpoint, doc: dict, run: Run, outcome: Outcome) -> None:
-    """Bring a run found complete on the target up to its source's final state: a run
-    still RUNNING when it was migrated may have finished since (an incremental sync).
-    Params, tags and metric points it gained since are not added (see README)."""
+def _catch_up_needed(doc: dict, run: Run) -> bool:
+    """Whether a run found complete on the target must be brought up to its source's final
+    state: a run still RUNNING when it was migrated may have finished since (an incremental
+    sync). Params, tags and metric points it gained since are not added (see README)."""
     info = doc["info"]
-    if (run.info.status, run.info.end_time) != (info["status"], info.get("end_time")) \
-            and run.info.lifecycle_stage == LifecycleStage.ACTIVE:
-        dst.store.update_run_info(run.info.run_id, RunStatus.from_string(info["status"]),
-                                  info.get("end_time"), None)
-        outcome.warn(f"already present; status brought up to {info['status']}")
-    if run.info.lifecycle_stage == LifecycleStage.DELETED \
-            and info["lifecycle_stage"] == LifecycleStage.ACTIVE:
-        outcome.warn("already present on the target, where it is deleted; left deleted")
+    return ((run.info.status, run.info.end_time) != (info["status"], info.get("end_time"))
+            and run.info.lifecycle_stage == LifecycleStage.ACTIVE)
+
+
+def _catch_up(dst: Endpoint, doc: dict, run: Run) -> None:
+    info = doc["info"]
+    dst.store.update_run_info(run.info.run_id, RunStatus.from_string(info["status"]),
+                              info.get("end_time"), None)
 
 
 def import_model_links(dst: Endpoint, doc: dict, run_id: str, idmap: IdMap,
@@ -286,7 +300,7 @@ def import_model_links(dst: Endpoint, doc: dict, run_id: str, idmap: IdMap,
     (outputs, with their step). Called once the logged models exist on the target. For a
     run already ``present`` only the links it lacks are added."""
     def target(link: dict) -> str | None:
-        model_id = idmap.get("logged_model", link["model_id"])
+        model_id = idmap.get("logged_models", link["model_id"])
         if model_id is None:
             outcome.warn(f"link to logged model {link['model_id']} not imported: the model is "
                          "not part of this import")
@@ -364,3 +378,130 @@ def _import_artifacts(dst: Endpoint, run_id: str, local_dir: Path, source_run_id
     model directories keep a copy of their run id in ``MLmodel``; it names the new run."""
     upload_tree(local_dir, lambda path, artifact_dir: dst.client.log_artifact(
         run_id, path, artifact_dir), {"run_id": (source_run_id, run_id)}, transfers)
+
+
+# The kind -------------------------------------------------------------------------------
+
+def _facts(doc: dict) -> dict:
+    info = doc["info"]
+    return {"experiment_id": info["experiment_id"], "name": info.get("run_name"),
+            "parent": doc["tags"].get(MLFLOW_PARENT_RUN_ID),
+            "deleted": info["lifecycle_stage"] == LifecycleStage.DELETED,
+            "metric_points": doc.get("metrics", {}).get("points", 0)}
+
+
+def _plan(ctx: ImportContext) -> list[Step]:
+    """Runs parents first. A run an earlier import completed is skipped (or its status
+    brought up to date); one it left half-written is deleted and written again."""
+    facts = ctx.bundle.facts[NAME]
+    source_ids = set(ctx.source_ids(NAME))
+    found: dict[str, tuple[dict[str, Run], dict[str, list[str]]]] = {}
+    steps = []
+    for source_id in parents_first({i: facts[i]["parent"] for i in source_ids}):
+        fact = facts[source_id]
+        step = Step(NAME, source_id, fact["name"], CREATE, delete_again=fact["deleted"])
+        with planning(step):
+            experiment = ctx.target_experiment(fact["experiment_id"])
+            if experiment is None:
+                step.reason = "would be created in a new experiment"
+            else:
+                if experiment not in found:
+                    found[experiment] = find_imported(ctx.dst, experiment)
+                complete, half_written = found[experiment]
+                _plan_one(ctx, step, complete.get(source_id), half_written.get(source_id, []),
+                          experiment)
+        steps.append(step)
+    return steps
+
+
+def _plan_one(ctx: ImportContext, step: Step, present: Run | None, leftovers: list[str],
+              experiment: str) -> None:
+    if present is None:
+        step.leftovers = leftovers
+        step.action = REDO if leftovers else CREATE
+        step.reason = ("left half-written by an interrupted import: deleted and written again"
+                       if leftovers else f"would be created in experiment {experiment}")
+        return
+    doc = ctx.bundle.documents[NAME][step.source_id]
+    step.target_id, step.present = present.info.run_id, present
+    ctx.idmap.add(NAME, step.source_id, present.info.run_id)
+    deleted_at_target = present.info.lifecycle_stage == LifecycleStage.DELETED
+    step.delete_again = step.delete_again and not deleted_at_target
+    if deleted_at_target and doc["info"]["lifecycle_stage"] == LifecycleStage.ACTIVE:
+        step.warnings.append("already present on the target, where it is deleted; left deleted")
+    if _catch_up_needed(doc, present):
+        step.action = UPDATE
+        step.reason = f"already present; status brought up to {doc['info']['status']}"
+    else:
+        step.action, step.reason = SKIP, "already present"
+
+
+def _apply(ctx: ImportContext, steps: list[Step]) -> None:
+    """A generation at a time: all top-level runs side by side, then their children, and
+    so on, so that a parent's target id is known before its children."""
+    by_id = {step.source_id: step for step in steps}
+    facts = ctx.bundle.facts[NAME]
+    levels = generations({i: facts[i]["parent"] for i in by_id})
+    bar = progress_bar(len(steps), "import runs")
+    for level in levels:
+        ctx.objects.each(lambda source_id: (_apply_one(ctx, by_id[source_id]), bar.update()),
+                         level)
+    bar.close()
+
+
+def _apply_one(ctx: ImportContext, step: Step) -> None:
+    with ctx.track(step) as outcome:
+        doc = ctx.bundle.documents[NAME][step.source_id]
+        if step.action == UPDATE:
+            _catch_up(ctx.dst, doc, step.present)
+        elif step.action in (CREATE, REDO):
+            experiment = ctx.target_experiment(doc["info"]["experiment_id"])
+            if experiment is None:
+                raise EximError(f"its experiment {doc['info']['experiment_id']} was not imported")
+            for leftover in step.leftovers:
+                ctx.dst.client.delete_run(leftover)
+            import_run(ctx.dst, doc, ctx.bundle.dirs[NAME][step.source_id], experiment,
+                       parent_run_id=ctx.idmap.get(NAME, doc["tags"].get(MLFLOW_PARENT_RUN_ID)),
+                       source_tags=ctx.source_tags, outcome=outcome, transfers=ctx.transfers)
+        ctx.idmap.add(NAME, step.source_id, outcome.target_id)
+
+
+def _finish(ctx: ImportContext) -> None:
+    """Once the logged models exist: the runs' links to them (a run found complete gets the
+    links it still lacks). Then the runs deleted at the source are deleted again."""
+    def link(outcome: Outcome) -> None:
+        if outcome.status == FAILED or not outcome.target_id:
+            return
+        try:
+            import_model_links(ctx.dst, ctx.bundle.documents[NAME][outcome.source_id],
+                               outcome.target_id, ctx.idmap, outcome,
+                               present=outcome.status == SKIPPED)
+        except Exception as exc:  # noqa: BLE001 - reported on the run
+            outcome.status = FAILED
+            outcome.reason = f"imported, but its logged-model links failed: {one_line(exc)}"
+
+    ctx.objects.each(link, list(ctx.outcomes.get(NAME, {}).values()))
+    ctx.delete_again(NAME, ctx.dst.client.delete_run)
+
+
+def _export(ctx: ExportContext, run_id: str, experiment_id: str, directory: Path,
+            outcome: Outcome) -> None:
+    outcome.name = export(ctx.src, run_id, directory)["info"]["run_name"]
+
+
+NAME = "runs"
+KIND = Kind(
+    name=NAME,
+    section=Section(NAME, RUN_FILE, validate, artifacts=True,
+                    check_files=lambda directory: validate_metric_history(
+                        directory / METRICS_FILE),
+                    facts=_facts,
+                    references=lambda doc: [("experiments", doc["info"]["experiment_id"])]),
+    depends_on=("experiments",),
+    export=_export,
+    inventory=lambda experiment_id: {"experiment_id": experiment_id},
+    export_needs=lambda experiment_id: [("experiments", experiment_id)],
+    plan=_plan,
+    apply=_apply,
+    finish=_finish,
+)

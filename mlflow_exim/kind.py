@@ -1,0 +1,194 @@
+"""What a kind of object is, declared once in its entity module, and the contexts its hooks
+are called with.
+
+The exporter, importer, dry run, report and ``inspect`` know no kind by name: they iterate
+over the kinds of :mod:`mlflow_exim.catalog`, in an order derived from ``depends_on``, and
+call each kind's hooks. An import is planned whole before anything is written: every
+kind's ``plan`` turns the bundle's objects into :class:`Step` values (create, skip as
+present, bring up to date, write again), read-only; ``--dry-run`` reports them and stops,
+otherwise ``apply`` carries them out and ``finish`` does what must wait for every kind
+(links between objects, deleting again what is deleted at the source).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlflow_exim.bundle import Bundle, BundleWriter
+from mlflow_exim.bundle.format import Section
+from mlflow_exim.endpoint import Endpoint
+from mlflow_exim.errors import EximError
+from mlflow_exim.idmap import IdMap
+from mlflow_exim.report import FAILED, PLANNED, SKIPPED, Outcome, Report, one_line
+from mlflow_exim.work import Workers
+
+# What an import does with one object.
+CREATE = "create"  # not on the target yet
+SKIP = "skip"  # already present, nothing to change
+UPDATE = "update"  # already present; brought up to date (status, tags, stage, ...)
+REDO = "redo"  # left half-written by an interrupted import: deleted and written again
+ACTIONS = (CREATE, SKIP, UPDATE, REDO)
+
+
+@dataclass
+class Step:
+    """What an import will do with one object of the bundle, decided before any write.
+
+    ``target_id`` is known for an object already present. ``present`` holds what the plan
+    found on the target, ``leftovers`` the ids a half-written copy left there. ``parts``
+    are the steps of objects that live inside this one (a registered model's versions).
+    ``error`` makes the object fail without being applied."""
+
+    kind: str
+    source_id: str
+    name: str | None
+    action: str
+    reason: str = ""
+    target_id: str | None = None
+    present: Any = None
+    leftovers: list[str] = field(default_factory=list)
+    delete_again: bool = False
+    parts: list[Step] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def planned_outcome(self) -> Outcome:
+        """The outcome a dry run reports: skipped when nothing would change, planned
+        when something would be written, failed when the plan already fails."""
+        status = FAILED if self.error else SKIPPED if self.action == SKIP else PLANNED
+        return Outcome(self.kind, self.source_id, self.name, status=status,
+                       target_id=self.target_id, reason=self.error or self.reason,
+                       warnings=list(self.warnings), action=self.action)
+
+    def line(self) -> str:
+        """One line of a printed plan: action, kind, source id and name, what and where."""
+        label = f"{self.source_id}" + (f" ({self.name})" if self.name else "")
+        what = self.error or self.reason
+        return f"{self.action:<7} {self.kind} {label}" + (f": {what}" if what else "")
+
+
+@contextmanager
+def planning(step: Step) -> Iterator[Step]:
+    """Plan one object: an error marks that object failed, never the whole plan."""
+    try:
+        yield step
+    except Exception as exc:  # noqa: BLE001 - reported on the object
+        step.error = str(exc) if isinstance(exc, EximError) else one_line(exc)
+
+
+@dataclass
+class ExportContext:
+    """What an export hook works with: the source, the bundle being written, the report."""
+
+    src: Endpoint
+    writer: BundleWriter
+    report: Report
+
+
+@dataclass
+class ImportContext:
+    """What the plan, apply and finish hooks of one import work with.
+
+    ``selected`` gives, per kind, the source ids this import takes (all when a kind is not
+    in it). ``names`` maps source experiment ids to target names; with ``experiment_name``
+    everything goes into that one experiment. ``models`` says how registered models arrive
+    (None leaves them out) and ``model_names`` their target names. ``steps`` holds every
+    kind's plan once made, ``outcomes`` every applied object's outcome by kind and source
+    id, so that a later hook can see what an earlier one did."""
+
+    bundle: Bundle
+    dst: Endpoint
+    report: Report
+    idmap: IdMap
+    objects: Workers
+    transfers: Workers
+    dry_run: bool = False
+    empty_target: bool = False
+    source_tags: bool = False
+    experiment_name: str | None = None
+    names: dict[str, str] = field(default_factory=dict)
+    models: Any = None
+    model_names: dict[str, str] = field(default_factory=dict)
+    selected: dict[str, set[str]] = field(default_factory=dict)
+    steps: dict[str, list[Step]] = field(default_factory=dict)
+    outcomes: dict[str, dict[str, Outcome]] = field(default_factory=dict)
+
+    def source_ids(self, kind: str) -> list[str]:
+        """The bundle's objects of ``kind`` that this import takes, in the bundle's order."""
+        ids = list(self.bundle.documents.get(kind, {}))
+        chosen = self.selected.get(kind)
+        return ids if chosen is None else [i for i in ids if i in chosen]
+
+    def target_experiment(self, source_experiment_id: str) -> str | None:
+        """The target id of a source experiment: None when it is still to be created."""
+        return self.idmap.get("experiments", source_experiment_id)
+
+    @contextmanager
+    def track(self, step: Step) -> Iterator[Outcome]:
+        """Carry out one step and record its outcome (see :meth:`Report.track`): an object
+        found present is reported skipped, with what was brought up to date."""
+        with self.report.track(step.kind, step.source_id, step.name) as outcome:
+            outcome.action, outcome.target_id = step.action, step.target_id
+            for warning in step.warnings:
+                outcome.warn(warning)
+            self.outcomes.setdefault(step.kind, {})[step.source_id] = outcome
+            if step.error:
+                raise EximError(step.error)
+            if step.action in (SKIP, UPDATE):
+                outcome.status, outcome.reason = SKIPPED, step.reason
+            yield outcome
+
+    def delete_again(self, kind: str, delete: Callable[[str], None]) -> None:
+        """Delete on the target the objects of ``kind`` deleted at the source, once
+        nothing more is written into them."""
+        for step in self.steps.get(kind, []):
+            outcome = self.outcomes.get(kind, {}).get(step.source_id)
+            if not step.delete_again or outcome is None or outcome.status == FAILED:
+                continue
+            try:
+                delete(outcome.target_id)
+            except Exception as exc:  # noqa: BLE001 - reported on the object
+                outcome.status = FAILED
+                outcome.reason = f"imported, but could not be deleted again: {one_line(exc)}"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of object, declared once at the end of its entity module.
+
+    ``name`` (plural, e.g. ``runs``) is the one name of the kind in the bundle's inventory,
+    the report, the id map and verify's scorecard; ``parts`` names kinds that live inside
+    its documents (``model_versions``). ``depends_on`` lists the kinds whose objects must
+    be exported and imported first. ``section`` is its place in the bundle.
+
+    Hooks:
+
+    * ``export(ctx, object_id, item, directory, outcome)`` writes one planned object into
+      its directory (its document last); ``inventory(item)`` gives the fields its manifest
+      entry carries, ``export_needs(item)`` the (kind, id) pairs that must have been written
+      first, ``label(item)`` the name reported for it; a resumed export keeps an object
+      written whole before unless ``rewrite_on_resume`` (cheap objects that report parts);
+    * ``plan(ctx) -> list[Step]`` decides, reading the target only, what the import does
+      with each of its objects; ``review(ctx)``, once every kind is planned, may revise
+      its steps by what later kinds plan; ``apply(ctx, steps)`` does it (scheduling them on
+      ``ctx.objects`` as the kind needs); ``finish(ctx)`` runs once every kind is applied,
+      in the reverse order of the kinds.
+    """
+
+    name: str
+    section: Section
+    depends_on: tuple[str, ...] = ()
+    parts: tuple[str, ...] = ()
+    export: Callable[[ExportContext, str, Any, Path, Outcome], None] | None = None
+    inventory: Callable[[Any], dict] = lambda item: {}
+    export_needs: Callable[[Any], list[tuple[str, str]]] = lambda item: []
+    label: Callable[[Any], str | None] = lambda item: None
+    rewrite_on_resume: bool = False
+    plan: Callable[[ImportContext], list[Step]] | None = None
+    review: Callable[[ImportContext], None] | None = None
+    apply: Callable[[ImportContext, list[Step]], None] | None = None
+    finish: Callable[[ImportContext], None] | None = None

@@ -1,0 +1,155 @@
+"""The engine that every kind goes through: the import plan (what a dry run prints is what
+the import does), selective import of part of a bundle, and inspect, on the shared real
+servers. One small workload is seeded and exported once for the module; each test imports
+it under its own renamed names."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from mlflow.entities import ViewType
+
+import mlflow_exim
+from mlflow_exim import lineage
+from mlflow_exim.kind import CREATE, REDO, SKIP, UPDATE
+from mlflow_exim.report import PLANNED, SKIPPED
+from tests.seed import seed_bulk_workload
+
+
+@pytest.fixture(scope="module")
+def seeded(stack, tmp_path_factory):
+    prefix = "eng" + os.urandom(3).hex()
+    seed = seed_bulk_workload(stack.source.uri, prefix, runs=4, points=10)
+    bundle = tmp_path_factory.mktemp("engine") / "bundle"
+    exported = mlflow_exim.export_all(bundle, tracking_uri=stack.source.uri,
+                                      experiments=f"{prefix}-*", models=seed["model"],
+                                      export_deleted_runs=True)
+    assert exported.ok, exported.summary()
+    return prefix, seed, bundle
+
+
+def _renames(prefix: str, new: str) -> dict:
+    rule = ((f"{prefix}-", f"{new}-"),)
+    return {"experiment_renames": rule, "model_renames": rule}
+
+
+def _actions(report) -> list[tuple[str, str, str]]:
+    """What was (or would be) done to each object; workers finish in any order."""
+    return sorted((o.kind, o.source_id, o.action) for o in report.outcomes)
+
+
+def test_the_dry_run_is_the_plan_the_import_carries_out(stack, seeded, unique):
+    prefix, seed, bundle = seeded
+    names = _renames(prefix, unique)
+    planned = mlflow_exim.import_all(bundle, tracking_uri=stack.target.uri, dry_run=True,
+                                     **names)
+    assert planned.ok and {o.status for o in planned.outcomes} == {PLANNED}
+    assert {o.action for o in planned.outcomes} == {CREATE}
+    assert not MlflowClient(stack.target.uri).search_experiments(
+        filter_string=f"name LIKE '{unique}-%'")
+    printed = planned.summary()
+    assert printed.startswith("plan:") and f"create  runs {seed['runs']['bulk-0']}" in printed
+
+    done = mlflow_exim.import_all(bundle, tracking_uri=stack.target.uri, **names)
+    assert done.ok, done.summary()
+    assert _actions(done) == _actions(planned)  # the same steps, in any order
+
+    # Change the target so that the next import has something of every action to do.
+    client = MlflowClient(stack.target.uri)
+    experiment = client.get_experiment_by_name(f"{unique}-bulk")
+    client.set_experiment_tag(experiment.experiment_id, "kind", "changed on the target")
+    half_written = done.extra["id_map"]["runs"][seed["runs"]["bulk-3"]]
+    client.set_tag(half_written, lineage.PENDING, seed["runs"]["bulk-3"])
+
+    replanned = mlflow_exim.import_all(bundle, tracking_uri=stack.target.uri, dry_run=True,
+                                       **names)
+    by_object = {(o.kind, o.source_id): o for o in replanned.outcomes}
+    assert by_object["experiments", seed["experiments"][f"{prefix}-bulk"]].action == UPDATE
+    assert by_object["runs", seed["runs"]["bulk-3"]].action == REDO
+    assert replanned.extra["half_written"] == {"runs": [half_written]}
+    assert by_object["runs", seed["runs"]["bulk-0"]].action == SKIP
+    assert client.get_experiment(experiment.experiment_id).tags["kind"] == (
+        "changed on the target")  # a dry run writes nothing
+
+    redone = mlflow_exim.import_all(bundle, tracking_uri=stack.target.uri, **names)
+    assert redone.ok, redone.summary()
+    assert _actions(redone) == _actions(replanned)
+    assert client.get_experiment(experiment.experiment_id).tags["kind"] == "bulk"
+    assert client.get_run(half_written).info.lifecycle_stage == "deleted"
+    again = mlflow_exim.import_all(bundle, tracking_uri=stack.target.uri, dry_run=True,
+                                   **names)
+    assert {o.status for o in again.outcomes} == {SKIPPED}, again.summary()
+
+
+def test_selective_import_takes_the_versions_runs_along(stack, seeded, unique):
+    prefix, seed, bundle = seeded
+    report = mlflow_exim.import_all(bundle, tracking_uri=stack.target.uri,
+                                    experiments=f"{prefix}-other", models=seed["model"],
+                                    **_renames(prefix, unique))
+    assert report.ok, report.summary()
+    client = MlflowClient(stack.target.uri, stack.target.uri)
+    arrived = {e.name for e in client.search_experiments(
+        view_type=ViewType.ALL, filter_string=f"name LIKE '{unique}-%'")}
+    # The bulk experiment comes along only as the home of the versions' runs and model.
+    assert arrived == {f"{unique}-other", f"{unique}-bulk"}
+    bulk = client.get_experiment_by_name(f"{unique}-bulk")
+    runs = {r.info.run_name for r in client.search_runs([bulk.experiment_id])}
+    assert runs == {"bulk-0", "bulk-1", "bulk-2"}  # behind versions 1, 2 (and its model), 4
+    assert [m.name for m in client.search_logged_models([bulk.experiment_id])] == ["bulk-model"]
+    versions = client.search_model_versions(f"name = '{unique}-model'")
+    assert sorted(int(v.version) for v in versions) == [1, 2, 4]
+    other = client.get_experiment_by_name(f"{unique}-other")
+    source_other = MlflowClient(stack.source.uri).search_runs(
+        [seed["experiments"][f"{prefix}-other"]], run_view_type=ViewType.ALL)
+    assert len(client.search_runs([other.experiment_id], run_view_type=ViewType.ALL)) == len(
+        source_other)
+
+
+def test_selective_import_without_models_and_unknown_names(stack, seeded, unique, tmp_path):
+    prefix, _seed, bundle = seeded
+    report = mlflow_exim.import_all(bundle, tracking_uri=stack.target.uri, dry_run=True,
+                                    experiments=f"re:^{prefix}-(main|other)$", models="none")
+    assert report.ok, report.summary()
+    assert {o.kind for o in report.outcomes} == {"experiments", "runs"}
+    assert {o.name for o in report.outcomes if o.kind == "experiments"} == {
+        f"{prefix}-main", f"{prefix}-other"}
+    with pytest.raises(mlflow_exim.EximError, match="matches no experiment"):
+        mlflow_exim.import_all(bundle, tracking_uri=stack.target.uri, experiments="nope")
+
+
+def test_inspect_lists_a_bundle_and_names_a_damaged_section(seeded, tmp_path):
+    prefix, seed, bundle = seeded
+    contents = mlflow_exim.inspect_bundle(bundle)
+    listing = contents.to_dict()
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert contents.complete and listing["command"] == "export-all"
+    assert listing["source"]["tracking_uri"] == manifest["source"]["tracking_uri"]
+    for kind in ("experiments", "runs", "logged_models", "registered_models"):
+        assert listing["sections"][kind]["objects"] == len(manifest["inventory"][kind])
+        assert listing["sections"][kind]["complete"]
+    runs = listing["sections"]["runs"]
+    assert runs["artifact_files"] == sum(1 for path in manifest["checksums"]
+                                         if path.startswith("runs/"))
+    documents = [json.loads((bundle / e["path"] / "run.json").read_text())
+                 for e in manifest["inventory"]["runs"]]
+    assert runs["metric_points"] == sum(d["metrics"]["points"] for d in documents) > 40
+    bulk = next(e for e in listing["experiments"] if e["name"] == f"{prefix}-bulk")
+    assert bulk["objects"] == {"runs": 4, "logged_models": 1}
+    assert "result: complete" in contents.text()
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(bundle, damaged)
+    entry = next(e for e in manifest["inventory"]["runs"]
+                 if e["id"] == seed["runs"]["bulk-2"])
+    run_json = damaged / entry["path"] / "run.json"
+    run_json.write_text(run_json.read_text()[:40])
+    broken = mlflow_exim.inspect_bundle(damaged)
+    assert not broken.complete and broken.sections["experiments"]["complete"]
+    (problem,) = broken.sections["runs"]["problems"]
+    assert problem.startswith(str(Path(run_json))) and "not valid JSON" in problem
+    assert "INCOMPLETE" in broken.text()
