@@ -28,6 +28,7 @@ bench: install
 
 lint: install
 	$(BIN)/ruff check mlflow_exim tests examples benchmarks
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) demo-work .pytest_cache
