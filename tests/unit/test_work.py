@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import sys
+import threading
+import time
 
 import pytest
 
@@ -47,17 +49,41 @@ def test_generations_put_every_run_after_its_parent():
     assert generations(_runs(a="b", b="a")) in ([["b"], ["a"]], [["a"], ["b"]])
 
 
-def test_workers_run_everything_bounded_and_reraise_after_draining():
-    import threading
-    import time
+@pytest.mark.parametrize("size", [2, 4])
+def test_workers_run_size_calls_at_once_and_hold_no_more_in_flight(size):
+    """Every call waits on a barrier of ``size`` parties, so the calls return only if
+    ``size`` of them run at once; otherwise the barrier breaks after its timeout and the
+    error surfaces (the test fails rather than hangs). Each time the pool draws an item, at
+    most ``size`` of those drawn before it may be unfinished."""
+    barrier = threading.Barrier(size, timeout=30)
+    lock = threading.Lock()
+    finished: list[int] = []
+    unfinished_at_draw: list[int] = []
 
-    running, peak, done, lock = [0], [0], [], threading.Lock()
+    def items():
+        for item in range(3 * size):
+            with lock:
+                unfinished_at_draw.append(item - len(finished))
+            yield item
+
+    def work(item):
+        barrier.wait()
+        with lock:
+            finished.append(item)
+
+    with Workers(size) as workers:
+        workers.each(work, items())
+    assert sorted(finished) == list(range(3 * size))
+    assert max(unfinished_at_draw) <= size
+
+
+def test_workers_reraise_after_draining_and_run_inline_with_one():
+    running, done, lock = [0], [], threading.Lock()
 
     def work(item):
         with lock:
             running[0] += 1
-            peak[0] = max(peak[0], running[0])
-        time.sleep(0.01)
+        time.sleep(0.01)  # so that other calls are still running when item 5 fails
         with lock:
             running[0] -= 1
             done.append(item)
@@ -66,7 +92,7 @@ def test_workers_run_everything_bounded_and_reraise_after_draining():
 
     with Workers(3) as workers, pytest.raises(ValueError, match="five"):
         workers.each(work, range(10))
-    assert peak[0] <= 3 and 5 in done and running[0] == 0
+    assert 5 in done and running[0] == 0
     with Workers(1) as inline:
         inline.each(done.append, ["x"])
     assert done[-1] == "x"
