@@ -1,10 +1,13 @@
-"""Session fixtures: one moto S3 server and three real MLflow servers, started once.
+"""Session fixtures: one moto S3 server and real MLflow servers, started once.
 
 * ``source``: sqlite backend, proxied artifacts on local disk; some of its experiments put
   their artifacts straight into S3 (an ``s3://`` artifact location).
 * ``target``: like ``source``; shared by the tests that import into an existing server.
 * ``s3_target``: a fresh server whose proxied artifacts live in S3, used once, by the full
   export-all → import-all round trip, so that the target holds nothing else.
+
+``local_root_server`` (started only when a test asks for it): a server whose artifact root
+is a plain local path that clients write themselves.
 """
 
 from __future__ import annotations
@@ -67,6 +70,19 @@ def stack(tmp_path_factory) -> Stack:
     finally:
         for process in reversed(processes):
             process.stop()
+
+
+@pytest.fixture(scope="session")
+def local_root_server(tmp_path_factory) -> MlflowServer:
+    """A server whose artifact root is a plain local path, not proxied: clients read and
+    write the runs' artifacts there themselves, as on a shared file system."""
+    work = tmp_path_factory.mktemp("local-root")
+    server = MlflowServer("local-root", work, str(work / "artifacts"), proxied=False)
+    try:
+        server.wait()
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -71,16 +71,19 @@ class MotoServer(Process):
 
 class MlflowServer(Process):
     """``mlflow server`` with a sqlite backend and proxied (mlflow-artifacts:) artifacts
-    stored under ``artifacts_destination`` (a local path or an s3:// URI)."""
+    stored under ``artifacts_destination`` (a local path or an s3:// URI). Not ``proxied``,
+    it is the artifact root that runs' artifact URIs name and clients write themselves
+    (``--default-artifact-root … --no-serve-artifacts``)."""
 
     def __init__(self, name: str, work_dir: Path, artifacts_destination: str,
-                 env: dict | None = None, app_name: str | None = None):
+                 env: dict | None = None, app_name: str | None = None, proxied: bool = True):
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         db = work_dir / f"{name}.db"
+        artifacts = (["--artifacts-destination", artifacts_destination] if proxied else
+                     ["--default-artifact-root", artifacts_destination, "--no-serve-artifacts"])
         argv = [sys.executable, "-m", "mlflow", "server",
-                "--backend-store-uri", f"sqlite:///{db}",
-                "--artifacts-destination", artifacts_destination,
+                "--backend-store-uri", f"sqlite:///{db}", *artifacts,
                 "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
         if app_name:
             argv += ["--app-name", app_name]

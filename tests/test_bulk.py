@@ -37,7 +37,6 @@ class Workload:
     prefix: str
     seeded: dict
     bundle: Path
-    import_seconds: float = 0.0
 
     def renames(self, new_prefix: str) -> dict:
         rule = ((f"{self.prefix}-", f"{new_prefix}-"),)
@@ -107,10 +106,8 @@ def _statuses(report) -> set[str]:
 
 
 def test_import_twice_gives_the_same_target_and_creates_nothing(stack, workload):
-    started = time.monotonic()
     first = mlflow_exim.import_all(workload.bundle, tracking_uri=stack.target.uri,
                                    workers=4, **workload.renames("twice"))
-    workload.import_seconds = time.monotonic() - started
     assert first.ok, first.summary()
     before = snapshot(stack.target.uri, "twice")
     assert len(before["experiments"]["twice-bulk"]["runs"]) == 12
@@ -125,13 +122,15 @@ def test_import_twice_gives_the_same_target_and_creates_nothing(stack, workload)
     assert snapshot(stack.target.uri, "twice") == before
 
 
-def test_sigkill_at_a_random_point_then_rerun_verifies_100_percent(stack, workload):
-    """The import runs in its own process, killed with SIGKILL at a random moment after it
-    has begun writing; a re-run completes the target, and verify finds it identical."""
-    rng = random.Random()
-    seed = rng.randrange(1_000_000)
-    rng.seed(seed)
-    delay = rng.uniform(0.0, max(workload.import_seconds, 4.0) * 0.8)
+def test_sigkill_while_writing_then_rerun_verifies_100_percent(stack, workload):
+    """The import runs in its own process and is killed with SIGKILL as soon as the target
+    holds a random number of its runs (fewer than the bundle's), watched by polling, so a
+    slow machine moves the kill but never past the end. The kill must land while the
+    import is still writing: the re-run creates exactly the runs that were not complete,
+    and at least one object. It completes the target, and verify finds it identical."""
+    seed = random.randrange(1_000_000)
+    bundle_runs = set(open_bundle(workload.bundle).documents["runs"])
+    kill_at = random.Random(seed).randint(1, len(bundle_runs) - 1)
     client = MlflowClient(stack.target.uri)
     process = subprocess.Popen(
         [sys.executable, "-m", "mlflow_exim", "import-all", "--input-dir", workload.bundle,
@@ -139,27 +138,39 @@ def test_sigkill_at_a_random_point_then_rerun_verifies_100_percent(stack, worklo
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
-        while client.get_experiment_by_name(f"{workload.prefix}-main") is None:
-            assert process.poll() is None, "the import ended before it wrote anything"
-            assert time.monotonic() < deadline
+        deadline = time.monotonic() + 300
+        while len(seen := _runs_of(client, workload.prefix)) < kill_at:
+            assert process.poll() is None, f"the import ended having written {len(seen)} runs"
+            assert time.monotonic() < deadline, f"{len(seen)} runs written in 300 s"
             time.sleep(0.05)
-        time.sleep(delay)
     finally:
-        killed_mid_way = process.poll() is None
+        writing = process.poll() is None
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-    print(f"random seed {seed}: killed {delay:.2f} s after the first write "
-          f"({'mid-way' if killed_mid_way else 'after it had finished'})")
+    assert writing, "the import had ended before the kill"
+    complete = {run.data.tags[lineage.SOURCE_RUN_ID] for run in _runs_of(client, workload.prefix)
+                if lineage.SOURCE_RUN_ID in run.data.tags and lineage.PENDING not in run.data.tags}
+    print(f"random seed {seed}: killed once {kill_at} runs were on the target; "
+          f"{len(complete)} of {len(bundle_runs)} were complete")
 
     rerun = mlflow_exim.import_all(workload.bundle, tracking_uri=stack.target.uri)
     assert rerun.ok, rerun.summary()
+    created = [o for o in rerun.outcomes if o.status == OK]
+    assert created, "the re-run found everything in place: the kill interrupted nothing"
+    assert {o.source_id for o in created if o.kind == "runs"} == bundle_runs - complete
     card = mlflow_exim.verify(stack.source.uri, stack.target.uri,
                               experiments=f"{workload.prefix}-*", models=workload.seeded["model"])
     assert card.ok, card.differences
     assert all(card.identical[kind] == card.totals[kind] for kind in card.totals)
     again = mlflow_exim.import_all(workload.bundle, tracking_uri=stack.target.uri)
     assert _statuses(again) == {SKIPPED}
+
+
+def _runs_of(client: MlflowClient, prefix: str) -> list:
+    """Every run (deleted ones too) in the experiments named ``prefix-*``."""
+    ids = [e.experiment_id for e in client.search_experiments(
+        view_type=ViewType.ALL, filter_string=f"name LIKE '{prefix}-%'")]
+    return client.search_runs(ids, run_view_type=ViewType.ALL, max_results=1000) if ids else []
 
 
 def test_half_written_run_is_detected_deleted_and_written_again(stack, workload):

@@ -1,5 +1,9 @@
 """Artifact trees shared by runs and logged models: download, and upload with the ids
-inside ``MLmodel`` files rewritten to the target's ids."""
+inside ``MLmodel`` files rewritten to the target's ids.
+
+A tree may hold empty directories. A download keeps them (MLflow creates them in the
+bundle's ``artifacts/`` tree); an upload recreates them where the target store is a file
+system, the only kind that can hold one."""
 
 from __future__ import annotations
 
@@ -7,7 +11,9 @@ import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlparse
 
+from mlflow_exim.report import Outcome
 from mlflow_exim.work import Workers
 
 MLMODEL_FILE = "MLmodel"
@@ -18,19 +24,35 @@ def count_files(directory: Path) -> int:
 
 
 def upload_tree(local_dir: Path, upload: Callable[[str, str | None], None],
-                replacements: dict[str, tuple[str, str]], transfers: Workers) -> None:
+                replacements: dict[str, tuple[str, str]], transfers: Workers, *,
+                artifact_uri: str, upload_dirs: Callable[[str], None],
+                outcome: Outcome) -> None:
     """Call ``upload(local_path, artifact_dir)`` for every file under ``local_dir``, at the
     same relative path, several at a time through ``transfers``. In an ``MLmodel`` file,
     each ``key: old`` line of ``replacements`` (key → (old id, new id)) is rewritten to the
-    new id first."""
+    new id first. Empty directories go through ``upload_dirs(local_tree)`` (a tree of them
+    alone) where ``artifact_uri`` is a file system; elsewhere ``outcome`` names them."""
     def one(path: Path) -> None:
         parent = path.parent.relative_to(local_dir).as_posix()
         if path.name == MLMODEL_FILE:
             path = _rewritten_mlmodel(path, replacements, Path(scratch))
         upload(str(path), None if parent == "." else parent)
 
+    entries = sorted(local_dir.rglob("*"))
     with tempfile.TemporaryDirectory(prefix="mlflow-exim-mlmodel-") as scratch:
-        transfers.each(one, sorted(p for p in local_dir.rglob("*") if p.is_file()))
+        transfers.each(one, [p for p in entries if p.is_file()])
+    empty = [p.relative_to(local_dir).as_posix() for p in entries
+             if p.is_dir() and not any(p.iterdir())]
+    if not empty:
+        return
+    if urlparse(artifact_uri).scheme not in ("", "file"):
+        outcome.warn(f"empty artifact directories not recreated, as {artifact_uri} holds "
+                     f"files only: {', '.join(empty)}")
+        return
+    with tempfile.TemporaryDirectory(prefix="mlflow-exim-dirs-") as tree:
+        for relative in empty:
+            (Path(tree) / relative).mkdir(parents=True)
+        upload_dirs(tree)
 
 
 def _rewritten_mlmodel(path: Path, replacements: dict[str, tuple[str, str]],

@@ -172,7 +172,9 @@ def import_model(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, 
                         model_id, path, artifact_dir),
                     {"model_id": (doc["model_id"], model_id),
                      **({"run_id": (doc["source_run_id"], source_run)} if source_run else {})},
-                    transfers)
+                    transfers, artifact_uri=model.artifact_location,
+                    upload_dirs=lambda tree: dst.client.log_model_artifacts(model_id, tree),
+                    outcome=outcome)
         _import_metrics(dst, doc, model_id, source_run, idmap, outcome)
         if doc["status"] in _FINAL_STATUSES:
             dst.client.finalize_logged_model(model_id, doc["status"])

@@ -245,7 +245,7 @@ def import_run(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, *,
         ]
         if datasets:
             dst.client.log_inputs(run_id, datasets=datasets)
-        _import_artifacts(dst, run_id, directory / ARTIFACTS_DIR, source_id, transfers)
+        _import_artifacts(dst, run, directory / ARTIFACTS_DIR, source_id, transfers, outcome)
         if info["status"] != "RUNNING" or info.get("end_time") is not None:
             dst.store.update_run_info(run_id, RunStatus.from_string(info["status"]),
                                       info.get("end_time"), None)
@@ -372,12 +372,16 @@ def _log_batches(params: list[Param], tags: list[RunTag],
         yield batch_params, batch_tags, batch_metrics
 
 
-def _import_artifacts(dst: Endpoint, run_id: str, local_dir: Path, source_run_id: str,
-                      transfers: Workers) -> None:
-    """Upload every file under ``local_dir`` at the same relative path. MLflow-2 style
-    model directories keep a copy of their run id in ``MLmodel``; it names the new run."""
+def _import_artifacts(dst: Endpoint, run: Run, local_dir: Path, source_run_id: str,
+                      transfers: Workers, outcome: Outcome) -> None:
+    """Upload every file under ``local_dir`` at the same relative path, and its empty
+    directories where the run's store can hold them. MLflow-2 style model directories keep
+    a copy of their run id in ``MLmodel``; it names the new run."""
+    run_id = run.info.run_id
     upload_tree(local_dir, lambda path, artifact_dir: dst.client.log_artifact(
-        run_id, path, artifact_dir), {"run_id": (source_run_id, run_id)}, transfers)
+        run_id, path, artifact_dir), {"run_id": (source_run_id, run_id)}, transfers,
+        artifact_uri=run.info.artifact_uri,
+        upload_dirs=lambda tree: dst.client.log_artifacts(run_id, tree), outcome=outcome)
 
 
 # The kind -------------------------------------------------------------------------------

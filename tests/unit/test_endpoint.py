@@ -1,0 +1,41 @@
+"""endpoint: credentials never shown."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlflow_exim.endpoint import display_uri, redact
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("http://user:pw@host:5000/api", "http://***@host:5000/api"),
+    ("https://token@host/x", "https://***@host/x"),
+    ("failed: https://a:b@h1:443/x and http://c:d@h2",
+     "failed: https://***@h1:443/x and http://***@h2"),
+    ("http://host:5000/api", "http://host:5000/api"),
+    ("sqlite:///tmp/mlflow.db", "sqlite:///tmp/mlflow.db"),
+    ("no url here, mail me @ home", "no url here, mail me @ home"),
+])
+def test_redact(text, expected):
+    assert redact(text) == expected
+
+
+def test_redact_password_with_at_sign():
+    assert "ss" not in redact("http://user:p@ss@host:5000/x").split("@host")[0]
+
+
+@pytest.mark.parametrize("uri, expected", [
+    ("https://user:pw@host:8443/path?q=1#f", "https://host:8443/path?q=1#f"),
+    ("http://token@host/", "http://host/"),
+    ("http://user:pw@host", "http://host"),
+    ("http://host:5000", "http://host:5000"),
+    ("https://host/api?x=1", "https://host/api?x=1"),
+    ("sqlite:///mlflow.db", "sqlite:///mlflow.db"),
+    ("sqlite:////abs/path/mlflow.db", "sqlite:////abs/path/mlflow.db"),
+])
+def test_display_uri(uri, expected):
+    assert display_uri(uri) == expected
+
+
+def test_display_uri_ipv6():
+    assert display_uri("http://u:p@[::1]:5000/x") == "http://[::1]:5000/x"

@@ -1,0 +1,118 @@
+"""work: parents-first ordering, the worker pool, and the progress bar."""
+
+from __future__ import annotations
+
+import io
+import sys
+import threading
+import time
+
+import pytest
+
+from mlflow_exim.errors import EximError
+from mlflow_exim.work import Workers, generations, parents_first, progress_bar
+
+
+def _runs(**parents) -> dict[str, str | None]:
+    return dict(parents)
+
+
+def test_parents_first_chain():
+    assert parents_first(_runs(z=None, y="z", x="y")) == ["z", "y", "x"]
+    assert parents_first(_runs(x="y", y="z", z=None)) == ["z", "y", "x"]
+
+
+@pytest.mark.parametrize("parents", [
+    dict(a1=None, a2="a1", a3="a2", b2="b1", b1=None, b0="b1", c=None),  # forest
+    dict(c1="missing", c2="c1", c3="elsewhere"),  # parents outside the set
+    dict(d="e", e="f", f="g", g=None, h="e"),
+])
+def test_parents_first_orders_parents_before_children(parents):
+    runs = _runs(**parents)
+    order = parents_first(runs)
+    assert sorted(order) == sorted(runs)
+    for child, parent in parents.items():
+        if parent in runs:
+            assert order.index(parent) < order.index(child)
+
+
+@pytest.mark.parametrize("parents", [dict(a="b", b="a"), dict(s="s"),
+                                     dict(t="a", a="b", b="c", c="a", u=None)])
+def test_parents_first_terminates_on_cycles(parents):
+    runs = _runs(**parents)
+    assert sorted(parents_first(runs)) == sorted(runs)
+
+
+def test_generations_put_every_run_after_its_parent():
+    runs = _runs(a1=None, a2="a1", a3="a2", b1=None, b2="b1", c="elsewhere")
+    assert generations(runs) == [["a1", "b1", "c"], ["a2", "b2"], ["a3"]]
+    assert generations(_runs(a="b", b="a")) in ([["b"], ["a"]], [["a"], ["b"]])
+
+
+@pytest.mark.parametrize("size", [2, 4])
+def test_workers_run_size_calls_at_once_and_hold_no_more_in_flight(size):
+    """Every call waits on a barrier of ``size`` parties, so the calls return only if
+    ``size`` of them run at once; otherwise the barrier breaks after its timeout and the
+    error surfaces (the test fails rather than hangs). Each time the pool draws an item, at
+    most ``size`` of those drawn before it may be unfinished."""
+    barrier = threading.Barrier(size, timeout=30)
+    lock = threading.Lock()
+    finished: list[int] = []
+    unfinished_at_draw: list[int] = []
+
+    def items():
+        for item in range(3 * size):
+            with lock:
+                unfinished_at_draw.append(item - len(finished))
+            yield item
+
+    def work(item):
+        barrier.wait()
+        with lock:
+            finished.append(item)
+
+    with Workers(size) as workers:
+        workers.each(work, items())
+    assert sorted(finished) == list(range(3 * size))
+    assert max(unfinished_at_draw) <= size
+
+
+def test_workers_reraise_after_draining_and_run_inline_with_one():
+    running, done, lock = [0], [], threading.Lock()
+
+    def work(item):
+        with lock:
+            running[0] += 1
+        time.sleep(0.01)  # so that other calls are still running when item 5 fails
+        with lock:
+            running[0] -= 1
+            done.append(item)
+        if item == 5:
+            raise ValueError("five")
+
+    with Workers(3) as workers, pytest.raises(ValueError, match="five"):
+        workers.each(work, range(10))
+    assert 5 in done and running[0] == 0
+    with Workers(1) as inline:
+        inline.each(done.append, ["x"])
+    assert done[-1] == "x"
+    with pytest.raises(EximError, match="at least 1"):
+        Workers(0)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_is_quiet_off_a_terminal_and_counts_on_one(monkeypatch, capsys):
+    bar = progress_bar(3, "runs")
+    bar.update()
+    bar.close()
+    assert capsys.readouterr().err == ""
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    bar = progress_bar(2, "runs")
+    bar.update()
+    bar.close()
+    assert "runs:" in terminal.getvalue() and "0/2" in terminal.getvalue()  # done / total
