@@ -180,7 +180,7 @@ def copy_model_version(src_uri: str, dst_uri: str, src_model: str, src_version: 
     the logged model (name, type, params) or artifact path it serves."""
     src, dst = Endpoint.connect(src_uri), Endpoint.connect(dst_uri)
     try:
-        original = src.client.get_model_version(src_model, str(src_version))
+        original = registered_model_entity.get_version(src, src_model, str(src_version))
     except Exception:  # noqa: BLE001 - "not found" and friends
         raise EximError(f"model version {src_model}/{src_version} not found on "
                         f"{src.display_uri}") from None

@@ -72,8 +72,21 @@ def versions(src: Endpoint, name: str) -> list[ModelVersion]:
         filter_string = "name LIKE '" + name.replace("'", "_") + "'"
     else:
         filter_string = f"name = '{name}'"
-    return sorted((v for v in paged(src.client.search_model_versions, filter_string)
+    return sorted((_numbered(v) for v in paged(src.client.search_model_versions, filter_string)
                    if v.name == name), key=lambda v: int(v.version))
+
+
+def get_version(src: Endpoint, name: str, number: str) -> ModelVersion:
+    """One version of ``name``, with its number as a string (see :func:`versions`)."""
+    return _numbered(src.client.get_model_version(name, number))
+
+
+def _numbered(version: ModelVersion) -> ModelVersion:
+    """The version with its number as the string MLflow declares it to be: a server sends
+    one, but MLflow's embedded SQL store hands out an int, which compares unequal to the
+    numbers users give. Versions are read through here to be selected and compared."""
+    version._version = str(version.version)  # the entity has no setter for it
+    return version
 
 
 def select_versions(all_versions: list[ModelVersion], *, numbers: list[str] | None = None,
