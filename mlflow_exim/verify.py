@@ -113,8 +113,8 @@ def verify(src_uri: str, dst_uri: str, *, experiments: str = "all", models: str 
     """Compare the selected source experiments (deleted ones included) with all their runs
     and logged models, and the selected registered models (``None``: none) with all their
     versions, with the target."""
-    src = _ServerSide(Endpoint.connect(src_uri))
-    dst = _ServerSide(Endpoint.connect(dst_uri))
+    src = _ServerSide(Endpoint.connect(src_uri, must_exist=True))
+    dst = _ServerSide(Endpoint.connect(dst_uri, must_exist=True))
     selected = [experiment_entity.to_doc(e)
                 for e in select_experiments(src.endpoint, experiments, include_deleted=True)]
     model_docs = [] if models is None else [
@@ -128,7 +128,7 @@ def verify_bundle(bundle_dir: str | Path, dst_uri: str, *,
     bundle at ``bundle_dir`` with the target. Target objects that the bundle lacks are
     reported only where its export wrote whole experiments (or whole models)."""
     bundle = Bundle.open(bundle_dir)
-    dst = _ServerSide(Endpoint.connect(dst_uri))
+    dst = _ServerSide(Endpoint.connect(dst_uri, must_exist=True))
     return _Comparison(_BundleSide(bundle), dst, compare_artifact_content).run(
         list(bundle.experiments.values()), list(bundle.registered_models.values()))
 
