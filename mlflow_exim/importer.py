@@ -328,6 +328,8 @@ class _ImportPlan:
         self._to_delete: list[Outcome] = []
 
     def run(self) -> Report:
+        if self.dry_run and self.dst.missing_store is not None:
+            return self._plan_new_store()
         with Workers(self.workers, "objects") as objects, \
                 Workers(self.workers, "transfers") as transfers:
             self.objects, self.transfers = objects, transfers
@@ -344,6 +346,31 @@ class _ImportPlan:
                 self._delete_again(outcome)
         self.report.extra["id_map"] = self.idmap.to_dict()
         self.report.extra["dry_run"] = self.dry_run
+        return self.report
+
+    def _plan_new_store(self) -> Report:
+        """A dry run into an embedded store that does not exist yet: opening the store
+        would create it, so it is not opened, and every object of the bundle is planned."""
+        log.warning("%s does not exist: the import would create a new store and every "
+                    "object in it; the dry run creates nothing", self.dst.missing_store)
+        reason = f"would be created in a new store {self.dst.display_uri}"
+        experiments = ([(",".join(self.bundle.experiments), self.experiment_name)]
+                       if self.experiment_name else self.names.items())
+        planned = [("experiment", source_id, name) for source_id, name in experiments]
+        planned += [("run", source_id, doc["info"].get("run_name"))
+                    for source_id, doc in self.bundle.runs.items()]
+        planned += [("logged_model", source_id, doc["name"])
+                    for source_id, doc in self.bundle.logged_models.items()]
+        for source_name, doc in (self.bundle.registered_models.items()
+                                 if self.models is not None else ()):
+            name = self.model_renames.get(source_name, source_name)
+            planned.append(("registered_model", source_name, name))
+            planned += [("model_version", f"{source_name}/{v['version']}", name)
+                        for v in doc["versions"]]
+        for kind, source_id, name in planned:
+            self.report.add(Outcome(kind, source_id, name, status=PLANNED, reason=reason))
+        self.report.extra.update(id_map=self.idmap.to_dict(), dry_run=True,
+                                 new_store=str(self.dst.missing_store))
         return self.report
 
     def _import_experiments(self) -> list[Outcome]:
