@@ -71,6 +71,13 @@ def find(src: Endpoint, name_or_id: str) -> Experiment:
     return experiment
 
 
+def source_id_of(tags: dict) -> str | None:
+    """The source id an experiment imported with source tags keeps, else None. An import
+    recognises its experiment by target name; verify, given neither an id map nor a
+    matching name (a renamed import), falls back on this tag."""
+    return tags.get(lineage.FIELD + "experiment_id")
+
+
 def get_or_create(dst: Endpoint, name: str, outcome: Outcome, *,
                   dry_run: bool = False) -> str | None:
     """The id of the active target experiment ``name``, created empty when missing (with

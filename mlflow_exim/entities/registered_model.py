@@ -56,6 +56,13 @@ def find(src: Endpoint, name: str) -> RegisteredModel:
     return model
 
 
+def source_name_of(tags: dict) -> str | None:
+    """The source name a model imported with source tags keeps, else None. An import
+    recognises its model by target name; verify, given neither an id map nor a matching
+    name (a renamed import), falls back on this tag."""
+    return tags.get(lineage.FIELD + "name")
+
+
 def all_models(src: Endpoint) -> list[RegisteredModel]:
     """Every registered model, prompts excluded."""
     return [model for model in paged(src.client.search_registered_models)
