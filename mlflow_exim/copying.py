@@ -49,9 +49,9 @@ def copy_model_version(src_uri: str, dst_uri: str, src_model: str, src_version: 
     A copy is recognised by the lineage tags (``copy_lineage_tags``) or else by what it
     shares with the original: description, user tags, the run's name and start time, and
     the logged model (name, type, params) or artifact path it serves."""
-    src, dst = Endpoint.connect(src_uri), Endpoint.connect(dst_uri)
+    src, dst = Endpoint.connect(src_uri, must_exist=True), Endpoint.connect(dst_uri)
     try:
-        original = src.client.get_model_version(src_model, str(src_version))
+        original = registered_model_entity.get_version(src, src_model, str(src_version))
     except Exception:  # noqa: BLE001 - "not found" and friends
         raise EximError(f"model version {src_model}/{src_version} not found on "
                         f"{src.display_uri}") from None

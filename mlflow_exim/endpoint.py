@@ -19,6 +19,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import mlflow
@@ -111,6 +112,18 @@ def _with_credentials(uri: str, credentials: Credentials) -> str:
     return urlunsplit(parts._replace(netloc=f"{userinfo}@{parts.netloc}"))
 
 
+def _sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` store, absolute (None for any other store, or
+    sqlite in memory). A legacy file store is opened as before: MLflow refuses one unless
+    it is opted into, and that refusal must stay a one-line error at connect time."""
+    if urlsplit(uri).scheme != "sqlite":
+        return None
+    from sqlalchemy.engine import make_url  # MLflow's own dependency, parsed as MLflow does
+
+    database = make_url(uri).database
+    return Path(database).absolute() if database and database != ":memory:" else None
+
+
 def _quote_userinfo(value: str) -> str:
     """Percent-quoted so that ``requests`` sends ``value`` as UTF-8, as MLflow sends
     MLFLOW_TRACKING_PASSWORD: ``requests`` encodes URL credentials as Latin-1, so the
@@ -131,22 +144,26 @@ class Endpoint:
             raise EximError("no tracking URI: pass --tracking-uri or set MLFLOW_TRACKING_URI")
         self.display_uri = display_uri(uri)
         self.uri = _with_credentials(uri, credentials) if credentials else uri
-        try:
-            self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
-            _ = self.store  # opening an embedded store can fail (e.g. a file store): fail here
-        except Exception as exc:  # noqa: BLE001 - any failure to open is the user's to fix
-            raise EximError(f"cannot open tracking store {self.display_uri}: "
-                            f"{redact(' '.join(str(exc).split()))}") from None
+        self._database = _sqlite_file(uri)
+        if self.missing_store is None:
+            _ = self.client  # opening an embedded store can fail (e.g. a file store): fail here
 
     @classmethod
-    def connect(cls, uri: str | Endpoint | None,
-                credentials: Credentials | None = None) -> Endpoint:
+    def connect(cls, uri: str | Endpoint | None, credentials: Credentials | None = None, *,
+                must_exist: bool = False) -> Endpoint:
         """An endpoint whose server has answered, so that an unreachable server or refused
         credentials fail in one line before any work starts. Every library function takes
-        an endpoint where it takes a URI, which is how credentials reach it."""
+        an endpoint where it takes a URI, which is how credentials reach it.
+
+        ``must_exist`` is for a side that is only read (the source of an export, copy or
+        migrate, and both sides of verify): an embedded store that does not exist is then
+        an error, where opening it would create an empty one."""
         if isinstance(uri, Endpoint) and credentials is not None:
             raise EximError(f"{uri.display_uri}: an endpoint already has its credentials")
         endpoint = uri if isinstance(uri, Endpoint) else cls(uri, credentials)
+        if must_exist and endpoint.missing_store is not None:
+            raise EximError(f"tracking store {endpoint.display_uri}: {endpoint.missing_store} "
+                            "does not exist (a store that is only read is never created)")
         _ = endpoint.server_info
         return endpoint
 
@@ -156,6 +173,27 @@ class Endpoint:
     @property
     def is_http(self) -> bool:
         return self.uri.startswith(("http://", "https://"))
+
+    @property
+    def missing_store(self) -> Path | None:
+        """The database file of an embedded sqlite store that does not exist yet, else
+        None. Such a store is opened, and so created, only when the client is first used:
+        a dry run or a refused source leaves no empty database behind."""
+        if self._database is None or self._database.exists():
+            return None
+        return self._database
+
+    @cached_property
+    def client(self) -> MlflowClient:
+        """The MLflow client; building it opens the tracking store (creating an embedded
+        one that is missing)."""
+        try:
+            client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+            _ = client._tracking_client.store
+        except Exception as exc:  # noqa: BLE001 - any failure to open is the user's to fix
+            raise EximError(f"cannot open tracking store {self.display_uri}: "
+                            f"{redact(' '.join(str(exc).split()))}") from None
+        return client
 
     @property
     def store(self):

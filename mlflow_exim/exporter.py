@@ -44,7 +44,7 @@ def export_run(run_id: str, output_dir: str | Path, *,
                tracking_uri: str | Endpoint | None = None, export_deleted_runs: bool = False,
                workers: int = DEFAULT_WORKERS) -> Report:
     """Export one run (and its experiment's metadata) to a new bundle at ``output_dir``."""
-    src = Endpoint.connect(tracking_uri)
+    src = Endpoint.connect(tracking_uri, must_exist=True)
     try:
         run = src.client.get_run(run_id)
     except Exception as exc:  # noqa: BLE001 - "not found" and friends
@@ -63,7 +63,7 @@ def export_experiment(experiment: str, output_dir: str | Path, *,
                       workers: int = DEFAULT_WORKERS) -> Report:
     """Export one experiment, by name or id, with its runs (all, or those ``run_filter``
     takes) and logged models."""
-    src = Endpoint.connect(tracking_uri)
+    src = Endpoint.connect(tracking_uri, must_exist=True)
     found = experiment_entity.find(src, experiment)
     if found.lifecycle_stage == LifecycleStage.DELETED and not export_deleted_runs:
         raise EximError(f"experiment {found.name!r} is deleted; pass --export-deleted-runs "
@@ -82,7 +82,7 @@ def export_experiments(experiments: Selection, output_dir: str | Path, *,
     """Export the experiments named by ``experiments`` (``all``, a comma list of names or
     ids, globs, ``re:`` regexes, a ``.txt`` file; see :func:`selection.parse_selection`) with
     their runs (all, or those ``run_filter`` takes) and logged models."""
-    src = Endpoint.connect(tracking_uri)
+    src = Endpoint.connect(tracking_uri, must_exist=True)
     plan = _Plan(src, run_filter=run_filter or RunFilter())
     plan.add_experiments(select_experiments(src, experiments, include_deleted=export_deleted_runs),
                          export_deleted_runs)
@@ -116,7 +116,7 @@ def _export_model(model: str, output_dir, command: str, *, tracking_uri,
                   latest_versions: bool = False, workers: int = DEFAULT_WORKERS) -> Report:
     if versions and (stages or latest_versions):
         raise EximError("--versions cannot be combined with --stages or --latest-versions")
-    src = Endpoint.connect(tracking_uri)
+    src = Endpoint.connect(tracking_uri, must_exist=True)
     registered = registered_model_entity.find(src, model)
     try:
         chosen = registered_model_entity.select_versions(
@@ -137,7 +137,7 @@ def export_models(models: Selection, output_dir: str | Path, *,
     """Export the registered models named by ``models`` (as for
     :func:`export_experiments`) with all their versions (with ``since``: the versions
     changed since then), runs and logged models."""
-    src = Endpoint.connect(tracking_uri)
+    src = Endpoint.connect(tracking_uri, must_exist=True)
     plan = _Plan(src, run_filter=RunFilter(since=since))
     for registered in select_registered_models(src, models):
         plan.add_registered_model_with_all_versions(registered)
@@ -154,7 +154,7 @@ def export_all(output_dir: str | Path, *, tracking_uri: str | Endpoint | None = 
     (or those ``models`` selects; ``"none"`` for none) with its versions. ``run_filter``
     narrows the runs; its ``since`` also narrows logged models and model versions to those
     changed since then (an incremental sync)."""
-    src = Endpoint.connect(tracking_uri)
+    src = Endpoint.connect(tracking_uri, must_exist=True)
     plan = _Plan(src, export_deleted_runs=export_deleted_runs,
                  run_filter=run_filter or RunFilter())
     plan.add_experiments(select_experiments(src, experiments, include_deleted=export_deleted_runs),

@@ -223,10 +223,15 @@ class _Import:
 
     def run(self) -> Report:
         idmap = new_idmap()
+        new_store = self.dry_run and self.dst.missing_store is not None
+        if new_store:  # opening it would create it: the plan is to create everything
+            log.warning("%s does not exist: the import would create a new store and every "
+                        "object in it; the dry run creates nothing", self.dst.missing_store)
+            self.report.extra["new_store"] = str(self.dst.missing_store)
         with Workers(self.workers, "objects") as objects, \
                 Workers(self.workers, "transfers") as transfers:
             ctx = ImportContext(self.bundle, self.dst, self.report, idmap, objects, transfers,
-                                dry_run=self.dry_run, **self.settings)
+                                dry_run=self.dry_run, empty_target=new_store, **self.settings)
             for kind in KINDS:
                 ctx.steps[kind.name] = kind.plan(ctx)
             for kind in KINDS:

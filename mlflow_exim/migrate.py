@@ -41,7 +41,7 @@ def migrate(source: str | Endpoint, target: str | Endpoint, *,
     else to a temporary directory that is removed. With ``dry_run`` the export still reads the
     source into a temporary bundle, and the import only reads the target and reports
     what it would create and what is already there."""
-    src, dst = Endpoint.connect(source), Endpoint.connect(target)
+    src, dst = Endpoint.connect(source, must_exist=True), Endpoint.connect(target)
     with _bundle_location(None if dry_run else bundle_dir) as location:
         exported = export_all(location, tracking_uri=src, experiments=experiments,
                               models=models, run_filter=run_filter,

@@ -2,19 +2,29 @@
 
 The source is a server (:func:`verify`) or a bundle (:func:`verify_bundle`). Both sides are
 read as the documents a bundle holds (``to_doc`` in ``entities/``), so one set of
-comparisons serves both modes.
+comparisons serves both modes. What is compared is what was migrated: the experiments and
+registered models of the bundle, or of the selection.
 
-Experiments are matched by name. A target run is matched to its source run by the source
-tag ``mlflow_exim.run_info.run_id`` when present, otherwise by run name and start time
-(both of which an import keeps). ``mlflow_exim.*`` tags are ignored on both sides (a source
-may itself be the target of an earlier migration); ``mlflow.parentRunId``
-must name the target run matched to the source parent; ``MLmodel`` files may differ only
-by the ids they carry.
+Matching follows the import's id map when one is given (``id_map``: the ``id_map`` of an
+import's JSON report), which is how an import that renamed experiments or models is
+verified. Otherwise each kind is recognised as the importer recognises it on a re-run (one
+function per kind, in its entity module): a run or logged model by the source-id tag every
+import writes (``run.source_id_of``, ``logged_model.source_id_of``), an experiment or
+registered model by name. Where that finds nothing, a run is matched by run name and start
+time, a logged model by name, (mapped) source run, model type and params, and an
+experiment or model imported under another name by the source tags that
+``--import-source-tags`` writes (``experiment.source_id_of``,
+``registered_model.source_name_of``). Versions are matched by number within their model
+(an id map gives the number each one got); every run or model id they hold must name the
+target object matched to the source one.
 
-A target logged model is matched to its source by the tag ``mlflow_exim.field.model_id``,
-otherwise by name, (mapped) source run, model type and params. Registered models are matched
-by name and their versions by number; every run or model id they hold must name the target
-object matched to the source one.
+``mlflow_exim.*`` tags are ignored on both sides (a source may itself be the target of an
+earlier migration); ``mlflow.parentRunId`` must name the target run matched to the source
+parent; ``MLmodel`` files may differ only by the ids they carry. The logged-model tag
+``mlflow.modelVersions`` is not compared: MLflow maintains it itself, differently per store
+(a server appends each version registered against the model, an embedded store never
+writes it), and what it means, which versions point at the model, is compared where it is
+defined: each compared version's source must name the matched logged model.
 
 Runs, logged models and model versions tagged ``mlflow_exim.import.pending`` are leftovers
 of an interrupted import: they are ignored on both sides, never matched nor counted.
@@ -54,9 +64,9 @@ from mlflow_exim.entities import run as run_entity
 from mlflow_exim.entities.artifacts import MLMODEL_FILE
 from mlflow_exim.entities.logged_model import MODEL_VERSIONS_TAG
 from mlflow_exim.entities.run import LOG_MODEL_HISTORY_TAG
-from mlflow_exim.errors import BundleError
+from mlflow_exim.errors import BundleError, EximError
 from mlflow_exim.report import abbreviate
-from mlflow_exim.selection import select_experiments, select_registered_models
+from mlflow_exim.selection import Selection, select_experiments, select_registered_models
 from mlflow_exim.work import paged
 
 T = TypeVar("T")
@@ -109,30 +119,79 @@ class Scorecard:
         return "\n".join(lines)
 
 
-def verify(src_uri: str, dst_uri: str, *, experiments: str = "all", models: str | None = "all",
-           compare_artifact_content: bool = True) -> Scorecard:
+IdMapLike = dict | str | Path
+
+
+def verify(src_uri: str | Endpoint, dst_uri: str | Endpoint, *,
+           experiments: Selection | None = None, models: Selection | None = None,
+           id_map: IdMapLike | None = None, compare_artifact_content: bool = True) -> Scorecard:
     """Compare the selected source experiments (deleted ones included) with all their runs
-    and logged models, and the selected registered models (``None``: none) with all their
-    versions, with the target."""
-    src = _ServerSide(Endpoint.connect(src_uri))
-    dst = _ServerSide(Endpoint.connect(dst_uri))
-    selected = [experiment_entity.to_doc(e)
-                for e in select_experiments(src.endpoint, experiments, include_deleted=True)]
-    model_docs = [] if models is None else [
+    and logged models, and the selected registered models with all their versions, with
+    the target. A selection is as for the exports, or ``"none"``; one that is not given
+    (None) is none when the other is given, and all when neither is: after an import of
+    experiments alone no registered model is compared, and the other way round.
+    ``id_map`` says which target object each source one became (see :func:`read_id_map`).
+    Both sides are only read: an embedded store that does not exist is an error."""
+    src = _ServerSide(Endpoint.connect(src_uri, must_exist=True))
+    dst = _ServerSide(Endpoint.connect(dst_uri, must_exist=True))
+    if experiments is None and models is None:
+        experiments = models = "all"
+    selected = [] if experiments in (None, "none") else [
+        experiment_entity.to_doc(e)
+        for e in select_experiments(src.endpoint, experiments, include_deleted=True)]
+    model_docs = [] if models in (None, "none") else [
         src.model_doc(m) for m in select_registered_models(src.endpoint, models)]
-    return _Comparison(src, dst, compare_artifact_content).run(selected, model_docs)
+    return _Comparison(src, dst, compare_artifact_content, read_id_map(id_map)).run(
+        selected, model_docs)
 
 
-def verify_bundle(bundle_dir: str | Path, dst_uri: str, *,
+def verify_bundle(bundle_dir: str | Path, dst_uri: str | Endpoint, *,
+                  id_map: IdMapLike | None = None,
                   compare_artifact_content: bool = True) -> Scorecard:
     """Compare every experiment, run, logged model, registered model and version of the
     bundle at ``bundle_dir`` with the target. Target objects that the bundle lacks are
-    reported only where its export wrote whole experiments (or whole models)."""
+    reported only where its export wrote whole experiments (or whole models). ``id_map``
+    is as for :func:`verify`."""
     bundle = open_bundle(bundle_dir)
-    dst = _ServerSide(Endpoint.connect(dst_uri))
-    return _Comparison(_BundleSide(bundle), dst, compare_artifact_content).run(
+    dst = _ServerSide(Endpoint.connect(dst_uri, must_exist=True))
+    return _Comparison(_BundleSide(bundle), dst, compare_artifact_content,
+                       read_id_map(id_map)).run(
         list(bundle.documents["experiments"].values()),
         list(bundle.documents["registered_models"].values()))
+
+
+def read_id_map(id_map: IdMapLike | None) -> dict[str, dict[str, str]]:
+    """Source id -> target id per kind, from the ``id_map`` of an import's report: the
+    dict itself, or the path of the JSON report (``--report``) or of a file holding just
+    the id map. Kinds are ``experiments``, ``runs``, ``logged_models``, ``model_versions``
+    (``"model/3"`` -> ``"new-model/3"``) and ``registered_models`` (derived from the
+    versions where the map does not list it; older reports' singular names are read too);
+    other kinds are kept, unused. Objects a dry run only planned (no target id) are left
+    out: they are matched as without a map."""
+    if id_map is None:
+        return {}
+    where = "id_map"
+    if not isinstance(id_map, dict):
+        where = str(id_map)
+        try:
+            loaded = json.loads(Path(id_map).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise EximError(f"{where}: cannot read the id map: {exc.strerror}") from None
+        except ValueError as exc:
+            raise EximError(f"{where}: not JSON ({exc})") from None
+        id_map = loaded.get("id_map", loaded) if isinstance(loaded, dict) else loaded
+    if not isinstance(id_map, dict) or not all(
+            isinstance(ids, dict) and all(isinstance(s, str) and isinstance(t, (str, type(None)))
+                                          for s, t in ids.items())
+            for ids in id_map.values()):
+        raise EximError(f"{where}: not an id map (kinds mapping source ids to target ids)")
+    # Reports written before the kinds had one plural name say "run", "experiment", ...
+    maps = {kind.removesuffix("s") + "s": {s: t for s, t in ids.items() if t is not None}
+            for kind, ids in id_map.items()}
+    models = maps.setdefault("registered_models", {})
+    for source, target in maps.get("model_versions", {}).items():
+        models.setdefault(source.rpartition("/")[0], target.rpartition("/")[0])
+    return maps
 
 
 # The two kinds of side, read as bundle documents ------------------------------------------
@@ -144,6 +203,8 @@ class _ServerSide:
         self.endpoint = endpoint
         self.client = endpoint.client
         self.label = endpoint.display_uri
+        self._by_source_id: dict[str, dict] | None = None  # experiments, built when needed
+        self._by_source_name: dict[str, RegisteredModel] | None = None  # registered models
 
     def experiment(self, experiment_id: str) -> dict | None:
         found = _get_or_none(self.client.get_experiment, experiment_id)
@@ -152,6 +213,17 @@ class _ServerSide:
     def experiment_by_name(self, name: str) -> dict | None:
         found = self.client.get_experiment_by_name(name)
         return experiment_entity.to_doc(found) if found else None
+
+    def experiment_by_source_id(self, source_id: str) -> dict | None:
+        """The experiment an import with source tags made of source experiment
+        ``source_id`` (see :func:`experiment_entity.source_id_of`)."""
+        if self._by_source_id is None:
+            self._by_source_id = {}
+            for e in paged(self.client.search_experiments, view_type=ViewType.ALL):
+                tagged = experiment_entity.source_id_of(e.tags)
+                if tagged is not None:
+                    self._by_source_id.setdefault(tagged, experiment_entity.to_doc(e))
+        return self._by_source_id.get(source_id)
 
     def runs(self, experiment_id: str) -> list[dict]:
         return _settled(run_entity.to_doc(run, 0, 0) for run in paged(
@@ -171,6 +243,18 @@ class _ServerSide:
 
     def registered_model(self, name: str) -> dict | None:
         found = _get_or_none(self.client.get_registered_model, name)
+        return self.model_doc(found) if found else None
+
+    def registered_model_by_source_name(self, source_name: str) -> dict | None:
+        """The model an import with source tags made of source model ``source_name``
+        (see :func:`registered_model_entity.source_name_of`)."""
+        if self._by_source_name is None:
+            self._by_source_name = {}
+            for m in registered_model_entity.all_models(self.endpoint):
+                tagged = registered_model_entity.source_name_of(m.tags or {})
+                if tagged is not None:
+                    self._by_source_name.setdefault(tagged, m)
+        found = self._by_source_name.get(source_name)
         return self.model_doc(found) if found else None
 
     def model_doc(self, model: RegisteredModel) -> dict:
@@ -329,12 +413,14 @@ class _Matched:
 
 
 class _IdMap:
-    """Which target run and logged model each source one became. Filled experiment by
-    experiment (matched by name), on demand: for the compared experiments, and for the ids
-    that registered models, parent tags or model metrics hold outside them."""
+    """Which target object each source one became. Runs and logged models are matched
+    experiment by experiment, on demand: for the compared experiments, and for the ids
+    that registered models, parent tags or model metrics hold outside them. ``given`` is
+    the import's id map (see :func:`read_id_map`), followed first."""
 
-    def __init__(self, src: _Side, dst: _ServerSide):
+    def __init__(self, src: _Side, dst: _ServerSide, given: dict[str, dict[str, str]]):
         self.src, self.dst = src, dst
+        self.given = given
         self._matched: dict[str, _Matched] = {}  # by source experiment id
         self._source_runs: dict[str, dict | None] = {}
         self._target_runs: dict[str, dict | None] = {}
@@ -345,23 +431,43 @@ class _IdMap:
             return self._matched[experiment_id]
         self._matched[experiment_id] = found = _Matched()
         source = self.src.experiment(experiment_id)
-        found.target = self.dst.experiment_by_name(source["name"]) if source else None
+        found.target = self._target_experiment(source) if source else None
         if found.target is None:
             return found  # its runs and logged models have no match: left unpaired
         target_id = found.target["experiment_id"]
         target_runs = self.dst.runs(target_id)
-        found.runs = _match_runs(self.src.runs(experiment_id), target_runs)
+        found.runs = _match_runs(self.src.runs(experiment_id), target_runs,
+                                 self.given.get("runs", {}))
         for s, t in found.runs:
             self._source_runs[_run_id(s)] = s
             self._target_runs[_run_id(s)] = t
         target_models = self.dst.logged_models(target_id)
         found.models = _match_models(self.src.logged_models(experiment_id), target_models,
-                                     self.target_run_id)
+                                     self.target_run_id, self.given.get("logged_models", {}))
         for s, t in found.models:
             self._target_models[_model_id(s)] = _model_id(t) if t else None
         found.extra_runs = _unpaired(target_runs, found.runs, _run_id)
         found.extra_models = _unpaired(target_models, found.models, _model_id)
         return found
+
+    def _target_experiment(self, source: dict) -> dict | None:
+        mapped = self.given.get("experiments", {}).get(source["experiment_id"])
+        if mapped is not None:
+            return self.dst.experiment(mapped)
+        return (self.dst.experiment_by_name(source["name"])
+                or self.dst.experiment_by_source_id(source["experiment_id"]))
+
+    def target_registered_model(self, source: dict) -> dict | None:
+        mapped = self.given.get("registered_models", {}).get(source["name"])
+        if mapped is not None:
+            return self.dst.registered_model(mapped)
+        return (self.dst.registered_model(source["name"])
+                or self.dst.registered_model_by_source_name(source["name"]))
+
+    def target_version_number(self, model: str, number: str) -> str:
+        """The number the source version ``model``/``number`` has on the target."""
+        mapped = self.given.get("model_versions", {}).get(f"{model}/{number}")
+        return mapped.rpartition("/")[2] if mapped is not None else number
 
     def source_run(self, run_id: str) -> dict | None:
         if run_id not in self._source_runs:
@@ -388,18 +494,22 @@ class _IdMap:
 
 
 def _pair_up(sources: list[T], targets: list[T], *, own_id: Callable[[T], str],
-             tagged_source_id: Callable[[T], str | None], source_identity: Callable[[T], tuple],
-             target_identity: Callable[[T], tuple],
+             mapped: dict[str, str], tagged_source_id: Callable[[T], str | None],
+             source_identity: Callable[[T], tuple], target_identity: Callable[[T], tuple],
              agreement: Callable[[T, T], int] = lambda s, t: 0) -> list[tuple[T, T | None]]:
-    """Pair each source object with its copy among ``targets``: by the source-id tag that an
-    import with source tags writes, or else by what a copy keeps (``*_identity``), the
-    unclaimed candidate that ``agreement`` scores highest (the first on a tie) winning."""
+    """Pair each source object with its copy among ``targets``: by the import's id map
+    (``mapped``, source id -> target id), or by the source-id tag every import writes, or
+    else by what a copy keeps (``*_identity``), the unclaimed candidate that ``agreement``
+    scores highest (the first on a tie) winning."""
     source_ids = {own_id(s) for s in sources}
+    mapped_to = {mapped[i]: i for i in source_ids if i in mapped}  # target id -> source id
     by_source_id: dict[str, T] = {}
     by_identity: dict[tuple, list[T]] = {}
     for t in targets:
         tagged = tagged_source_id(t)
-        if tagged in source_ids:
+        if own_id(t) in mapped_to:
+            by_source_id[mapped_to[own_id(t)]] = t
+        elif tagged in source_ids and tagged not in mapped:
             by_source_id[tagged] = t
         else:
             by_identity.setdefault(target_identity(t), []).append(t)
@@ -431,12 +541,12 @@ def _model_id(model: dict) -> str:
     return model["model_id"]
 
 
-def _match_runs(sources: list[dict], targets: list[dict]) -> _Pairs:
+def _match_runs(sources: list[dict], targets: list[dict], mapped: dict[str, str]) -> _Pairs:
     def identity(run: dict) -> tuple:
         return run["info"]["run_name"], run["info"]["start_time"]
 
-    return _pair_up(sources, targets, own_id=_run_id,
-                    tagged_source_id=lambda t: t["tags"].get(lineage.SOURCE_RUN_ID),
+    return _pair_up(sources, targets, own_id=_run_id, mapped=mapped,
+                    tagged_source_id=lambda t: run_entity.source_id_of(t["tags"]),
                     source_identity=identity, target_identity=identity, agreement=_agreement)
 
 
@@ -448,10 +558,10 @@ def _agreement(s: dict, t: dict) -> int:
 
 
 def _match_models(sources: list[dict], targets: list[dict],
-                  target_run_id: Callable[[str], str | None]) -> _Pairs:
+                  target_run_id: Callable[[str], str | None], mapped: dict[str, str]) -> _Pairs:
     return _pair_up(
-        sources, targets, own_id=_model_id,
-        tagged_source_id=lambda t: t["tags"].get(lineage.SOURCE_MODEL_ID),
+        sources, targets, own_id=_model_id, mapped=mapped,
+        tagged_source_id=lambda t: logged_model_entity.source_id_of(t["tags"]),
         source_identity=lambda s: _model_identity(
             s, target_run_id(s["source_run_id"]) if s.get("source_run_id") else None),
         target_identity=lambda t: _model_identity(t, t.get("source_run_id") or None))
@@ -474,9 +584,10 @@ def _model_identity(model: dict, run_id: str | None) -> tuple:
 class _Comparison:
     """One comparison of a source (server or bundle) with a target server."""
 
-    def __init__(self, src: _Side, dst: _ServerSide, compare_artifact_content: bool):
+    def __init__(self, src: _Side, dst: _ServerSide, compare_artifact_content: bool,
+                 id_map: dict[str, dict[str, str]]):
         self.src, self.dst = src, dst
-        self.ids = _IdMap(src, dst)
+        self.ids = _IdMap(src, dst, id_map)
         self.card = Scorecard(src.label, dst.label)
         self.compare_content = compare_artifact_content
 
@@ -495,7 +606,7 @@ class _Comparison:
         self._score("logged_models", [p for m in matched.values() for p in m.models],
                     _model_label, self._diff_logged_model)
         for model, target in self._score(
-                "registered_models", [(m, self.dst.registered_model(m["name"])) for m in models],
+                "registered_models", [(m, self.ids.target_registered_model(m)) for m in models],
                 lambda m: f"registered model {m['name']!r}", self._diff_registered_model):
             self._score_versions(model, target)
         return self.card
@@ -609,12 +720,16 @@ class _Comparison:
         problems = _diff_fields(label, s, d, ("description",))
         problems += _diff_dicts(f"{label} tags", _without_lineage(s["tags"]),
                                 _without_lineage(d["tags"]))
-        return problems + _diff_dicts(f"{label} aliases", s["aliases"], d["aliases"])
+        expected = {alias: self.ids.target_version_number(s["name"], number)
+                    for alias, number in s["aliases"].items()}
+        return problems + _diff_dicts(f"{label} aliases", expected, d["aliases"])
 
     def _score_versions(self, model: dict, target: dict) -> None:
         label = f"registered model {model['name']!r}"
         targets = {v["version"]: v for v in _settled(target["versions"])}
-        pairs = [(v, targets.pop(v["version"], None)) for v in _settled(model["versions"])]
+        pairs = [(v, targets.pop(self.ids.target_version_number(model["name"], v["version"]),
+                                 None))
+                 for v in _settled(model["versions"])]
         self._score("model_versions", pairs, lambda v: f"{label} version {v['version']}",
                     self._diff_version)
         self._extras("model_versions", list(targets.values()),
@@ -686,15 +801,10 @@ def _same_model_mlmodel(a: Path, b: Path) -> bool:
 
 
 def _logged_model_tags(model: dict) -> dict:
-    """The tags, with the registrations in ``mlflow.modelVersions`` as a set: ``log_model``
-    records each one twice (version as int and as str), a registry records it once."""
+    """The tags but ``mlflow.modelVersions``, which MLflow keeps differently per store (see
+    the module text)."""
     tags = _without_lineage(model["tags"])
-    if MODEL_VERSIONS_TAG in tags:
-        try:
-            entries = json.loads(tags[MODEL_VERSIONS_TAG])
-            tags[MODEL_VERSIONS_TAG] = sorted({(e["name"], str(e["version"])) for e in entries})
-        except (ValueError, TypeError, KeyError):
-            pass  # not the list MLflow writes: compare the text as it is
+    tags.pop(MODEL_VERSIONS_TAG, None)
     return tags
 
 

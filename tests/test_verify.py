@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric
 
 import mlflow_exim
-from mlflow_exim import BundleError
-from mlflow_exim.verify import verify_bundle
+from mlflow_exim import BundleError, EximError
+from mlflow_exim.verify import read_id_map, verify_bundle
 from tests.seed import MLMODEL_TEMPLATE, T0, make_run
 
 PENDING = "mlflow_exim.import.pending"
@@ -200,3 +201,93 @@ def test_leftovers_of_an_interrupted_import_are_ignored(stack, unique, tmp_path)
 def test_a_directory_that_is_no_bundle_is_refused(tmp_path):
     with pytest.raises(BundleError, match="not an mlflow-exim bundle"):
         verify_bundle(tmp_path, "http://127.0.0.1:9")
+
+
+def _seed_registered(source: MlflowClient, seeded: dict, name: str) -> None:
+    """``name`` with v1 in the child's artifacts and v2 the logged model, alias on v2."""
+    source.create_registered_model(name, tags={"team": "risk"}, description="a model")
+    source.create_model_version(name, f"runs:/{seeded['child']}/model", run_id=seeded["child"])
+    source.create_model_version(name, f"models:/{seeded['model']}", run_id=seeded["child"],
+                                model_id=seeded["model"])
+    source.set_registered_model_alias(name, "champion", "2")
+
+
+def test_verify_follows_the_id_map_or_source_tags_of_a_renamed_import(stack, unique, tmp_path):
+    source = MlflowClient(stack.source.uri)
+    experiment, model = f"{unique}-renamed", f"{unique}-clf"
+    seeded = _seed(source, experiment, tmp_path)
+    _seed_registered(source, seeded, model)
+    bundle = tmp_path / "bundle"
+    assert mlflow_exim.export_all(bundle, tracking_uri=stack.source.uri, experiments=experiment,
+                                  models=model, export_deleted_runs=True).ok
+    renames = [(f"{unique}-", f"{unique}-moved-")]
+    imported = mlflow_exim.import_all(bundle, tracking_uri=stack.target.uri,
+                                      experiment_renames=renames, model_renames=renames)
+    assert imported.ok, imported.summary()
+    report = tmp_path / "report.json"
+    imported.write(report)
+    totals = {"experiments": 1, "runs": 3, "logged_models": 1, "registered_models": 1,
+              "model_versions": 2}
+
+    for id_map in (imported.extra["id_map"], report):
+        card = verify_bundle(bundle, stack.target.uri, id_map=id_map)
+        assert card.ok, card.text()
+        assert card.totals == card.identical == totals
+    servers = mlflow_exim.verify(stack.source.uri, stack.target.uri, experiments=experiment,
+                                 models=model, id_map=report)
+    assert servers.ok, servers.text()
+    assert servers.totals == servers.identical == totals
+
+    # Matched by name, the renamed objects are not found.
+    blind = verify_bundle(bundle, stack.target.uri)
+    assert sorted(blind.differences) == [f"experiment {experiment!r}: missing on the target",
+                                         f"registered model {model!r}: missing on the target"]
+
+    # Imported under other names with source tags, they are found by those tags.
+    tagged = [(f"{unique}-", f"{unique}-tagged-")]
+    assert mlflow_exim.import_all(bundle, tracking_uri=stack.target.uri, import_source_tags=True,
+                                  experiment_renames=tagged, model_renames=tagged).ok
+    card = verify_bundle(bundle, stack.target.uri)
+    assert card.ok, card.text()
+    assert card.totals == card.identical == totals
+
+
+def test_verify_after_import_experiment_compares_no_registered_model(stack, unique, tmp_path):
+    source = MlflowClient(stack.source.uri)
+    experiment = f"{unique}-alone"
+    seeded = _seed(source, experiment, tmp_path)
+    _seed_registered(source, seeded, f"{unique}-not-migrated")
+    bundle = tmp_path / "bundle"
+    assert mlflow_exim.export_experiment(experiment, bundle, tracking_uri=stack.source.uri,
+                                         export_deleted_runs=True).ok
+    imported = mlflow_exim.import_experiment(bundle, tracking_uri=stack.target.uri,
+                                             experiment_name=f"{experiment}-copy")
+    assert imported.ok, imported.summary()
+
+    card = mlflow_exim.verify(stack.source.uri, stack.target.uri, experiments=experiment,
+                              id_map=imported.extra["id_map"])
+    assert card.ok, card.text()
+    assert card.totals == {"experiments": 1, "runs": 3, "logged_models": 1}
+    blind = mlflow_exim.verify(stack.source.uri, stack.target.uri, experiments=experiment)
+    assert blind.differences == [f"experiment {experiment!r}: missing on the target"]
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "not JSON"),
+    ('{"id_map": {"run": ["a"]}}', "not an id map"),
+    ('["a"]', "not an id map"),
+])
+def test_an_unreadable_id_map_is_one_line_naming_the_file(tmp_path, content, message):
+    path = tmp_path / "report.json"
+    path.write_text(content)
+    with pytest.raises(EximError, match=f"^{re.escape(str(path))}: {message}"):
+        read_id_map(path)
+    with pytest.raises(EximError, match=f"^{re.escape(str(tmp_path / 'nope.json'))}: cannot"):
+        read_id_map(tmp_path / "nope.json")
+
+
+def test_the_id_map_of_a_report_gives_the_registered_model_renames():
+    ids = read_id_map({"experiments": {"1": "7", "2": None},
+                       "model_version": {"team/clf/1": "prod/clf/4"}})  # an older report's
+    assert ids == {"experiments": {"1": "7"}, "model_versions": {"team/clf/1": "prod/clf/4"},
+                   "registered_models": {"team/clf": "prod/clf"}}

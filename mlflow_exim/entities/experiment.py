@@ -73,6 +73,13 @@ def find(src: Endpoint, name_or_id: str) -> Experiment:
     return experiment
 
 
+def source_id_of(tags: dict) -> str | None:
+    """The source id an experiment imported with source tags keeps, else None. An import
+    recognises its experiment by target name; verify, given neither an id map nor a
+    matching name (a renamed import), falls back on this tag."""
+    return tags.get(lineage.FIELD + "experiment_id")
+
+
 # Import ---------------------------------------------------------------------------------
 
 def _target_tags(doc: dict, source_tags: bool, warnings: list[str]) -> dict:

@@ -198,9 +198,15 @@ def find_imported(dst: Endpoint, experiment_id: str) -> tuple[dict[str, LoggedMo
         tags = model.tags or {}
         if lineage.PENDING in tags:
             half_written.setdefault(tags[lineage.PENDING], []).append(model.model_id)
-        elif lineage.SOURCE_MODEL_ID in tags:
-            complete.setdefault(tags[lineage.SOURCE_MODEL_ID], model)
+        elif (source_id := source_id_of(tags)) is not None:
+            complete.setdefault(source_id, model)
     return complete, half_written
+
+
+def source_id_of(tags: dict) -> str | None:
+    """The source id of a logged model an import completed (its source-id tag without the
+    pending tag), else None: how the importer and verify both recognise a migrated model."""
+    return None if lineage.PENDING in tags else tags.get(lineage.SOURCE_MODEL_ID)
 
 
 def _import_metrics(dst: Endpoint, doc: dict, model_id: str, source_run: str | None,

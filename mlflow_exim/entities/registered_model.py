@@ -68,6 +68,13 @@ def find(src: Endpoint, name: str) -> RegisteredModel:
     return model
 
 
+def source_name_of(tags: dict) -> str | None:
+    """The source name a model imported with source tags keeps, else None. An import
+    recognises its model by target name; verify, given neither an id map nor a matching
+    name (a renamed import), falls back on this tag."""
+    return tags.get(lineage.FIELD + "name")
+
+
 def all_models(src: Endpoint) -> list[RegisteredModel]:
     """Every registered model, prompts excluded."""
     return [model for model in paged(src.client.search_registered_models)
@@ -84,8 +91,21 @@ def versions(src: Endpoint, name: str) -> list[ModelVersion]:
         filter_string = "name LIKE '" + name.replace("'", "_") + "'"
     else:
         filter_string = f"name = '{name}'"
-    return sorted((v for v in paged(src.client.search_model_versions, filter_string)
+    return sorted((_numbered(v) for v in paged(src.client.search_model_versions, filter_string)
                    if v.name == name), key=lambda v: int(v.version))
+
+
+def get_version(src: Endpoint, name: str, number: str) -> ModelVersion:
+    """One version of ``name``, with its number as a string (see :func:`versions`)."""
+    return _numbered(src.client.get_model_version(name, number))
+
+
+def _numbered(version: ModelVersion) -> ModelVersion:
+    """The version with its number as the string MLflow declares it to be: a server sends
+    one, but MLflow's embedded SQL store hands out an int, which compares unequal to the
+    numbers users give. Versions are read through here to be selected and compared."""
+    version._version = str(version.version)  # the entity has no setter for it
+    return version
 
 
 def select_versions(all_versions: list[ModelVersion], *, numbers: list[str] | None = None,
@@ -428,6 +448,7 @@ def _plan(ctx: ImportContext) -> list[Step]:
         step = Step(NAME, source_name, name, CREATE, "would be created", target_id=name)
         with planning(step):
             _plan_model(ctx, doc, step)
+            ctx.idmap.add(NAME, source_name, name)
         if step.error:
             reason = "its registered model could not be imported"
             step.parts = [Step(VERSIONS, f"{source_name}/{v['version']}", name, CREATE,

@@ -269,9 +269,15 @@ def find_imported(dst: Endpoint, experiment_id: str) -> tuple[dict[str, Run],
             half_written.setdefault(run.data.tags[lineage.PENDING], []).append(run.info.run_id)
     complete: dict[str, Run] = {}
     for run in _search_tagged(dst, experiment_id, lineage.SOURCE_RUN_ID):
-        if lineage.PENDING not in run.data.tags:
-            complete.setdefault(run.data.tags[lineage.SOURCE_RUN_ID], run)
+        if (source_id := source_id_of(run.data.tags)) is not None:
+            complete.setdefault(source_id, run)
     return complete, half_written
+
+
+def source_id_of(tags: dict) -> str | None:
+    """The source id of a run an import completed (its source-id tag without the pending
+    tag), else None: how the importer and verify both recognise a migrated run."""
+    return None if lineage.PENDING in tags else tags.get(lineage.SOURCE_RUN_ID)
 
 
 def _search_tagged(dst: Endpoint, experiment_id: str, key: str) -> Iterator[Run]:
