@@ -24,7 +24,7 @@ from mlflow_exim.bundle.jsonio import decode_float, encode_float, write_json
 from mlflow_exim.endpoint import Endpoint
 from mlflow_exim.entities.artifacts import count_files, upload_tree
 from mlflow_exim.entities.run import MAX_METRICS_PER_BATCH
-from mlflow_exim.errors import BundleError
+from mlflow_exim.errors import BundleError, EximError
 from mlflow_exim.idmap import IdMap
 from mlflow_exim.report import Outcome
 from mlflow_exim.work import Workers, paged
@@ -110,7 +110,10 @@ def _metric(point: dict, model_id: str, run_id: str | None = None) -> Metric:
 
 def search(endpoint: Endpoint, experiment_id: str) -> list[LoggedModel]:
     """Every logged model of an experiment, oldest first (the order an import recreates
-    them in). Deleted models are invisible to the API."""
+    them in). Deleted models are invisible to the API. An endpoint without logged models
+    (an MLflow 2 server) has none."""
+    if not endpoint.supports("logged_models"):
+        return []
     return sorted(paged(endpoint.client.search_logged_models, [experiment_id]),
                   key=lambda m: (m.creation_timestamp, m.model_id))
 
@@ -148,7 +151,10 @@ def import_model(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, 
     """Recreate one logged model on the target; returns its new id. Its source run and the
     runs its metrics name must already be in ``idmap``. Like a run, it carries the tag
     ``mlflow_exim.import.pending`` until its last step writes the source-id tag. A
-    half-made model is deleted when any step fails."""
+    half-made model is deleted when any step fails. A target without logged models (an
+    MLflow 2 server) fails it, naming what is missing."""
+    if reason := dst.lacks("logged_models", "target"):
+        raise EximError(reason)
     source_run = idmap.get("run", doc["source_run_id"])
     if doc["source_run_id"] and source_run is None:
         outcome.warn(f"its source run {doc['source_run_id']} is not part of this import; "
