@@ -169,7 +169,7 @@ def export(src: Endpoint, run_id: str, directory: Path) -> dict:
     try:
         run = src.client.get_run(run_id)
         points = _export_metric_history(src, run_id, sorted(run.data.metrics), directory)
-        files = _export_artifacts(src, run, directory / ARTIFACTS_DIR)
+        files = download_artifacts(src, run_id, run.info.artifact_uri, directory / ARTIFACTS_DIR)
         doc = to_doc(run, points, files)
         write_json(directory / RUN_FILE, doc)
     except Exception:
@@ -188,17 +188,20 @@ def _export_metric_history(src: Endpoint, run_id: str, keys: list[str], director
         return out.count
 
 
-def _export_artifacts(src: Endpoint, run: Run, destination: Path) -> int:
-    """The run's artifact tree, read from the run's own artifact store: MLflow 3's
-    ``runs:/`` view of it also searches logged models (an MLflow 2 server answers 404) and
-    hides a failed file behind "Failed to download artifacts from path ''". The tree comes
-    in one download, or file by file where a file needs another way (see
-    :func:`_fetch_file`) or the download missed some. A file that cannot be read fails the
-    run; the reason names each such file and why."""
+def download_artifacts(src: Endpoint, run_id: str, artifact_uri: str, destination: Path) -> int:
+    """The run's artifact tree into ``destination`` (created); returns how many files.
+    It is read from the run's own artifact store, not through MLflow 3's ``runs:/`` view,
+    which also searches logged models (an MLflow 2 server answers 404) and hides a failed
+    file behind "Failed to download artifacts from path ''". The tree comes in one
+    download, or file by file where a file needs another way (see
+    :func:`_through_run_endpoint`) or the download missed some. A file that cannot be read
+    is an EximError that names each such file and why."""
     destination.mkdir()
-    repo = get_artifact_repository(run.info.artifact_uri, tracking_uri=src.uri)
+    repo = get_artifact_repository(artifact_uri, tracking_uri=src.uri)
     files = list(_listed_files(repo))
-    if not any(_through_run_endpoint(src, run, info.path) for info in files):
+    if not files:
+        return 0
+    if not any(_through_run_endpoint(src, artifact_uri, info.path) for info in files):
         try:
             repo.download_artifacts("", str(destination))
             return count_files(destination)
@@ -210,7 +213,7 @@ def _export_artifacts(src: Endpoint, run: Run, destination: Path) -> int:
         if local.is_file() and local.stat().st_size == (info.file_size or 0):
             continue
         try:
-            _fetch_file(src, run, repo, info.path, destination)
+            _fetch_file(src, run_id, artifact_uri, repo, info.path, destination)
         except Exception as exc:  # noqa: BLE001 - reported with the file's name
             unreadable[info.path] = one_line(exc)
     if unreadable:
@@ -228,14 +231,14 @@ def _listed_files(repo, path: str | None = None) -> Iterator:
             yield info
 
 
-def _through_run_endpoint(src: Endpoint, run: Run, path: str) -> bool:
+def _through_run_endpoint(src: Endpoint, artifact_uri: str, path: str) -> bool:
     """Whether a file must be read through the server's ``/get-artifact`` rather than its
     artifact proxy (``mlflow-artifacts:``), which sends the file name in a
     ``Content-Disposition`` header as it is. A name that is not Latin-1 cannot travel so:
     an MLflow 2 server's gunicorn rejects that header and drops the connection (which the
     client retries for minutes). ``/get-artifact``, the run-artifact endpoint of MLflow's
     UI, encodes the name (RFC 5987)."""
-    if not (src.is_http and run.info.artifact_uri.startswith("mlflow-artifacts:")):
+    if not (src.is_http and artifact_uri.startswith("mlflow-artifacts:")):
         return False
     try:
         posixpath.basename(path).encode("latin-1")
@@ -244,13 +247,14 @@ def _through_run_endpoint(src: Endpoint, run: Run, path: str) -> bool:
     return False
 
 
-def _fetch_file(src: Endpoint, run: Run, repo, path: str, destination: Path) -> None:
+def _fetch_file(src: Endpoint, run_id: str, artifact_uri: str, repo, path: str,
+                destination: Path) -> None:
     """One artifact file, below ``destination`` at its own path."""
-    if not _through_run_endpoint(src, run, path):
+    if not _through_run_endpoint(src, artifact_uri, path):
         repo.download_artifacts(path, str(destination))
         return
     response = src.request("GET", "/get-artifact", stream=True,
-                           params={"run_uuid": run.info.run_id, "path": path})
+                           params={"run_uuid": run_id, "path": path})
     if response.status_code != 200:
         raise EximError(f"/get-artifact answered HTTP {response.status_code}: "
                         f"{' '.join(response.text.split())[:200]}")
