@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# MLflow 2 in its own venv (it needs SQLAlchemy < 2.1): the 2.x server of tests/test_mlflow2.py.
+MLFLOW2_VENV := .venv-mlflow2
+MLFLOW2_STAMP := $(MLFLOW2_VENV)/.installed
 
-.PHONY: install test test-fast demo lint bench clean
+.PHONY: install mlflow2 test test-fast demo lint bench clean
 
 install: $(STAMP)
 
@@ -14,7 +17,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
-test: install
+mlflow2: $(MLFLOW2_STAMP)
+
+$(MLFLOW2_STAMP): tests/mlflow2-requirements.txt
+	$(PYTHON) -m venv $(MLFLOW2_VENV)
+	$(MLFLOW2_VENV)/bin/pip install --quiet --upgrade pip
+	$(MLFLOW2_VENV)/bin/pip install --quiet -r tests/mlflow2-requirements.txt
+	touch $(MLFLOW2_STAMP)
+
+test: install mlflow2
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The unit tests alone (tests/unit: no server, no store), for the inner loop.
@@ -35,4 +46,4 @@ lint: install
 	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) demo-work .pytest_cache
+	rm -rf $(VENV) $(MLFLOW2_VENV) demo-work .pytest_cache

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -30,6 +31,19 @@ from mlflow_exim.errors import EximError
 # Greedy up to the last "@" before the path, so a password holding "@" is removed whole.
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s]+@")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+# What a server may or may not serve: the store method a client calls for it (an embedded
+# store, or a client older than the feature, lacks it), and a request (method, path, JSON
+# body) that a server without it answers with its router's 404. The requests read nothing
+# or one item. Prompts need no probe: they are registered models with a tag.
+_PROBES = {
+    "logged_models": ("search_logged_models", "POST", "/api/2.0/mlflow/logged-models/search",
+                      {}),
+    "traces": ("search_traces", "POST", "/api/3.0/mlflow/traces/search", {}),
+    "evaluation_datasets": ("search_datasets", "POST", "/api/3.0/mlflow/datasets/search",
+                            {"max_results": 1}),
+    "scorers": ("list_scorers", "GET", "/api/3.0/mlflow/scorers/list", None),
+}
 
 
 def redact(text: str) -> str:
@@ -144,6 +158,8 @@ class Endpoint:
             raise EximError("no tracking URI: pass --tracking-uri or set MLFLOW_TRACKING_URI")
         self.display_uri = display_uri(uri)
         self.uri = _with_credentials(uri, credentials) if credentials else uri
+        self._capabilities: dict[str, bool] = {}
+        self._probe_lock = threading.Lock()
         self._database = _sqlite_file(uri)
         if self.missing_store is None:
             _ = self.client  # opening an embedded store can fail (e.g. a file store): fail here
@@ -164,7 +180,7 @@ class Endpoint:
         if must_exist and endpoint.missing_store is not None:
             raise EximError(f"tracking store {endpoint.display_uri}: {endpoint.missing_store} "
                             "does not exist (a store that is only read is never created)")
-        _ = endpoint.server_info
+        _ = endpoint.mlflow_version
         return endpoint
 
     def __repr__(self) -> str:
@@ -202,20 +218,13 @@ class Endpoint:
         return self.client._tracking_client.store
 
     @cached_property
-    def server_info(self) -> dict:
-        """What the server says about itself: its MLflow version and, where it tells,
-        its store type and capabilities. Fails with a one-line error when it is unreachable."""
+    def mlflow_version(self) -> str:
+        """The server's MLflow version (its ``/version``); for an embedded store, the
+        client's, whose code is the store. Fails with a one-line error when the server is
+        unreachable or refuses the credentials."""
         if not self.is_http:
-            return {"mlflow_version": mlflow.__version__, "store": "embedded"}
-        from mlflow.utils.rest_utils import http_request
-
-        creds = self.store.get_host_creds()
-        try:
-            response = http_request(creds, "/version", "GET", max_retries=0, timeout=15)
-        except Exception as exc:  # noqa: BLE001 - any transport error means "unreachable"
-            raise EximError(
-                f"cannot reach tracking server {self.display_uri}: {redact(str(exc))}"
-            ) from None
+            return mlflow.__version__
+        response = self.request("GET", "/version")
         if response.status_code in (401, 403):
             raise EximError(
                 f"tracking server {self.display_uri} refused the request "
@@ -226,13 +235,69 @@ class Endpoint:
                 f"tracking server {self.display_uri} answered /version with HTTP "
                 f"{response.status_code}"
             )
-        info = {"mlflow_version": response.text.strip()}
-        try:
-            extra = http_request(
-                creds, "/api/3.0/mlflow/server-info", "GET", max_retries=0, timeout=15
-            )
+        return response.text.strip()
+
+    @cached_property
+    def server_info(self) -> dict:
+        """What a bundle records about its source: the MLflow version, what the server
+        says about itself (``/api/3.0/mlflow/server-info``, absent before MLflow 3) or that
+        the store is embedded, and every capability (see :meth:`supports`)."""
+        info: dict = {"mlflow_version": self.mlflow_version}
+        if not self.is_http:
+            info["store"] = "embedded"
+        else:
+            extra = self.request("GET", "/api/3.0/mlflow/server-info")
             if extra.status_code == 200:
                 info["server_info"] = extra.json()
-        except Exception:  # noqa: BLE001 - older servers have no server-info; that is fine
-            pass
+        info["capabilities"] = {name: self.supports(name) for name in _PROBES}
         return info
+
+    def supports(self, capability: str) -> bool:
+        """Whether this endpoint serves ``capability`` (a key of ``_PROBES``: logged models,
+        the MLflow 3 trace API, evaluation datasets, scorers). Asked of the server, not inferred
+        from the client's version: the client's store must have the call, and a server must
+        answer its probe with anything but a 404 from its router (a 404 that names a missing
+        object is an answer). Probed once per endpoint, on first use."""
+        with self._probe_lock:
+            if capability not in self._capabilities:
+                method, verb, path, body = _PROBES[capability]
+                present = hasattr(self.store, method)
+                if present and self.is_http:
+                    present = not _no_such_route(self.request(verb, path, json=body))
+                self._capabilities[capability] = present
+            return self._capabilities[capability]
+
+    def lacks(self, capability: str, role: str) -> str | None:
+        """Why ``capability`` cannot be used here (``role`` is "source" or "target"), or
+        None when it can: ``the target server http://… (MLflow 2.22.1) has no logged
+        models``."""
+        if self.supports(capability):
+            return None
+        kind = "server" if self.is_http else "store"
+        return (f"the {role} {kind} {self.display_uri} (MLflow {self.mlflow_version}) has no "
+                f"{capability.replace('_', ' ')}")
+
+    def request(self, method: str, path: str, **kwargs):
+        """One HTTP request to the server, with this endpoint's credentials and no retries;
+        a transport error is a one-line error."""
+        from mlflow.utils.rest_utils import http_request
+
+        try:
+            return http_request(self.store.get_host_creds(), path, method, max_retries=0,
+                                timeout=15, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - any transport error means "unreachable"
+            raise EximError(
+                f"cannot reach tracking server {self.display_uri}: {redact(str(exc))}"
+            ) from None
+
+
+def _no_such_route(response) -> bool:
+    """Whether a 404 comes from the server's router (no such endpoint: an HTML page, or
+    MLflow's ENDPOINT_NOT_FOUND) rather than from a handler that looked and found nothing."""
+    if response.status_code != 404:
+        return False
+    try:
+        code = response.json().get("error_code")
+    except ValueError:
+        return True
+    return code in (None, "ENDPOINT_NOT_FOUND")

@@ -49,6 +49,7 @@ import mlflow.artifacts
 from mlflow.entities import LifecycleStage, ViewType
 from mlflow.entities.model_registry import RegisteredModel
 from mlflow.exceptions import MlflowException
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from mlflow_exim import lineage
@@ -272,16 +273,22 @@ class _ServerSide:
                        for m in self.client.get_metric_history(run_id, key))
 
     def artifact_sizes(self, kind: str, doc: dict) -> dict[str, int]:
-        lister = self.client.list_artifacts if kind == "runs" else \
-            self.client.list_logged_model_artifacts
-        return _listed_sizes(lister, _own_id(kind, doc))
+        """Paths and sizes; a run's are read from its own artifact store, as the export
+        reads them (MLflow 3's ``runs:/`` view also asks for logged models, which an
+        MLflow 2 server does not have)."""
+        if kind == "runs":
+            repo = get_artifact_repository(doc["info"]["artifact_uri"],
+                                           tracking_uri=self.endpoint.uri)
+            return _listed_sizes(lambda _id, path: repo.list_artifacts(path), "")
+        return _listed_sizes(self.client.list_logged_model_artifacts, _own_id(kind, doc))
 
     def artifact_dir(self, kind: str, doc: dict, scratch: Path) -> Path:
         """The object's artifacts, downloaded below ``scratch``."""
-        scratch.mkdir()
         if kind == "runs":
-            self.client.download_artifacts(_own_id(kind, doc), "", str(scratch))
+            run_entity.download_artifacts(self.endpoint, _own_id(kind, doc),
+                                          doc["info"]["artifact_uri"], scratch)
             return scratch
+        scratch.mkdir()
         return Path(mlflow.artifacts.download_artifacts(
             artifact_uri=doc["artifact_location"], tracking_uri=self.endpoint.uri,
             dst_path=str(scratch)))

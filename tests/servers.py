@@ -13,6 +13,8 @@ from pathlib import Path
 import requests
 
 BIN = Path(sys.executable).parent
+# MLflow 2's own venv, made by `make mlflow2` (which `make test` runs first).
+MLFLOW2_PYTHON = Path(__file__).resolve().parent.parent / ".venv-mlflow2" / "bin" / "python"
 
 
 def free_port() -> int:
@@ -76,13 +78,14 @@ class MlflowServer(Process):
     (``--default-artifact-root … --no-serve-artifacts``)."""
 
     def __init__(self, name: str, work_dir: Path, artifacts_destination: str,
-                 env: dict | None = None, app_name: str | None = None, proxied: bool = True):
+                 env: dict | None = None, app_name: str | None = None, proxied: bool = True,
+                 python: str = sys.executable):
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         db = work_dir / f"{name}.db"
         artifacts = (["--artifacts-destination", artifacts_destination] if proxied else
                      ["--default-artifact-root", artifacts_destination, "--no-serve-artifacts"])
-        argv = [sys.executable, "-m", "mlflow", "server",
+        argv = [python, "-m", "mlflow", "server",
                 "--backend-store-uri", f"sqlite:///{db}", *artifacts,
                 "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
         if app_name:
@@ -92,6 +95,17 @@ class MlflowServer(Process):
 
     def wait(self) -> None:
         self.wait_http(f"{self.uri}/health")
+
+
+class Mlflow2Server(MlflowServer):
+    """An MLflow 2 ``mlflow server`` (from ``MLFLOW2_PYTHON``), set up like MlflowServer;
+    ``artifacts_dir`` is where its proxied artifacts lie on disk."""
+
+    def __init__(self, name: str, work_dir: Path):
+        if not MLFLOW2_PYTHON.exists():
+            raise RuntimeError(f"{MLFLOW2_PYTHON} is missing: run `make mlflow2`")
+        self.artifacts_dir = work_dir / f"{name}-artifacts"
+        super().__init__(name, work_dir, str(self.artifacts_dir), python=str(MLFLOW2_PYTHON))
 
 
 class BasicAuthServer(MlflowServer):

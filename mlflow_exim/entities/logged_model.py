@@ -111,7 +111,10 @@ def _metric(point: dict, model_id: str, run_id: str | None = None) -> Metric:
 
 def search(endpoint: Endpoint, experiment_id: str) -> list[LoggedModel]:
     """Every logged model of an experiment, oldest first (the order an import recreates
-    them in). Deleted models are invisible to the API."""
+    them in). Deleted models are invisible to the API. An endpoint without logged models
+    (an MLflow 2 server) has none."""
+    if not endpoint.supports("logged_models"):
+        return []
     return sorted(paged(endpoint.client.search_logged_models, [experiment_id]),
                   key=lambda m: (m.creation_timestamp, m.model_id))
 
@@ -235,30 +238,35 @@ def _import_metrics(dst: Endpoint, doc: dict, model_id: str, source_run: str | N
 
 def _plan(ctx: ImportContext) -> list[Step]:
     """A model an earlier import completed is skipped; one it left half-written is deleted
-    and written again."""
+    and written again. A target without logged models (an MLflow 2 server) fails each,
+    naming what it lacks."""
     found: dict[str, tuple[dict[str, LoggedModel], dict[str, list[str]]]] = {}
+    source_ids = ctx.source_ids(NAME)
+    missing = None if ctx.empty_target or not source_ids else ctx.dst.lacks(NAME, "target")
     steps = []
-    for source_id in ctx.source_ids(NAME):
+    for source_id in source_ids:
         fact = ctx.bundle.facts[NAME][source_id]
-        step = Step(NAME, source_id, fact["name"], CREATE, "would be created in a new experiment")
-        with planning(step):
-            experiment = ctx.target_experiment(fact["experiment_id"])
-            if experiment is not None:
-                if experiment not in found:
-                    found[experiment] = find_imported(ctx.dst, experiment)
-                complete, half_written = found[experiment]
-                present = complete.get(source_id)
-                if present is not None:
-                    step.action, step.reason = SKIP, "already present"
-                    step.target_id = present.model_id
-                    ctx.idmap.add(NAME, source_id, present.model_id)
-                elif source_id in half_written:
-                    step.action, step.leftovers = REDO, half_written[source_id]
-                    step.reason = ("left half-written by an interrupted import: deleted and "
-                                   "written again")
-                else:
-                    step.reason = f"would be created in experiment {experiment}"
+        step = Step(NAME, source_id, fact["name"], CREATE, "would be created in a new experiment",
+                    error=missing)
         steps.append(step)
+        experiment = ctx.target_experiment(fact["experiment_id"])
+        if missing or experiment is None:
+            continue
+        with planning(step):
+            if experiment not in found:
+                found[experiment] = find_imported(ctx.dst, experiment)
+            complete, half_written = found[experiment]
+            present = complete.get(source_id)
+            if present is not None:
+                step.action, step.reason = SKIP, "already present"
+                step.target_id = present.model_id
+                ctx.idmap.add(NAME, source_id, present.model_id)
+            elif source_id in half_written:
+                step.action, step.leftovers = REDO, half_written[source_id]
+                step.reason = ("left half-written by an interrupted import: deleted and "
+                               "written again")
+            else:
+                step.reason = f"would be created in experiment {experiment}"
     return steps
 
 

@@ -329,7 +329,9 @@ def target_source(dst: Endpoint, v: dict, idmap: IdMap, run_uris: dict[str, str]
     if ref["kind"] == "logged_model":
         model_id = idmap.get("logged_models", ref["model_id"])
         if model_id is None:
-            raise EximError(f"its logged model {ref['model_id']} is not part of this import")
+            missing = dst.lacks("logged_models", "target")
+            raise EximError(f"its logged model {ref['model_id']} " + (
+                f"cannot arrive: {missing}" if missing else "is not part of this import"))
         return f"models:/{model_id}", run_id, model_id
     if ref["kind"] == "run_artifact":
         path = ref["path"]

@@ -9,6 +9,7 @@ length) and ``artifacts/`` (the run's artifact tree, byte for byte).
 from __future__ import annotations
 
 import contextlib
+import posixpath
 import shutil
 from collections.abc import Iterable, Iterator
 from itertools import islice
@@ -28,6 +29,7 @@ from mlflow.entities import (
     RunTag,
     ViewType,
 )
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from mlflow_exim import lineage
@@ -39,6 +41,7 @@ from mlflow_exim.bundle.jsonio import (
     iter_json_lines,
     write_json,
 )
+from mlflow_exim.bundle.paths import inside
 from mlflow_exim.endpoint import Endpoint
 from mlflow_exim.entities.artifacts import count_files, upload_tree
 from mlflow_exim.errors import BundleError, EximError
@@ -177,7 +180,7 @@ def export(src: Endpoint, run_id: str, directory: Path) -> dict:
     try:
         run = src.client.get_run(run_id)
         points = _export_metric_history(src, run_id, sorted(run.data.metrics), directory)
-        files = _export_artifacts(src, run_id, directory / ARTIFACTS_DIR)
+        files = download_artifacts(src, run_id, run.info.artifact_uri, directory / ARTIFACTS_DIR)
         doc = to_doc(run, points, files)
         write_json(directory / RUN_FILE, doc)
     except Exception:
@@ -196,11 +199,81 @@ def _export_metric_history(src: Endpoint, run_id: str, keys: list[str], director
         return out.count
 
 
-def _export_artifacts(src: Endpoint, run_id: str, destination: Path) -> int:
+def download_artifacts(src: Endpoint, run_id: str, artifact_uri: str, destination: Path) -> int:
+    """The run's artifact tree into ``destination`` (created); returns how many files.
+    It is read from the run's own artifact store, not through MLflow 3's ``runs:/`` view,
+    which also searches logged models (an MLflow 2 server answers 404) and hides a failed
+    file behind "Failed to download artifacts from path ''". The tree comes in one
+    download, or file by file where a file needs another way (see
+    :func:`_through_run_endpoint`) or the download missed some. A file that cannot be read
+    is an EximError that names each such file and why."""
     destination.mkdir()
-    if src.client.list_artifacts(run_id):
-        src.client.download_artifacts(run_id, "", str(destination))
+    repo = get_artifact_repository(artifact_uri, tracking_uri=src.uri)
+    files = list(_listed_files(repo))
+    if not files:
+        return 0
+    if not any(_through_run_endpoint(src, artifact_uri, info.path) for info in files):
+        try:
+            repo.download_artifacts("", str(destination))
+            return count_files(destination)
+        except Exception:  # noqa: BLE001 - each file it missed is tried again, and named
+            pass
+    unreadable = {}
+    for info in files:
+        local = destination / info.path
+        if local.is_file() and local.stat().st_size == (info.file_size or 0):
+            continue
+        try:
+            _fetch_file(src, run_id, artifact_uri, repo, info.path, destination)
+        except Exception as exc:  # noqa: BLE001 - reported with the file's name
+            unreadable[info.path] = one_line(exc)
+    if unreadable:
+        raise EximError(f"{len(unreadable)} artifact file(s) cannot be read from "
+                        f"{src.display_uri}: " + "; ".join(
+                            f"{path!r} ({why})" for path, why in sorted(unreadable.items())))
     return count_files(destination)
+
+
+def _listed_files(repo, path: str | None = None) -> Iterator:
+    for info in repo.list_artifacts(path):
+        if info.is_dir:
+            yield from _listed_files(repo, info.path)
+        else:
+            yield info
+
+
+def _through_run_endpoint(src: Endpoint, artifact_uri: str, path: str) -> bool:
+    """Whether a file must be read through the server's ``/get-artifact`` rather than its
+    artifact proxy (``mlflow-artifacts:``), which sends the file name in a
+    ``Content-Disposition`` header as it is. A name that is not Latin-1 cannot travel so:
+    an MLflow 2 server's gunicorn rejects that header and drops the connection (which the
+    client retries for minutes). ``/get-artifact``, the run-artifact endpoint of MLflow's
+    UI, encodes the name (RFC 5987)."""
+    if not (src.is_http and artifact_uri.startswith("mlflow-artifacts:")):
+        return False
+    try:
+        posixpath.basename(path).encode("latin-1")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _fetch_file(src: Endpoint, run_id: str, artifact_uri: str, repo, path: str,
+                destination: Path) -> None:
+    """One artifact file, below ``destination`` at its own path."""
+    if not _through_run_endpoint(src, artifact_uri, path):
+        repo.download_artifacts(path, str(destination))
+        return
+    response = src.request("GET", "/get-artifact", stream=True,
+                           params={"run_uuid": run_id, "path": path})
+    if response.status_code != 200:
+        raise EximError(f"/get-artifact answered HTTP {response.status_code}: "
+                        f"{' '.join(response.text.split())[:200]}")
+    local = inside(destination, path, source=destination)
+    local.parent.mkdir(parents=True, exist_ok=True)
+    with local.open("wb") as out:
+        for chunk in response.iter_content(chunk_size=1 << 20):
+            out.write(chunk)
 
 
 # Import ---------------------------------------------------------------------------------
