@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo lint bench clean
+.PHONY: install test demo lint docs docs-check bench clean
 
 install: $(STAMP)
 
@@ -26,8 +26,15 @@ BENCH_ARGS ?=
 bench: install
 	$(BIN)/python benchmarks/compare.py --reference-venv bench-work/reference-venv $(BENCH_ARGS)
 
-lint: install
+lint: install docs-check
 	$(BIN)/ruff check mlflow_exim tests examples benchmarks
+
+# docs/CLI.md is generated from the commands' --help; lint (and so CI) fails when it is stale.
+docs: install
+	$(BIN)/cog -r docs/CLI.md
+
+docs-check: install
+	$(BIN)/cog --check docs/CLI.md || (echo "docs/CLI.md is stale: run make docs" >&2; exit 1)
 
 clean:
 	rm -rf $(VENV) demo-work .pytest_cache
