@@ -150,6 +150,6 @@ class ProgressLines:
     def _print(self, now: float, suffix: str) -> None:
         elapsed = now - self._started
         share = f" ({100 * self.done // self.total}%)" if self.total else ""
-        rate = f", {self.done / elapsed:.1f}/s" if elapsed > 0 else ""
+        rate = f", {self.done / elapsed:.1f}/s" if elapsed >= 1 else ""  # else it means little
         print(f"{self.desc}: {self.done}/{self.total}{share}{suffix} in {elapsed:.1f} s{rate}",
               file=self._stream or sys.stderr, flush=True)
