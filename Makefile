@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 MLFLOW2_VENV := .venv-mlflow2
 MLFLOW2_STAMP := $(MLFLOW2_VENV)/.installed
 
-.PHONY: install mlflow2 test test-fast demo lint bench clean
+.PHONY: install mlflow2 test test-fast demo lint docs docs-check bench clean
 
 install: $(STAMP)
 
@@ -41,9 +41,16 @@ BENCH_ARGS ?=
 bench: install
 	$(BIN)/python benchmarks/compare.py --reference-venv bench-work/reference-venv $(BENCH_ARGS)
 
-lint: install
+lint: install docs-check
 	$(BIN)/ruff check mlflow_exim tests examples benchmarks
 	$(BIN)/lint-imports
+
+# docs/CLI.md is generated from the commands' --help; lint (and so CI) fails when it is stale.
+docs: install
+	$(BIN)/cog -r docs/CLI.md
+
+docs-check: install
+	$(BIN)/cog --check docs/CLI.md || (echo "docs/CLI.md is stale: run make docs" >&2; exit 1)
 
 clean:
 	rm -rf $(VENV) $(MLFLOW2_VENV) demo-work .pytest_cache

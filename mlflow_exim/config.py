@@ -57,6 +57,7 @@ from mlflow.utils.search_utils import SearchUtils
 
 from mlflow_exim.endpoint import Credentials, Endpoint
 from mlflow_exim.errors import EximError
+from mlflow_exim.selection import RunFilter
 
 RenameRules = tuple[tuple[str, str], ...]
 STAGES = ("None", "Staging", "Production", "Archived")
@@ -70,8 +71,8 @@ class SideConfig:
     tracking_uri: str
     credentials: Credentials | None = None
 
-    def connect(self) -> Endpoint:
-        return Endpoint.connect(self.tracking_uri, self.credentials)
+    def connect(self, *, must_exist: bool = False) -> Endpoint:
+        return Endpoint.connect(self.tracking_uri, self.credentials, must_exist=must_exist)
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,39 @@ class MigrationConfig:
     select: SelectConfig = field(default_factory=SelectConfig)
     rename: RenameConfig = field(default_factory=RenameConfig)
     options: OptionsConfig = field(default_factory=OptionsConfig)
+
+    def arguments(self) -> dict:
+        """The file's settings as keyword arguments of :func:`mlflow_exim.migrate` (the
+        sides apart); None where the file leaves a setting to the default."""
+        runs = self.select.runs
+        return {
+            "bundle_dir": self.bundle_dir,
+            "experiments": self.select.experiments,
+            "models": self.select.models,
+            "run_filter": RunFilter(runs.filter, runs.started_after, runs.started_before,
+                                    self.select.since),
+            "experiment_renames": self.rename.experiments,
+            "model_renames": self.rename.models,
+            "workers": self.options.workers,
+            "import_source_tags": self.options.import_source_tags,
+            "export_deleted_runs": self.options.export_deleted_runs,
+            "stage_to_alias": self.options.stage_to_alias,
+            "dry_run": self.options.dry_run,
+            "report": self.options.report,
+        }
+
+
+def connect(uri: str | Endpoint | None, configured: SideConfig | None, what: str, *,
+            must_exist: bool = False) -> Endpoint:
+    """The endpoint of ``uri``, else of the config's side; ``what`` names the argument in
+    the error when there is neither. The config's credentials go only to the config's own
+    URI, never to another host. ``must_exist`` as for :meth:`Endpoint.connect` (a side
+    that is only read)."""
+    if uri is not None:
+        return Endpoint.connect(uri, must_exist=must_exist)
+    if configured is None:
+        raise EximError(f"`{what}` is required (or a `config` that gives it)")
+    return configured.connect(must_exist=must_exist)
 
 
 def parse_datetime(text: str, what: str) -> datetime:

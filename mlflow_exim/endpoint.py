@@ -155,7 +155,7 @@ class Endpoint:
     def __init__(self, uri: str | None, credentials: Credentials | None = None):
         uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
         if not uri:
-            raise EximError("no tracking URI: pass --tracking-uri or set MLFLOW_TRACKING_URI")
+            raise EximError("no tracking URI: give `tracking_uri` or set MLFLOW_TRACKING_URI")
         self.display_uri = display_uri(uri)
         self.uri = _with_credentials(uri, credentials) if credentials else uri
         self._capabilities: dict[str, bool] = {}

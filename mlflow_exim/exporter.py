@@ -50,7 +50,7 @@ def export_run(run_id: str, output_dir: str | Path, *,
     except Exception as exc:  # noqa: BLE001 - "not found" and friends
         raise EximError(f"run {run_id!r} not found on {src.display_uri}") from exc
     if run.info.lifecycle_stage == LifecycleStage.DELETED and not export_deleted_runs:
-        raise EximError(f"run {run_id} is deleted; pass --export-deleted-runs to export it")
+        raise EximError(f"run {run_id} is deleted; set `export_deleted_runs` to export it")
     plan = _Plan(src)
     plan.add_run(run_id, run.info.experiment_id)
     return _write_bundle(plan, output_dir, "export-run",
@@ -66,7 +66,7 @@ def export_experiment(experiment: str, output_dir: str | Path, *,
     src = Endpoint.connect(tracking_uri, must_exist=True)
     found = experiment_entity.find(src, experiment)
     if found.lifecycle_stage == LifecycleStage.DELETED and not export_deleted_runs:
-        raise EximError(f"experiment {found.name!r} is deleted; pass --export-deleted-runs "
+        raise EximError(f"experiment {found.name!r} is deleted; set `export_deleted_runs` "
                         "to export it")
     plan = _Plan(src, run_filter=run_filter or RunFilter())
     plan.add_experiments([found], export_deleted_runs)
@@ -115,7 +115,7 @@ def _export_model(model: str, output_dir, command: str, *, tracking_uri,
                   versions: list[str] | None = None, stages: list[str] | None = None,
                   latest_versions: bool = False, workers: int = DEFAULT_WORKERS) -> Report:
     if versions and (stages or latest_versions):
-        raise EximError("--versions cannot be combined with --stages or --latest-versions")
+        raise EximError("`versions` cannot be combined with `stages` or `latest_versions`")
     src = Endpoint.connect(tracking_uri, must_exist=True)
     registered = registered_model_entity.find(src, model)
     try:

@@ -1,6 +1,8 @@
 """Server to server in one command: export into a bundle, then import it.
 
-``migrate`` is what a config file (``--config migrate.yaml``) drives. Each side is an
+``migrate`` is what a config file (``migrate(config="migrate.yaml")``, or ``mlflow-exim
+migrate --config migrate.yaml``) drives; an argument given beside the config overrides the
+file's value, as a flag does on the command line. Each side is an
 :class:`~mlflow_exim.endpoint.Endpoint` with its own credentials, so two servers with
 different users are copied in one process without touching its environment. Running it
 again (nightly, with ``since``) moves only what is new: the export takes what changed, and
@@ -13,9 +15,11 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import fields, replace
 from pathlib import Path
 
 from mlflow_exim.bundle.format import MANIFEST_FILE
+from mlflow_exim.config import MigrationConfig, connect, load_config
 from mlflow_exim.endpoint import Endpoint
 from mlflow_exim.exporter import export_all
 from mlflow_exim.importer import import_all
@@ -26,22 +30,59 @@ from mlflow_exim.work import DEFAULT_WORKERS
 COMMAND = "migrate"
 
 
-def migrate(source: str | Endpoint, target: str | Endpoint, *,
-            bundle_dir: str | Path | None = None, experiments: Selection = "all",
-            models: Selection = "all", run_filter: RunFilter | None = None,
-            experiment_renames: Renames = (), model_renames: Renames = (),
-            import_source_tags: bool = False, export_deleted_runs: bool = False,
-            stage_to_alias: dict[str, str] | None = None, workers: int = DEFAULT_WORKERS,
-            dry_run: bool = False) -> Report:
+def migrate(source: str | Endpoint | None = None, target: str | Endpoint | None = None, *,
+            config: str | Path | MigrationConfig | None = None,
+            bundle_dir: str | Path | None = None, experiments: Selection | None = None,
+            models: Selection | None = None, run_filter: RunFilter | None = None,
+            experiment_renames: Renames | None = None, model_renames: Renames | None = None,
+            import_source_tags: bool | None = None, export_deleted_runs: bool | None = None,
+            stage_to_alias: dict[str, str] | None = None, workers: int | None = None,
+            dry_run: bool | None = None, report: str | Path | None = None) -> Report:
     """Copy the selected experiments (with their runs and logged models) and registered
     models from ``source`` to ``target``, renamed as asked.
+
+    ``config`` is a migration config file (see :mod:`mlflow_exim.config`) or a loaded
+    one. Every argument left as None takes the config's value, else the default (all
+    experiments and models, 4 workers, no renames, off); a ``run_filter``'s fields override
+    the config's one by one. ``source`` or ``target`` replaces that side of the config, and
+    the config's credentials are then not used. ``report`` (default: the config's
+    ``options.report``) is a file the JSON report is also written to.
 
     The bundle is written to ``bundle_dir/bundle`` and kept there (an interrupted export
     resumes from it; a complete bundle an earlier ``migrate`` left there is replaced), or
     else to a temporary directory that is removed. With ``dry_run`` the export still reads the
     source into a temporary bundle, and the import only reads the target and reports
     what it would create and what is already there."""
-    src, dst = Endpoint.connect(source, must_exist=True), Endpoint.connect(target)
+    loaded = load_config(config) if isinstance(config, (str, Path)) else config
+    given = {"bundle_dir": bundle_dir, "experiments": experiments, "models": models,
+             "experiment_renames": experiment_renames, "model_renames": model_renames,
+             "import_source_tags": import_source_tags,
+             "export_deleted_runs": export_deleted_runs, "stage_to_alias": stage_to_alias,
+             "workers": workers, "dry_run": dry_run, "report": report}
+    settings = dict(_DEFAULTS)
+    for layer in (loaded.arguments() if loaded else {}, given):
+        settings.update({key: value for key, value in layer.items() if value is not None})
+    if run_filter:
+        settings["run_filter"] = replace(settings["run_filter"], **{
+            f.name: getattr(run_filter, f.name) for f in fields(RunFilter)
+            if getattr(run_filter, f.name)})
+    report_path = settings.pop("report")
+    result = _migrate(connect(source, loaded and loaded.source, "source", must_exist=True),
+                      connect(target, loaded and loaded.target, "target"), **settings)
+    if report_path:
+        result.write(report_path)
+    return result
+
+
+_DEFAULTS = {"bundle_dir": None, "experiments": "all", "models": "all", "run_filter": RunFilter(),
+             "experiment_renames": (), "model_renames": (), "import_source_tags": False,
+             "export_deleted_runs": False, "stage_to_alias": {}, "workers": DEFAULT_WORKERS,
+             "dry_run": False, "report": None}
+
+
+def _migrate(src: Endpoint, dst: Endpoint, *, bundle_dir, experiments, models, run_filter,
+             experiment_renames, model_renames, import_source_tags, export_deleted_runs,
+             stage_to_alias, workers, dry_run) -> Report:
     with _bundle_location(None if dry_run else bundle_dir) as location:
         exported = export_all(location, tracking_uri=src, experiments=experiments,
                               models=models, run_filter=run_filter,

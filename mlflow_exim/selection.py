@@ -117,7 +117,7 @@ def select_experiments(src: Endpoint, spec: Selection, *,
                        include_deleted: bool) -> list[Experiment]:
     """Experiments named by ``spec`` (see :func:`parse_selection`; ids work too). A name or
     pattern that matches nothing is an error."""
-    hint = "" if include_deleted else " (deleted experiments need --export-deleted-runs)"
+    hint = "" if include_deleted else " (deleted experiments need `export_deleted_runs`)"
     return select(spec, all_experiments(src, include_deleted=include_deleted),
                    name=lambda e: e.name, key=lambda e: e.experiment_id,
                    what="experiment", where=f"{src.display_uri}{hint}")

@@ -5,12 +5,12 @@ they know nothing of MLflow objects."""
 from __future__ import annotations
 
 import sys
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
-
-from tqdm import tqdm
+from typing import TextIO, TypeVar
 
 from mlflow_exim.errors import EximError
 
@@ -30,7 +30,7 @@ class Workers:
 
     def __init__(self, size: int = DEFAULT_WORKERS, name: str = "exim"):
         if size < 1:
-            raise EximError(f"--workers must be at least 1, not {size}")
+            raise EximError(f"`workers` must be at least 1, not {size}")
         self.size = size
         self._executor = ThreadPoolExecutor(size, thread_name_prefix=name) if size > 1 else None
 
@@ -110,8 +110,46 @@ def generations(parents: dict[str, str | None]) -> list[list[str]]:
         levels[depth[run_id]].append(run_id)
     return levels
 
-def progress_bar(total: int, desc: str) -> tqdm:
-    """A progress bar (done / total, ETA) on stderr, shown only when stderr is a terminal;
-    safe to update from worker threads."""
-    return tqdm(total=total, desc=desc, unit="obj", leave=False,
-                disable=not sys.stderr.isatty())
+PROGRESS_SECONDS = 5.0
+
+def progress_bar(total: int, desc: str):
+    """Progress on stderr, safe to update from worker threads: a tqdm bar (done / total,
+    ETA) when stderr is a terminal, else (a nightly job, nohup, CI) a line every few
+    seconds and one at the end. ``update(n=1)`` and ``close()``."""
+    if sys.stderr.isatty():
+        from tqdm import tqdm  # only a terminal needs it
+
+        return tqdm(total=total, desc=desc, unit="obj", leave=False)
+    return ProgressLines(total, desc)
+
+class ProgressLines:
+    """``desc: done/total (percent), rate, elapsed`` on ``stream`` at most every
+    ``interval`` seconds, and a last line on :meth:`close` if anything was done, so that a
+    log shows each phase and what it took without a terminal's bar."""
+
+    def __init__(self, total: int, desc: str, *, interval: float = PROGRESS_SECONDS,
+                 stream: TextIO | None = None, clock: Callable[[], float] = time.monotonic):
+        self.total, self.desc, self.done = total, desc, 0
+        self._interval, self._stream, self._clock = interval, stream, clock
+        self._lock = threading.Lock()
+        self._started = self._shown = clock()
+
+    def update(self, n: int = 1) -> None:
+        with self._lock:
+            self.done += n
+            now = self._clock()
+            if now - self._shown >= self._interval:
+                self._shown = now
+                self._print(now, "")
+
+    def close(self) -> None:
+        with self._lock:
+            if self.done:
+                self._print(self._clock(), " done")
+
+    def _print(self, now: float, suffix: str) -> None:
+        elapsed = now - self._started
+        share = f" ({100 * self.done // self.total}%)" if self.total else ""
+        rate = f", {self.done / elapsed:.1f}/s" if elapsed >= 1 else ""  # else it means little
+        print(f"{self.desc}: {self.done}/{self.total}{share}{suffix} in {elapsed:.1f} s{rate}",
+              file=self._stream or sys.stderr, flush=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -299,9 +300,19 @@ def _bring_up_to_date(dst: Endpoint, doc: dict, v: dict, present: ModelVersion,
     if (present.description or "") != v["description"]:
         dst.client.update_model_version(name, number, description=v["description"])
     if options.copy_stages and (present.current_stage or NO_STAGE) != v["current_stage"]:
-        dst.client.transition_model_version_stage(name, number, v["current_stage"])
+        _set_stage(dst, name, number, v["current_stage"])
     if lineage.PENDING in (present.tags or {}):
         dst.client.delete_model_version_tag(name, number, lineage.PENDING)
+
+
+def _set_stage(dst: Endpoint, name: str, version: str, stage: str) -> None:
+    """MLflow 3 deprecates stages and offers nothing in their place, but a migration must
+    carry them: MLflow's FutureWarning is silenced for this one call. (The filter is
+    process-wide; with threads, it may outlive the call or miss a concurrent one.)"""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*transition_model_version_stage",
+                                category=FutureWarning)
+        dst.client.transition_model_version_stage(name, version, stage)
 
 
 def _version_tags(doc: dict, v: dict, options: ImportOptions) -> dict[str, str]:
@@ -373,7 +384,7 @@ def _import_version(dst: Endpoint, doc: dict, v: dict, name: str,
         outcome.warn(f"arrived as version {created.version}: the target model already had "
                      f"version {wanted} or later")
     if options.copy_stages and v["current_stage"] != NO_STAGE:
-        dst.client.transition_model_version_stage(name, created.version, v["current_stage"])
+        _set_stage(dst, name, created.version, v["current_stage"])
     dst.client.delete_model_version_tag(name, created.version, lineage.PENDING)
     return str(created.version)
 
