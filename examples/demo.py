@@ -13,6 +13,9 @@ of ``make install`` active): export, inspect, a dry run, the import, verify, and
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 import shlex
 import shutil
@@ -132,7 +135,9 @@ def main(workdir: Path) -> int:
             wait_until_up(process, uri)
         (_, dev), (_, prod) = servers
         print(f"dev server {dev}, prod server {prod}; seeding dev", flush=True)
-        seed(dev)
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+        with contextlib.redirect_stdout(io.StringIO()):  # MLflow prints a link per run
+            seed(dev)
         bundle = str(workdir / "bundle")
         print(f"\n$ cd {shlex.quote(str(workdir))}")
         steps = [

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
-from mlflow.entities import ViewType
+from mlflow.entities import Dataset, DatasetInput, InputTag, ViewType
 
 import mlflow_exim
 from mlflow_exim import lineage
@@ -153,3 +153,27 @@ def test_inspect_lists_a_bundle_and_names_a_damaged_section(seeded, tmp_path):
     (problem,) = broken.sections["runs"]["problems"]
     assert problem.startswith(str(Path(run_json))) and "not valid JSON" in problem
     assert "INCOMPLETE" in broken.text()
+
+
+def test_runs_sharing_a_dataset_import_in_parallel_without_a_clash(stack, unique, tmp_path):
+    """The server gets or creates an experiment's dataset row as a run logs it; with many
+    workers two runs logging the same dataset collide there, and the loser is sent again."""
+    client = MlflowClient(stack.source.uri)
+    experiment = client.create_experiment(f"{unique}-shared")
+    shared = DatasetInput(Dataset("shared", "0123abcd", "local", '{"uri": "/data.csv"}'),
+                          tags=[InputTag("mlflow.data.context", "training")])
+    for i in range(24):
+        run = client.create_run(experiment, run_name=f"r{i}")
+        client.log_inputs(run.info.run_id, [shared])
+        client.set_terminated(run.info.run_id)
+    bundle = tmp_path / "bundle"
+    assert mlflow_exim.export_experiment(f"{unique}-shared", bundle,
+                                         tracking_uri=stack.source.uri).ok
+    for copy in ("a", "b", "c"):  # each import into a new experiment: the race starts anew
+        report = mlflow_exim.import_experiment(bundle, tracking_uri=stack.target.uri,
+                                               experiment_name=f"{unique}-{copy}", workers=8)
+        assert report.ok, report.summary()
+        target = MlflowClient(stack.target.uri).get_experiment_by_name(f"{unique}-{copy}")
+        runs = MlflowClient(stack.target.uri).search_runs([target.experiment_id])
+        assert len(runs) == 24
+        assert all([d.dataset.name for d in r.inputs.dataset_inputs] == ["shared"] for r in runs)

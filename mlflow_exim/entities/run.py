@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import posixpath
 import shutil
+import time
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
@@ -317,7 +318,7 @@ def import_run(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, *,
             for item in doc["inputs"]["datasets"]
         ]
         if datasets:
-            dst.client.log_inputs(run_id, datasets=datasets)
+            _log_datasets(dst, run_id, datasets)
         _import_artifacts(dst, run, directory / ARTIFACTS_DIR, source_id, transfers, outcome)
         if info["status"] != "RUNNING" or info.get("end_time") is not None:
             dst.store.update_run_info(run_id, RunStatus.from_string(info["status"]),
@@ -329,6 +330,26 @@ def import_run(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, *,
             dst.client.delete_run(run_id)
         raise
     return run_id
+
+
+# How a SQL store words a unique-key clash (sqlite, PostgreSQL, MySQL).
+_DUPLICATE_KEY = ("UNIQUE constraint failed", "duplicate key value", "Duplicate entry")
+DATASET_ATTEMPTS = 4
+
+
+def _log_datasets(dst: Endpoint, run_id: str, datasets: list[DatasetInput]) -> None:
+    """Log the run's dataset inputs. The server gets or creates each dataset row of the
+    experiment, and two runs of one experiment that log the same dataset at the same moment
+    (parallel workers) collide there: the loser's request is rolled back whole with a
+    unique-key error. Sent again once the winner's row exists, it finds the row."""
+    for attempt in range(1, DATASET_ATTEMPTS + 1):
+        try:
+            dst.client.log_inputs(run_id, datasets=datasets)
+            return
+        except Exception as exc:
+            if attempt == DATASET_ATTEMPTS or not any(m in str(exc) for m in _DUPLICATE_KEY):
+                raise
+            time.sleep(0.1 * attempt)
 
 
 def find_imported(dst: Endpoint, experiment_id: str) -> tuple[dict[str, Run],
