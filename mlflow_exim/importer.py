@@ -245,7 +245,10 @@ class _Import:
                             self.report.add(planned.planned_outcome())
             else:
                 for kind in KINDS:
-                    kind.apply(ctx, ctx.steps[kind.name])
+                    failed = [step for step in ctx.steps[kind.name] if step.error]
+                    for step in failed:
+                        ctx.fail(step)
+                    kind.apply(ctx, [step for step in ctx.steps[kind.name] if not step.error])
                 for kind in reversed(KINDS):
                     if kind.finish:
                         kind.finish(ctx)

@@ -123,6 +123,10 @@ class ImportContext:
         chosen = self.selected.get(kind)
         return ids if chosen is None else [i for i in ids if i in chosen]
 
+    def planned_step(self, kind: str, source_id: str) -> Step | None:
+        """The step the plan of ``kind`` (made already) holds for one object, if any."""
+        return next((s for s in self.steps.get(kind, []) if s.source_id == source_id), None)
+
     def target_experiment(self, source_experiment_id: str) -> str | None:
         """The target id of a source experiment: None when it is still to be created."""
         return self.idmap.get("experiments", source_experiment_id)
@@ -130,17 +134,24 @@ class ImportContext:
     @contextmanager
     def track(self, step: Step) -> Iterator[Outcome]:
         """Carry out one step and record its outcome (see :meth:`Report.track`): an object
-        found present is reported skipped, with what was brought up to date."""
+        found present is reported skipped, with what was brought up to date. A step whose
+        plan failed is never carried out: see :meth:`fail`."""
         with self.report.track(step.kind, step.source_id, step.name) as outcome:
             outcome.action, outcome.target_id = step.action, step.target_id
             for warning in step.warnings:
                 outcome.warn(warning)
             self.outcomes.setdefault(step.kind, {})[step.source_id] = outcome
-            if step.error:
-                raise EximError(step.error)
             if step.action in (SKIP, UPDATE):
                 outcome.status, outcome.reason = SKIPPED, step.reason
             yield outcome
+
+    def fail(self, step: Step) -> None:
+        """Report a step whose plan already failed (and its parts), without applying it."""
+        for failed in (step, *step.parts):
+            outcome = failed.planned_outcome()
+            outcome.status, outcome.reason = FAILED, failed.error or step.error
+            self.outcomes.setdefault(failed.kind, {})[failed.source_id] = outcome
+            self.report.add(outcome)
 
     def delete_again(self, kind: str, delete: Callable[[str], None]) -> None:
         """Delete on the target the objects of ``kind`` deleted at the source, once

@@ -482,8 +482,8 @@ def test_migrate_with_a_config_file_is_one_library_call_and_arguments_override_i
     report = mlflow_exim.migrate(config=config, target=stack.target.uri,
                                  experiments=family["name"], dry_run=True)
     assert report.ok, report.summary()
-    assert report.counts() == {"experiment": {"ok": 0, "skipped": 0, "planned": 1, "failed": 0},
-                               "run": {"ok": 0, "skipped": 0, "planned": 3, "failed": 0}}
+    assert report.counts() == {"experiments": {"ok": 0, "skipped": 0, "planned": 1, "failed": 0},
+                               "runs": {"ok": 0, "skipped": 0, "planned": 3, "failed": 0}}
     assert read_json(tmp_path / "configured.json")["target"] == stack.target.uri
     assert MlflowClient(stack.target.uri).get_experiment_by_name(family["name"]) is None
 

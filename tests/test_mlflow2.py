@@ -21,7 +21,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Dataset, DatasetInput, LoggedModelOutput, Metric, Param
 
 import mlflow_exim
-from mlflow_exim.bundle import Bundle
+from mlflow_exim.catalog import open_bundle
 from mlflow_exim.endpoint import Endpoint
 from tests.seed import MLMODEL_TEMPLATE, T0
 from tests.servers import MLFLOW2_PYTHON, Mlflow2Server
@@ -61,7 +61,7 @@ def exported(mlflow2, seeded, tmp_path_factory):
     bundle = tmp_path_factory.mktemp("mlflow2-export") / "bundle"
     report = mlflow_exim.export_all(bundle, tracking_uri=mlflow2.uri,
                                     experiments=seeded["experiment"], models=seeded["model"])
-    return report, Bundle.open(bundle)
+    return report, open_bundle(bundle)
 
 
 def test_capabilities_are_asked_of_the_server(mlflow2, stack):
@@ -77,30 +77,31 @@ def test_mlflow2_export_takes_everything_and_names_the_file_it_cannot_read(expor
     report, bundle = exported
     runs = seeded["runs"]
     assert report.exit_code == 1
-    assert [(o.kind, o.source_id) for o in report.failures] == [("run", runs["unservable"])]
+    assert [(o.kind, o.source_id) for o in report.failures] == [("runs", runs["unservable"])]
     reason = report.failures[0].reason
     assert "1 artifact file(s) cannot be read from http://127.0.0.1:" in reason
     assert f"'{STUCK}'" in reason and "fine.txt" not in reason
     assert f"FAILED run {runs['unservable']}" in report.summary()
-    assert report.counts()["run"]["ok"] == 4
-    assert report.counts()["model_version"]["ok"] == 3
+    assert report.counts()["runs"]["ok"] == 4
+    assert report.counts()["model_versions"]["ok"] == 3
 
     source = bundle.manifest["source"]
     assert source["mlflow_version"] == "2.22.1"
     assert source["capabilities"]["logged_models"] is False
-    assert not bundle.logged_models
-    assert set(bundle.runs) == {runs[label] for label in ("parent", "child", "grandchild",
-                                                          "retrain")}
-    parent_dir = bundle.run_dirs[runs["parent"]] / "artifacts"
+    assert not bundle.documents["logged_models"]
+    documents = bundle.documents["runs"]
+    assert set(documents) == {runs[label] for label in ("parent", "child", "grandchild",
+                                                    "retrain")}
+    parent_dir = bundle.dirs["runs"][runs["parent"]] / "artifacts"
     assert {p.relative_to(parent_dir).as_posix(): p.stat().st_size
             for p in parent_dir.rglob("*") if p.is_file()} == seeded["artifacts"]
     assert (parent_dir / NOT_LATIN1).read_text(encoding="utf-8") == "not Latin-1 \u2713\n"
-    parent = bundle.runs[runs["parent"]]
+    parent = bundle.documents["runs"][runs["parent"]]
     assert parent["metrics"]["points"] == 40
     assert [d["dataset"]["name"] for d in parent["inputs"]["datasets"]] == ["train"]
-    assert bundle.runs[runs["grandchild"]]["tags"]["mlflow.parentRunId"] == runs["child"]
+    assert documents[runs["grandchild"]]["tags"]["mlflow.parentRunId"] == runs["child"]
 
-    model = bundle.registered_models[seeded["model"]]
+    model = bundle.documents["registered_models"][seeded["model"]]
     assert model["description"] == "An MLflow 2 model \u2713"
     assert model["tags"] == {"team": "risk", "empty": ""}
     assert model["aliases"] == {"champion": "2", "next": "4"}
@@ -168,17 +169,17 @@ def test_mlflow3_bundle_into_mlflow2_fails_only_the_logged_models(mlflow2, mlflo
     assert report.exit_code == 1
     missing = f"the target server {mlflow2.uri} (MLflow 2.22.1) has no logged models"
     assert [(o.kind, o.source_id, o.reason) for o in report.failures] == [
-        ("logged_model", made["model_id"], f"EximError: {missing}"),
-        ("model_version", f"{made['model']}/2",
-         f"EximError: its logged model {made['model_id']} cannot arrive: {missing}"),
+        ("logged_models", made["model_id"], missing),
+        ("model_versions", f"{made['model']}/2",
+         f"its logged model {made['model_id']} cannot arrive: {missing}"),
     ]
     assert sum(line.startswith("  FAILED ") for line in report.summary().splitlines()) == 2
     counts = report.counts()
-    assert counts["experiment"]["ok"] == counts["run"]["ok"] == 1
-    assert counts["registered_model"]["ok"] == counts["model_version"]["ok"] == 1
+    assert counts["experiments"]["ok"] == counts["runs"]["ok"] == 1
+    assert counts["registered_models"]["ok"] == counts["model_versions"]["ok"] == 1
 
     client = MlflowClient(mlflow2.uri)
-    run = client.get_run(report.extra["id_map"]["run"][made["run_id"]])
+    run = client.get_run(report.extra["id_map"]["runs"][made["run_id"]])
     assert run.data.params == {"lr": "0.1"}
     assert run.info.status == "FINISHED" and run.info.start_time == T0
     assert len(client.get_metric_history(run.info.run_id, "loss")) == 10

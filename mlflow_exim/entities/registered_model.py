@@ -501,6 +501,10 @@ def _plan_version(ctx: ImportContext, doc: dict, v: dict, part: Step,
                if object_id not in ctx.source_ids(kind)]
     if missing:
         raise EximError(missing[0])
+    for what, kind, object_id in _dependencies(v):
+        needed = ctx.planned_step(kind, object_id)
+        if needed is not None and needed.error:
+            raise EximError(f"its {what} {object_id} cannot arrive: {needed.error}")
     if not versions_on_target or not _dependencies_on_target(v, ctx.idmap):
         return  # its run or logged model is still to be created: so is the version
     target = target_source(ctx.dst, v, ctx.idmap, run_uris, part.warnings.append)
@@ -563,6 +567,9 @@ def _apply_model(ctx: ImportContext, step: Step) -> None:
     run_uris: dict[str, str] = {}
     by_number = {v["version"]: v for v in doc["versions"]}
     for part in step.parts:
+        if part.error:
+            ctx.fail(part)
+            continue
         v = by_number[part.source_id.rpartition("/")[2]]
         with ctx.track(part) as version_outcome:
             if part.action in (SKIP, UPDATE):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import sys
 import threading
 import time
@@ -105,11 +106,11 @@ class _Terminal(io.StringIO):
         return True
 
 
-def test_progress_is_quiet_off_a_terminal_and_counts_on_one(monkeypatch, capsys):
+def test_progress_is_a_closing_line_off_a_terminal_and_a_bar_on_one(monkeypatch, capsys):
     bar = progress_bar(3, "runs")
     bar.update()
     bar.close()
-    assert capsys.readouterr().err == ""
+    assert re.fullmatch(r"runs: 1/3 \(33%\) done in \d+\.\d s\n", capsys.readouterr().err)
     terminal = _Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
     bar = progress_bar(2, "runs")
