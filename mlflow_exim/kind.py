@@ -116,6 +116,7 @@ class ImportContext:
     selected: dict[str, set[str]] = field(default_factory=dict)
     steps: dict[str, list[Step]] = field(default_factory=dict)
     outcomes: dict[str, dict[str, Outcome]] = field(default_factory=dict)
+    _step_index: dict[str, dict[str, Step]] = field(default_factory=dict, repr=False)
 
     def source_ids(self, kind: str) -> list[str]:
         """The bundle's objects of ``kind`` that this import takes, in the bundle's order."""
@@ -123,9 +124,17 @@ class ImportContext:
         chosen = self.selected.get(kind)
         return ids if chosen is None else [i for i in ids if i in chosen]
 
+    def takes(self, kind: str, source_id: str) -> bool:
+        """Whether the bundle holds this object and this import takes it."""
+        chosen = self.selected.get(kind)
+        return (source_id in self.bundle.documents.get(kind, {})
+                and (chosen is None or source_id in chosen))
+
     def planned_step(self, kind: str, source_id: str) -> Step | None:
         """The step the plan of ``kind`` (made already) holds for one object, if any."""
-        return next((s for s in self.steps.get(kind, []) if s.source_id == source_id), None)
+        if kind not in self._step_index:
+            self._step_index[kind] = {s.source_id: s for s in self.steps.get(kind, [])}
+        return self._step_index[kind].get(source_id)
 
     def target_experiment(self, source_experiment_id: str) -> str | None:
         """The target id of a source experiment: None when it is still to be created."""

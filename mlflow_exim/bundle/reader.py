@@ -43,6 +43,9 @@ class OnDisk(Mapping[str, dict]):
     def __iter__(self) -> Iterator[str]:
         return iter(self.paths)
 
+    def __contains__(self, object_id) -> bool:  # Mapping's default would read the file
+        return object_id in self.paths
+
     def __len__(self) -> int:
         return len(self.paths)
 

@@ -498,7 +498,7 @@ def _plan_version(ctx: ImportContext, doc: dict, v: dict, part: Step,
                   versions_on_target: list[ModelVersion], run_uris: dict[str, str]) -> None:
     missing = [f"its {what} {object_id} is not part of this import"
                for what, kind, object_id in _dependencies(v)
-               if object_id not in ctx.source_ids(kind)]
+               if not ctx.takes(kind, object_id)]
     if missing:
         raise EximError(missing[0])
     for what, kind, object_id in _dependencies(v):

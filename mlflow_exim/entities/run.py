@@ -498,10 +498,9 @@ def _plan(ctx: ImportContext) -> list[Step]:
     """Runs parents first. A run an earlier import completed is skipped (or its status
     brought up to date); one it left half-written is deleted and written again."""
     facts = ctx.bundle.facts[NAME]
-    source_ids = set(ctx.source_ids(NAME))
     found: dict[str, tuple[dict[str, Run], dict[str, list[str]]]] = {}
     steps = []
-    for source_id in parents_first({i: facts[i]["parent"] for i in source_ids}):
+    for source_id in parents_first({i: facts[i]["parent"] for i in ctx.source_ids(NAME)}):
         fact = facts[source_id]
         step = Step(NAME, source_id, fact["name"], CREATE, delete_again=fact["deleted"])
         with planning(step):
