@@ -15,9 +15,11 @@ immutable string: nothing is shared between threads but MLflow's own caches.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -44,6 +46,41 @@ _PROBES = {
                             {"max_results": 1}),
     "scorers": ("list_scorers", "GET", "/api/3.0/mlflow/scorers/list", None),
 }
+
+
+# How a SQL store words a request it rolled back whole because of other writers, not because
+# of the request (pool exhausted, sqlite's lock, PostgreSQL and MySQL deadlocks and
+# serialization failures): no row of it was written, so sending it again is safe.
+_CONTENTION = ("QueuePool limit", "database is locked", "deadlock detected",
+               "could not serialize access", "Deadlock found", "Lock wait timeout exceeded")
+CONTENTION_ATTEMPTS = 5
+
+
+class _ContentionRetrying:
+    """A client or store whose calls are sent again, with backoff, when the server's
+    database rolled them back for contention. A sqlite server under parallel workers
+    answers so (``QueuePool limit of size 5 overflow 10 reached``) for a request that
+    waited too long for the file's lock."""
+
+    def __init__(self, target):
+        self._target = target
+
+    def __getattr__(self, name):
+        value = getattr(self._target, name)
+        if not callable(value):
+            return value
+
+        @functools.wraps(value)
+        def call(*args, **kwargs):
+            for attempt in range(1, CONTENTION_ATTEMPTS + 1):
+                try:
+                    return value(*args, **kwargs)
+                except Exception as exc:
+                    if attempt == CONTENTION_ATTEMPTS or not any(
+                            m in str(exc) for m in _CONTENTION):
+                        raise
+                    time.sleep(0.5 * 2 ** (attempt - 1))
+        return call
 
 
 def redact(text: str) -> str:
@@ -202,20 +239,21 @@ class Endpoint:
     @cached_property
     def client(self) -> MlflowClient:
         """The MLflow client; building it opens the tracking store (creating an embedded
-        one that is missing)."""
+        one that is missing). Its calls, and the store's, survive database contention on
+        the server (see ``_ContentionRetrying``)."""
         try:
             client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
             _ = client._tracking_client.store
         except Exception as exc:  # noqa: BLE001 - any failure to open is the user's to fix
             raise EximError(f"cannot open tracking store {self.display_uri}: "
                             f"{redact(' '.join(str(exc).split()))}") from None
-        return client
+        return _ContentionRetrying(client)
 
     @property
     def store(self):
         """The tracking store. Used where the client adds process-wide state (active model,
         user from the OS) or reads whole histories into memory."""
-        return self.client._tracking_client.store
+        return _ContentionRetrying(self.client._tracking_client.store)
 
     @cached_property
     def mlflow_version(self) -> str:

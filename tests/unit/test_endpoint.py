@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from mlflow_exim import endpoint
 from mlflow_exim.endpoint import display_uri, redact
 
 
@@ -39,3 +40,38 @@ def test_display_uri(uri, expected):
 
 def test_display_uri_ipv6():
     assert display_uri("http://u:p@[::1]:5000/x") == "http://[::1]:5000/x"
+
+
+class _Flaky:
+    """Answers as a server's store does under contention, ``fails`` times, then succeeds."""
+
+    limit = 5
+
+    def __init__(self, fails: int, message: str):
+        self.calls, self.fails, self.message = 0, fails, message
+
+    def log_inputs(self, run_id):
+        self.calls += 1
+        if self.calls <= self.fails:
+            raise RuntimeError(self.message)
+        return run_id
+
+
+def test_contention_is_sent_again_until_it_succeeds(monkeypatch):
+    monkeypatch.setattr(endpoint.time, "sleep", lambda seconds: None)
+    flaky = _Flaky(2, "BAD_REQUEST: QueuePool limit of size 5 overflow 10 reached")
+    store = endpoint._ContentionRetrying(flaky)
+    assert store.log_inputs("r1") == "r1" and flaky.calls == 3
+    assert store.limit == 5  # attributes pass through
+
+
+def test_other_errors_and_lasting_contention_are_raised(monkeypatch):
+    monkeypatch.setattr(endpoint.time, "sleep", lambda seconds: None)
+    wrong = _Flaky(1, "INVALID_PARAMETER_VALUE: no such run")
+    with pytest.raises(RuntimeError, match="no such run"):
+        endpoint._ContentionRetrying(wrong).log_inputs("r1")
+    assert wrong.calls == 1
+    locked = _Flaky(99, "database is locked")
+    with pytest.raises(RuntimeError, match="locked"):
+        endpoint._ContentionRetrying(locked).log_inputs("r1")
+    assert locked.calls == endpoint.CONTENTION_ATTEMPTS
