@@ -499,8 +499,9 @@ def import_experiments_command(input_dir, **options):
 @workers_option()
 @run_command
 def export_all_command(output_dir, **options):
-    """Export everything: every experiment with its runs and logged models, and every
-    registered model with its versions (never prompts); or the selected ones."""
+    """Export everything: every experiment with its runs, logged models and scorers, every
+    registered model with its versions, every prompt and evaluation dataset; or the
+    selected ones."""
     return mlflow_exim.export_all(output_dir, **options)
 
 
@@ -574,6 +575,55 @@ def export_models_command(models, output_dir, **options):
 def import_models_command(input_dir, **options):
     """Import every registered model of a bundle under its own name (or renamed)."""
     return mlflow_exim.import_models(input_dir, **options)
+
+
+@click.command("export-prompts", epilog=EXIT_CODES)
+@click.option("--prompts", required=True,
+              help=f"Which prompts of the prompt registry: {SELECTION_HELP}")
+@output_dir_option()
+@tracking_uri_option()
+@workers_option()
+@run_command
+def export_prompts_command(prompts, output_dir, **options):
+    """Export prompts, each with every version (template, commit message, tags, response
+    format, model config), its aliases and tags. Reads only: the source is not changed."""
+    return mlflow_exim.export_prompts(prompts, output_dir, **options)
+
+
+@click.command("import-prompts", epilog=EXIT_CODES)
+@input_dir_option()
+@tracking_uri_option()
+@workers_option()
+@dry_run_option()
+@run_command
+def import_prompts_command(input_dir, **options):
+    """Import the prompts of a bundle, every version under its source number."""
+    return mlflow_exim.import_prompts(input_dir, **options)
+
+
+@click.command("export-evaluation-datasets", epilog=EXIT_CODES)
+@click.option("--datasets", required=True,
+              help=f"Which evaluation datasets, by name or id: {SELECTION_HELP}")
+@output_dir_option()
+@tracking_uri_option()
+@workers_option()
+@run_command
+def export_evaluation_datasets_command(datasets, output_dir, **options):
+    """Export evaluation datasets with every record (inputs, outputs, expectations,
+    tags, source)."""
+    return mlflow_exim.export_evaluation_datasets(datasets, output_dir, **options)
+
+
+@click.command("import-evaluation-datasets", epilog=EXIT_CODES)
+@input_dir_option()
+@tracking_uri_option()
+@workers_option()
+@dry_run_option()
+@run_command
+def import_evaluation_datasets_command(input_dir, **options):
+    """Import the evaluation datasets of a bundle into the target's experiments of the
+    same names; a re-run adds no record twice."""
+    return mlflow_exim.import_evaluation_datasets(input_dir, **options)
 
 
 @click.command("export-model-version", epilog=EXIT_CODES)
@@ -750,7 +800,9 @@ COMMANDS = (export_run_command, import_run_command, export_experiment_command,
             import_experiment_command, export_experiments_command, import_experiments_command,
             export_all_command, import_all_command, export_model_command, import_model_command,
             export_models_command, import_models_command, export_model_version_command,
-            import_model_version_command, copy_run_command, copy_model_version_command,
+            import_model_version_command, export_prompts_command, import_prompts_command,
+            export_evaluation_datasets_command, import_evaluation_datasets_command,
+            copy_run_command, copy_model_version_command,
             migrate_command, verify_command, inspect_command)
 
 for _command in COMMANDS:

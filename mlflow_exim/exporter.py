@@ -15,14 +15,18 @@ from pathlib import Path
 from mlflow.entities import Experiment, LifecycleStage, LoggedModel, ViewType
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 
+from mlflow_exim import not_carried
 from mlflow_exim.bundle import BundleWriter
 from mlflow_exim.bundle.format import singular
 from mlflow_exim.catalog import KINDS
 from mlflow_exim.endpoint import Endpoint
+from mlflow_exim.entities import evaluation_dataset as dataset_entity
 from mlflow_exim.entities import experiment as experiment_entity
 from mlflow_exim.entities import logged_model as logged_model_entity
+from mlflow_exim.entities import prompt as prompt_entity
 from mlflow_exim.entities import registered_model as registered_model_entity
 from mlflow_exim.entities import run as run_entity
+from mlflow_exim.entities import scorer as scorer_entity
 from mlflow_exim.errors import EximError
 from mlflow_exim.kind import ExportContext, Kind
 from mlflow_exim.report import Report, one_line
@@ -30,6 +34,7 @@ from mlflow_exim.selection import (
     RunFilter,
     Selection,
     changed_since,
+    select,
     select_experiments,
     select_registered_models,
 )
@@ -38,6 +43,7 @@ from mlflow_exim.work import DEFAULT_WORKERS, Workers, paged, progress_bar
 EXPERIMENTS, RUNS = experiment_entity.NAME, run_entity.NAME
 LOGGED_MODELS, REGISTERED_MODELS = logged_model_entity.NAME, registered_model_entity.NAME
 MODEL_VERSIONS = registered_model_entity.VERSIONS
+PROMPTS, DATASETS, SCORERS = prompt_entity.NAME, dataset_entity.NAME, scorer_entity.NAME
 
 
 def export_run(run_id: str, output_dir: str | Path, *,
@@ -162,10 +168,43 @@ def export_all(output_dir: str | Path, *, tracking_uri: str | Endpoint | None = 
     if models != "none":
         for registered in select_registered_models(src, models):
             plan.add_registered_model_with_all_versions(registered)
+    if experiments == "all":  # else add_experiments took those of the experiments selected
+        plan.add_prompts(prompt_entity.all_prompts(src))
+        plan.add_datasets(dataset_entity.search(src))
     return _write_bundle(plan, output_dir, "export-all",
                          {"export_deleted_runs": export_deleted_runs,
                           "experiments": experiments, "models": models,
                           **_filter_options(plan.run_filter)}, workers)
+
+
+def export_prompts(prompts: Selection, output_dir: str | Path, *,
+                   tracking_uri: str | Endpoint | None = None,
+                   workers: int = DEFAULT_WORKERS) -> Report:
+    """Export the prompts named by ``prompts`` (as for :func:`export_experiments`), each
+    with every version, its aliases and tags; read through the registry, never with
+    ``load_prompt`` (which writes to the source)."""
+    src = Endpoint.connect(tracking_uri, must_exist=True)
+    plan = _Plan(src)
+    plan.add_prompts(select(prompts, prompt_entity.all_prompts(src), name=lambda p: p.name,
+                            key=lambda p: p.name, what="prompt", where=src.display_uri))
+    return _write_bundle(plan, output_dir, "export-prompts", {"selection": prompts}, workers)
+
+
+def export_evaluation_datasets(datasets: Selection, output_dir: str | Path, *,
+                               tracking_uri: str | Endpoint | None = None,
+                               workers: int = DEFAULT_WORKERS) -> Report:
+    """Export the evaluation datasets named by ``datasets`` (names or ``d-…`` ids, as for
+    :func:`export_experiments`), each with every record."""
+    src = Endpoint.connect(tracking_uri, must_exist=True)
+    missing = src.lacks("evaluation_datasets", "source")
+    if missing:
+        raise EximError(missing)
+    plan = _Plan(src)
+    plan.add_datasets(select(datasets, dataset_entity.search(src), name=lambda d: d.name,
+                             key=lambda d: d.dataset_id, what="evaluation dataset",
+                             where=src.display_uri))
+    return _write_bundle(plan, output_dir, "export-evaluation-datasets",
+                         {"selection": datasets}, workers)
 
 
 def _filter_options(run_filter: RunFilter) -> dict:
@@ -225,6 +264,34 @@ class _Plan:
                 self.add_run(run_id, experiment.experiment_id)
             for model in models:
                 self.items[LOGGED_MODELS].setdefault(model.model_id, model)
+        self.add_genai_of([e.experiment_id for e in experiments])
+
+    def add_genai_of(self, experiment_ids: list[str]) -> None:
+        """The scorers and evaluation datasets of these experiments, and the prompts
+        linked to them."""
+        taken = [i for i in experiment_ids if i in self.items[EXPERIMENTS]]
+        if not taken:
+            return
+        for experiment_id in taken:
+            try:
+                for item in scorer_entity.search(self.src, experiment_id):
+                    self.items[SCORERS].setdefault(
+                        scorer_entity.key(item.experiment_id, item.name), item)
+            except Exception as exc:  # noqa: BLE001 - reported; the other experiments go on
+                self.report.fail(SCORERS, experiment_id,
+                                 f"cannot list the scorers of experiment {experiment_id}: "
+                                 f"{one_line(exc)}")
+        self.add_datasets(dataset_entity.search(self.src, taken))
+        self.add_prompts(p for p in prompt_entity.all_prompts(self.src)
+                         if set(prompt_entity.linked_experiments(p)) & set(taken))
+
+    def add_prompts(self, prompts) -> None:
+        for found in prompts:
+            self.items[PROMPTS].setdefault(found.name, found)
+
+    def add_datasets(self, datasets) -> None:
+        for dataset in datasets:
+            self.items[DATASETS].setdefault(dataset.dataset_id, dataset)
 
     def _wanted(self, model: LoggedModel, run_ids: set[str]) -> bool:
         rule = self.run_filter
@@ -312,7 +379,11 @@ def _write_bundle(plan: _Plan, output_dir, command: str, options: dict,
     with Workers(workers, "export") as pool:
         for kind in KINDS:
             _write_kind(ctx, kind, plan.items[kind.name], pool)
-    writer.finish([asdict(o) for o in report.failures])
+    left = not_carried.survey(src, plan.items[EXPERIMENTS])
+    not_carried.warn(left, src.display_uri)
+    if left:
+        report.extra["not_carried"] = left
+    writer.finish([asdict(o) for o in report.failures], not_carried=left)
     report.extra["bundle"] = str(writer.final)
     return report
 

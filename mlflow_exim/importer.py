@@ -20,10 +20,13 @@ from pathlib import Path
 from mlflow_exim.bundle import Bundle
 from mlflow_exim.catalog import KINDS, new_idmap, open_bundle
 from mlflow_exim.endpoint import Endpoint
+from mlflow_exim.entities import evaluation_dataset as dataset_entity
 from mlflow_exim.entities import experiment as experiment_entity
 from mlflow_exim.entities import logged_model as logged_model_entity
+from mlflow_exim.entities import prompt as prompt_entity
 from mlflow_exim.entities import registered_model as registered_model_entity
 from mlflow_exim.entities import run as run_entity
+from mlflow_exim.entities import scorer as scorer_entity
 from mlflow_exim.entities.registered_model import ImportOptions
 from mlflow_exim.errors import EximError
 from mlflow_exim.kind import REDO, ImportContext
@@ -34,6 +37,7 @@ from mlflow_exim.work import DEFAULT_WORKERS, Workers
 EXPERIMENTS, RUNS = experiment_entity.NAME, run_entity.NAME
 LOGGED_MODELS, REGISTERED_MODELS = logged_model_entity.NAME, registered_model_entity.NAME
 VERSIONS = registered_model_entity.VERSIONS
+PROMPTS, DATASETS, SCORERS = prompt_entity.NAME, dataset_entity.NAME, scorer_entity.NAME
 NONE = "none"  # a selection of nothing
 
 
@@ -155,6 +159,33 @@ def import_model_version(input_dir: str | Path, model: str, *,
                              workers=workers, dry_run=dry_run)
 
 
+def import_prompts(input_dir: str | Path, *, tracking_uri: str | Endpoint | None = None,
+                   workers: int = DEFAULT_WORKERS, dry_run: bool = False) -> Report:
+    """Import the prompts of a bundle under their own names, every version under its
+    number, with aliases and tags; links to experiments and runs name the target's (an
+    experiment not in the bundle is found by name). The bundle's other objects are left
+    alone."""
+    return _import_only(input_dir, PROMPTS, "import-prompts", tracking_uri, workers, dry_run)
+
+
+def import_evaluation_datasets(input_dir: str | Path, *,
+                               tracking_uri: str | Endpoint | None = None,
+                               workers: int = DEFAULT_WORKERS,
+                               dry_run: bool = False) -> Report:
+    """Import the evaluation datasets of a bundle with every record, into the target's
+    experiments of the same names (see :func:`import_prompts`)."""
+    return _import_only(input_dir, DATASETS, "import-evaluation-datasets", tracking_uri,
+                        workers, dry_run)
+
+
+def _import_only(input_dir, kind: str, command: str, tracking_uri, workers: int,
+                 dry_run: bool) -> Report:
+    bundle = open_bundle(input_dir)
+    selected = {other.name: set() for other in KINDS if other.name != kind}
+    return _Import(bundle, Endpoint.connect(tracking_uri), command, selected=selected,
+                   workers=workers, dry_run=dry_run).run()
+
+
 # Helpers of the commands ----------------------------------------------------------------
 
 def _only_model(bundle: Bundle, command: str, *, one_version: bool = False) -> list[str]:
@@ -187,6 +218,9 @@ def _experiment_names(bundle: Bundle, renames: Renames) -> dict[str, str]:
 def _new_report(command: str, bundle: Bundle) -> Report:
     """A report that says so when the bundle itself is partial."""
     report = Report(command)
+    left = bundle.manifest.get("not_carried") or {}
+    if left:
+        report.extra["not_carried"] = left
     failures = bundle.manifest.get("export_failures") or []
     if failures:
         report.extra["bundle_export_failures"] = failures
@@ -302,8 +336,24 @@ def _selection(bundle: Bundle, experiments: Selection, models: Selection) -> dic
         doc = logged[model_id]
         chosen[RUNS].update(r for r in {doc["source_run_id"], *(m.get("run_id") for m in
                                                                  doc["metrics"])} if r)
+    _select_genai(bundle, chosen, chosen_experiments, experiments == "all")
     chosen[RUNS] &= set(bundle.facts[RUNS])
     chosen[LOGGED_MODELS] &= set(logged)
     for kind in (RUNS, LOGGED_MODELS):
         chosen[EXPERIMENTS].update(bundle.facts[kind][i]["experiment_id"] for i in chosen[kind])
     return chosen
+
+
+def _select_genai(bundle: Bundle, chosen: dict[str, set[str]], experiments: set[str],
+                  everything: bool) -> None:
+    """The prompts, evaluation datasets and scorers of the selected experiments (all of
+    them when every experiment is selected, those of no experiment too)."""
+    def linked(ids) -> bool:
+        return everything or bool(set(ids) & experiments)
+
+    chosen[PROMPTS] = {name for name, doc in bundle.documents[PROMPTS].items()
+                       if linked(prompt_entity.linked_experiments_of(doc))}
+    chosen[DATASETS] = {i for i, doc in bundle.documents[DATASETS].items()
+                        if linked(doc["experiment_ids"])}
+    chosen[SCORERS] = {i for i, doc in bundle.documents[SCORERS].items()
+                       if linked([doc["experiment_id"]])}

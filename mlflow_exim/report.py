@@ -55,6 +55,13 @@ def one_line(exc: BaseException) -> str:
     return redact(f"{type(exc).__name__}: {text}")
 
 
+def not_carried(found: dict[str, int]) -> str:
+    """Counts of what a source holds that no bundle carries: ``label_schemas 1, webhooks
+    2`` (``present`` where the number could not be read)."""
+    return ", ".join(f"{kind} {count if count >= 0 else 'present'}"
+                     for kind, count in sorted(found.items()))
+
+
 class Report:
     def __init__(self, command: str):
         self.command = command
@@ -150,6 +157,9 @@ class Report:
         for o in self.failures:
             label = f"{singular(o.kind)} {o.source_id}" + (f" ({o.name})" if o.name else "")
             lines.append(f"  FAILED {label}: {o.reason}")
+        left = self.extra.get("not_carried")
+        if left:
+            lines.append(f"  NOT CARRIED (left behind at the source): {not_carried(left)}")
         warned = sum(len(o.warnings) for o in self.outcomes)
         if warned:
             lines.append(f"  {warned} warning(s); see the report for details")

@@ -58,10 +58,14 @@ from mlflow_exim.bundle.format import ARTIFACTS_DIR
 from mlflow_exim.bundle.jsonio import decode_float, iter_json_lines
 from mlflow_exim.catalog import open_bundle
 from mlflow_exim.endpoint import Endpoint
+from mlflow_exim.entities import evaluation_dataset as dataset_entity
 from mlflow_exim.entities import experiment as experiment_entity
+from mlflow_exim.entities import links
 from mlflow_exim.entities import logged_model as logged_model_entity
+from mlflow_exim.entities import prompt as prompt_entity
 from mlflow_exim.entities import registered_model as registered_model_entity
 from mlflow_exim.entities import run as run_entity
+from mlflow_exim.entities import scorer as scorer_entity
 from mlflow_exim.entities.artifacts import MLMODEL_FILE
 from mlflow_exim.entities.logged_model import MODEL_VERSIONS_TAG
 from mlflow_exim.entities.run import LOG_MODEL_HISTORY_TAG
@@ -142,8 +146,10 @@ def verify(src_uri: str | Endpoint, dst_uri: str | Endpoint, *,
         for e in select_experiments(src.endpoint, experiments, include_deleted=True)]
     model_docs = [] if models in (None, "none") else [
         src.model_doc(m) for m in select_registered_models(src.endpoint, models)]
-    return _Comparison(src, dst, compare_artifact_content, read_id_map(id_map)).run(
-        selected, model_docs)
+    comparison = _Comparison(src, dst, compare_artifact_content, read_id_map(id_map))
+    comparison.run(selected, model_docs)
+    return comparison.run_genai(src.genai(
+        None if experiments == "all" else {e["experiment_id"] for e in selected}))
 
 
 def verify_bundle(bundle_dir: str | Path, dst_uri: str | Endpoint, *,
@@ -155,10 +161,11 @@ def verify_bundle(bundle_dir: str | Path, dst_uri: str | Endpoint, *,
     is as for :func:`verify`."""
     bundle = open_bundle(bundle_dir)
     dst = _ServerSide(Endpoint.connect(dst_uri, must_exist=True))
-    return _Comparison(_BundleSide(bundle), dst, compare_artifact_content,
-                       read_id_map(id_map)).run(
-        list(bundle.documents["experiments"].values()),
-        list(bundle.documents["registered_models"].values()))
+    side = _BundleSide(bundle)
+    comparison = _Comparison(side, dst, compare_artifact_content, read_id_map(id_map))
+    comparison.run(list(bundle.documents["experiments"].values()),
+                   list(bundle.documents["registered_models"].values()))
+    return comparison.run_genai(side.genai())
 
 
 def read_id_map(id_map: IdMapLike | None) -> dict[str, dict[str, str]]:
@@ -237,6 +244,49 @@ class _ServerSide:
     def logged_models(self, experiment_id: str) -> list[dict]:
         return _settled(logged_model_entity.to_doc(m, 0)
                         for m in logged_model_entity.search(self.endpoint, experiment_id))
+
+    def genai(self, experiment_ids: set[str] | None) -> dict[str, list[dict]]:
+        """The prompts, evaluation datasets (with their records) and scorers of these
+        experiments (all, those of no experiment too, for None), as bundle documents."""
+        def linked(ids) -> bool:
+            return experiment_ids is None or bool(set(ids) & experiment_ids)
+
+        prompts = [self.prompt(p.name) for p in prompt_entity.all_prompts(self.endpoint)
+                   if linked(prompt_entity.linked_experiments(p))]
+        datasets = [self.dataset(d.dataset_id)
+                    for d in dataset_entity.search(self.endpoint)
+                    if linked(self.endpoint.store.get_dataset_experiment_ids(d.dataset_id))]
+        scorers = [scorer_entity.to_doc(self.endpoint, s.experiment_id, s.name)
+                   for e in (experiment_ids if experiment_ids is not None else [
+                       x.experiment_id for x in paged(self.client.search_experiments)])
+                   for s in scorer_entity.search(self.endpoint, e)]
+        return {"prompts": prompts, "evaluation_datasets": datasets, "scorers": scorers}
+
+    def prompt(self, name: str) -> dict | None:
+        found = prompt_entity.get(self.endpoint, name)
+        return None if found is None else prompt_entity.to_doc(
+            found, prompt_entity.versions(self.endpoint, name), links.experiment_names(
+                self.endpoint, prompt_entity.linked_experiments(found)))
+
+    def dataset(self, dataset_id: str) -> dict | None:
+        found = _get_or_none(self.client.get_dataset, dataset_id)
+        if found is None:
+            return None
+        ids = self.endpoint.store.get_dataset_experiment_ids(dataset_id)
+        return {**dataset_entity.to_doc(found, ids, {}),
+                "records": list(dataset_entity.records(self.endpoint, dataset_id))}
+
+    def dataset_imported_from(self, doc: dict) -> dict | None:
+        if not self.endpoint.supports(dataset_entity.CAPABILITY):
+            return None
+        found = dataset_entity.find(self.endpoint, doc)
+        return self.dataset(found.dataset_id) if found is not None else None
+
+    def scorer(self, experiment_id: str, name: str) -> dict | None:
+        if not self.endpoint.supports(scorer_entity.CAPABILITY):
+            return None
+        doc = scorer_entity.to_doc(self.endpoint, experiment_id, name)
+        return doc if doc["versions"] else None
 
     def logged_model(self, model_id: str) -> dict | None:
         found = _get_or_none(self.client.get_logged_model, model_id)
@@ -328,6 +378,15 @@ class _BundleSide:
 
     def logged_model(self, model_id: str) -> dict | None:
         return self.bundle.documents["logged_models"].get(model_id)
+
+    def genai(self) -> dict[str, list[dict]]:
+        """The bundle's prompts, evaluation datasets (with their records) and scorers."""
+        docs = self.bundle.documents
+        datasets = [{**doc, "records": list(iter_json_lines(
+            self.bundle.dirs["evaluation_datasets"][i] / dataset_entity.RECORDS_FILE))}
+            for i, doc in docs["evaluation_datasets"].items()]
+        return {"prompts": list(docs["prompts"].values()), "evaluation_datasets": datasets,
+                "scorers": list(docs["scorers"].values())}
 
     def histories(self, run: dict) -> Iterator[tuple[str, list[tuple]]]:
         """Each metric's history, one at a time: ``metrics.jsonl`` keeps a metric's points
@@ -617,6 +676,111 @@ class _Comparison:
                 lambda m: f"registered model {m['name']!r}", self._diff_registered_model):
             self._score_versions(model, target)
         return self.card
+
+    def run_genai(self, sources: dict[str, list[dict]]) -> Scorecard:
+        """Compare prompts (by name), evaluation datasets (by the source id an import
+        tags them with) and scorers (by experiment and name), field by field, each
+        reference through the target object matched to the source one."""
+        self._score("prompts", [(p, self.dst.prompt(p["name"]))
+                                for p in sources["prompts"]],
+                    lambda p: f"prompt {p['name']!r}", self._diff_prompt)
+        self._score("evaluation_datasets", [(d, self.dst.dataset_imported_from(d))
+                                            for d in sources["evaluation_datasets"]],
+                    lambda d: f"evaluation dataset {d['name']!r}", self._diff_dataset)
+        self._score("scorers", [(s, self._target_scorer(s)) for s in sources["scorers"]],
+                    lambda s: f"scorer {s['name']!r}", self._diff_scorer)
+        return self.card
+
+    def _target_experiment_ids(self, ids: list[str], names: dict[str, str]) -> list[str]:
+        """Where an import links what these source experiments are linked to."""
+        found = []
+        for source_id in ids:
+            target = self.ids.experiment(source_id).target or (
+                self.dst.experiment_by_name(names[source_id]) if source_id in names else None)
+            if target is not None:
+                found.append(target["experiment_id"])
+            elif source_id == links.DEFAULT_EXPERIMENT:
+                found.append(source_id)
+        return found
+
+    def _target_scorer(self, s: dict) -> dict | None:
+        target = self.ids.experiment(s["experiment_id"]).target
+        return self.dst.scorer(target["experiment_id"], s["name"]) if target else None
+
+    def _diff_prompt(self, s: dict, d: dict, label: str) -> list[str]:
+        tags = dict(s["tags"])
+        key = prompt_entity.EXPERIMENT_IDS_TAG
+        if key in tags:
+            kept = self._target_experiment_ids(prompt_entity.linked_experiments_of(s),
+                                               s.get("experiment_names", {}))
+            tags[key] = f",{','.join(kept)}," if kept else ""
+        actual = dict(d["tags"])
+        if key in actual:  # an order-free comparison of the links
+            actual[key] = ",".join(sorted(i for i in actual[key].split(",") if i))
+            tags[key] = ",".join(sorted(i for i in tags.get(key, "").split(",") if i))
+        problems = _diff_fields(label, s, d, ("description",))
+        problems += _diff_dicts(f"{label} tags", _without_lineage(tags),
+                                _without_lineage(actual))
+        problems += _diff_dicts(f"{label} aliases", s["aliases"], d["aliases"])
+        targets = {v["version"]: v for v in d["versions"]}
+        problems += _diff_values(f"{label} versions", [v["version"] for v in s["versions"]],
+                                 sorted(targets, key=int))
+        for v in s["versions"]:
+            t = targets.get(v["version"])
+            if t is None:
+                continue
+            where = f"{label} version {v['version']}"
+            expected = dict(v["tags"])
+            runs = expected.get(prompt_entity.ASSOCIATED_RUNS_TAG)
+            if runs:
+                expected[prompt_entity.ASSOCIATED_RUNS_TAG] = ",".join(
+                    filter(None, (self.ids.target_run_id(r) for r in runs.split(","))))
+            problems += _diff_fields(where, v, t, ("description", "source"))
+            problems += _diff_dicts(f"{where} tags", _without_lineage(expected),
+                                    _without_lineage(t["tags"]))
+        return problems
+
+    def _diff_dataset(self, s: dict, d: dict, label: str) -> list[str]:
+        problems = _diff_fields(label, s, d, ("name",))
+        problems += _diff_dicts(f"{label} tags", _without_lineage(s["tags"]),
+                                _without_lineage(d["tags"]))
+        problems += _diff_values(
+            f"{label} experiments",
+            sorted(self._target_experiment_ids(s["experiment_ids"],
+                                               s.get("experiment_names", {}))),
+            sorted(d["experiment_ids"]))
+        traces = self.ids.given.get("traces", {})
+
+        def comparable(record: dict, remap: bool) -> str:
+            data = dict(record["source"].get("source_data") or {})
+            if remap and "run_id" in data:
+                data["run_id"] = self.ids.target_run_id(data["run_id"]) or data["run_id"]
+            if remap and "trace_id" in data:
+                data["trace_id"] = traces.get(data["trace_id"], data["trace_id"])
+            return json.dumps({**{k: record.get(k) or {} for k in dataset_entity.RECORD_FIELDS},
+                               "source_type": record["source"].get("source_type"),
+                               "source_data": data}, sort_keys=True)
+
+        expected = sorted(comparable(r, True) for r in s["records"])
+        actual = sorted(comparable(r, False) for r in d["records"])
+        missing = [r for r in expected if r not in actual]
+        extra = [r for r in actual if r not in expected]
+        problems += [f"{label}: record {abbreviate(r, 120)} missing on the target"
+                     for r in missing]
+        problems += [f"{label}: record {abbreviate(r, 120)} only on the target" for r in extra]
+        return problems
+
+    def _diff_scorer(self, s: dict, d: dict, label: str) -> list[str]:
+        def versions(doc: dict) -> list[tuple]:
+            return [(v["version"], v["serialized_scorer"]) for v in doc["versions"]]
+
+        problems = [] if versions(s) == versions(d) else [
+            f"{label} versions: source {[v for v, _ in versions(s)]}, target "
+            f"{[v for v, _ in versions(d)]}" + (" (same numbers, other contents)"
+                                                 if [v for v, _ in versions(s)] ==
+                                                 [v for v, _ in versions(d)] else "")]
+        return problems + _diff_values(f"{label} online configuration", s.get("online_config"),
+                                       d.get("online_config"))
 
     def _score(self, kind: str, pairs: _Pairs, label_of: Callable[[dict], str],
                diff: Callable[[dict, dict, str], list[str]]) -> _Pairs:

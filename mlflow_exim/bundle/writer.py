@@ -120,9 +120,10 @@ class BundleWriter:
                         }
         return checksums
 
-    def finish(self, failures: list[dict]) -> Path:
+    def finish(self, failures: list[dict], not_carried: dict[str, int] | None = None) -> Path:
         """Write the manifest and move the bundle into place. ``failures`` lists the objects
-        the export could not write, so an importer knows the bundle is partial."""
+        the export could not write, so an importer knows the bundle is partial;
+        ``not_carried`` counts, per kind, what the source holds that no bundle carries."""
         manifest = dict(self._header)
         manifest["created_at"] = datetime.now(timezone.utc).isoformat()
         manifest["inventory"] = {
@@ -131,6 +132,7 @@ class BundleWriter:
         }
         manifest["checksums"] = self._checksums()
         manifest["export_failures"] = failures
+        manifest["not_carried"] = not_carried or {}
         write_json(self.root / MANIFEST_FILE, manifest)
         (self.root / PROGRESS_FILE).unlink()
         if self.final.exists():

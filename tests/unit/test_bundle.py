@@ -346,7 +346,11 @@ def test_writer_builds_under_partial_and_renames_on_finish(tmp_path, precreate_e
         "runs": [{"id": RUN_ID, "experiment_id": "1", "path": RUN_DIR}],
         "logged_models": [],
         "registered_models": [],
+        "prompts": [],
+        "evaluation_datasets": [],
+        "scorers": [],
     }
+    assert manifest["not_carried"] == {}
     assert manifest["checksums"] == {ARTIFACT: {
         "sha256": hashlib.sha256(ARTIFACT_BYTES).hexdigest(), "size": len(ARTIFACT_BYTES)}}
     assert manifest["export_failures"] == []

@@ -1,0 +1,43 @@
+"""Links from GenAI objects (prompts, evaluation datasets) to experiments, which an export
+of those objects alone does not carry: the document names each linked experiment, so that
+an import finds it on the target by name when the import itself does not bring it."""
+
+from __future__ import annotations
+
+from mlflow_exim.endpoint import Endpoint
+from mlflow_exim.kind import ImportContext
+
+DEFAULT_EXPERIMENT = "0"  # the Default experiment: id 0 on every server
+
+
+def experiment_names(src: Endpoint, experiment_ids: list[str]) -> dict[str, str]:
+    """Source experiment id → name, for the ids that name an experiment."""
+    names = {}
+    for experiment_id in experiment_ids:
+        try:
+            names[experiment_id] = src.client.get_experiment(experiment_id).name
+        except Exception:  # noqa: BLE001 - a link to an experiment since deleted for good
+            continue
+    return names
+
+
+def target_experiments(ctx: ImportContext, experiment_ids: list[str], names: dict[str, str],
+                       warn) -> list[str]:
+    """The target ids of linked source experiments: the experiment this import brings, or
+    else the target's experiment of the same name (the Default experiment is everywhere);
+    a link to an experiment found neither way is dropped, with a warning."""
+    kept: list[str] = []
+    for source_id in experiment_ids:
+        target_id = ctx.idmap.get("experiments", source_id)
+        if target_id is None and source_id in names and not ctx.empty_target:
+            found = ctx.dst.client.get_experiment_by_name(names[source_id])
+            target_id = found.experiment_id if found is not None else None
+        if target_id is None and source_id == DEFAULT_EXPERIMENT:
+            target_id = DEFAULT_EXPERIMENT
+        if target_id is None:
+            warn(f"its link to experiment {source_id}"
+                 + (f" ({names[source_id]})" if source_id in names else "")
+                 + " is dropped: no such experiment on the target")
+        elif target_id not in kept:
+            kept.append(target_id)
+    return kept
