@@ -272,7 +272,9 @@ class _Plan:
         taken = [i for i in experiment_ids if i in self.items[EXPERIMENTS]]
         if not taken:
             return
-        for experiment_id in taken:
+        active = [i for i in taken
+                  if self.items[EXPERIMENTS][i].lifecycle_stage == LifecycleStage.ACTIVE]
+        for experiment_id in active:  # a server lists no scorers of a deleted experiment
             try:
                 for item in scorer_entity.search(self.src, experiment_id):
                     self.items[SCORERS].setdefault(

@@ -263,7 +263,10 @@ class _ServerSide:
         return {"prompts": prompts, "evaluation_datasets": datasets, "scorers": scorers}
 
     def prompt(self, name: str) -> dict | None:
-        found = prompt_entity.get(self.endpoint, name)
+        try:
+            found = prompt_entity.get(self.endpoint, name)
+        except EximError:  # a registered model of that name: no prompt
+            return None
         return None if found is None else prompt_entity.to_doc(
             found, prompt_entity.versions(self.endpoint, name), links.experiment_names(
                 self.endpoint, prompt_entity.linked_experiments(found)))
@@ -715,9 +718,12 @@ class _Comparison:
                                                s.get("experiment_names", {}))
             tags[key] = f",{','.join(kept)}," if kept else ""
         actual = dict(d["tags"])
-        if key in actual:  # an order-free comparison of the links
-            actual[key] = ",".join(sorted(i for i in actual[key].split(",") if i))
-            tags[key] = ",".join(sorted(i for i in tags.get(key, "").split(",") if i))
+        if key in actual:  # every expected link, in any order; an import adds, never removes
+            expected_links = {i for i in tags.get(key, "").split(",") if i}
+            actual_links = {i for i in actual[key].split(",") if i}
+            tags[key] = ",".join(sorted(expected_links))
+            actual[key] = ",".join(sorted(expected_links if expected_links <= actual_links
+                                          else actual_links))
         problems = _diff_fields(label, s, d, ("description",))
         problems += _diff_dicts(f"{label} tags", _without_lineage(tags),
                                 _without_lineage(actual))
@@ -744,11 +750,11 @@ class _Comparison:
         problems = _diff_fields(label, s, d, ("name",))
         problems += _diff_dicts(f"{label} tags", _without_lineage(s["tags"]),
                                 _without_lineage(d["tags"]))
-        problems += _diff_values(
-            f"{label} experiments",
-            sorted(self._target_experiment_ids(s["experiment_ids"],
-                                               s.get("experiment_names", {}))),
-            sorted(d["experiment_ids"]))
+        linked = set(self._target_experiment_ids(s["experiment_ids"],
+                                                 s.get("experiment_names", {})))
+        if not linked <= set(d["experiment_ids"]):  # a dataset may belong to more
+            problems.append(f"{label} experiments: source (on the target) "
+                            f"{sorted(linked)}, target {sorted(d['experiment_ids'])}")
         traces = self.ids.given.get("traces", {})
 
         def comparable(record: dict, remap: bool) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import uuid
 from pathlib import Path
 
@@ -60,6 +61,14 @@ def _rows(db: Path) -> list[str]:
         return list(connection.iterdump())
 
 
+def _linked_to_default() -> None:
+    """Wait for MLflow's client to link the prompts it registered to the Default
+    experiment: it does so in threads of its own, which would undo a link set after."""
+    for thread in threading.enumerate():
+        if thread.name.startswith("link_prompt_to_experiment_thread"):
+            thread.join()
+
+
 @pytest.fixture(scope="module")
 def seeded(stack) -> dict:
     uri = stack.source.uri
@@ -73,6 +82,9 @@ def seeded(stack) -> dict:
                            response_format=RESPONSE_FORMAT, model_config=MODEL_CONFIG)
     client.register_prompt(TEXT, "dropped", commit_message="to delete")
     client.register_prompt(TEXT, CHAT_TEMPLATE, commit_message="as chat")
+    client.register_prompt(CHAT, CHAT_TEMPLATE, commit_message="chat one")
+    client.register_prompt(CHAT, [{"role": "user", "content": "{{q}}?"}])
+    _linked_to_default()
     client.delete_prompt_version(TEXT, "3")
     client.set_prompt_version_tag(TEXT, "1", "reviewed", "later")  # after creation
     client.set_prompt_version_tag(TEXT, "2", "mlflow.prompt.associatedRunIds", run_id)
@@ -82,8 +94,6 @@ def seeded(stack) -> dict:
     client.set_prompt_tag(TEXT, "_mlflow_experiment_ids", f",{experiment_id},")
     client.set_tag(run_id, "mlflow.linkedPrompts",
                    json.dumps([{"name": TEXT, "version": "2"}]))
-    client.register_prompt(CHAT, CHAT_TEMPLATE, commit_message="chat one")
-    client.register_prompt(CHAT, [{"role": "user", "content": "{{q}}?"}])
     client.delete_prompt_tag(CHAT, "_mlflow_experiment_ids")  # linked to no experiment
     # evaluation dataset built by hand
     dataset = client.create_dataset(f"{PREFIX}-golden", experiment_id=[experiment_id],
@@ -111,8 +121,17 @@ def seeded(stack) -> dict:
         Guidelines(name="grounded", guidelines=["cite"], model=f"gateway:/{endpoint}")
         .model_dump()))
     store.upsert_online_scoring_config(experiment_id, "grounded", 0.25, "tags.env = 'prod'")
-    return {"experiment_id": experiment_id, "run_id": run_id,
-            "dataset_id": dataset.dataset_id, "db": stack.source.log_path.parent / "source.db"}
+    yield {"experiment_id": experiment_id, "run_id": run_id,
+           "dataset_id": dataset.dataset_id, "db": stack.source.log_path.parent / "source.db"}
+    # Gone from the source again, so that later modules' whole-server exports do not take
+    # a judge whose gateway endpoint their targets lack.
+    for name in ("polite", "grounded"):
+        store.delete_scorer(experiment_id, name)
+    client.delete_dataset(dataset.dataset_id)
+    for name in (TEXT, CHAT):
+        for version in client.search_prompt_versions(name):
+            client.delete_prompt_version(name, str(version.version))
+        client.delete_prompt(name)
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +230,7 @@ def test_datasets_and_scorers_arrive_remapped(stack, seeded, imported):
     assert (config.sample_rate, config.filter_string) == (0.25, "tags.env = 'prod'")
 
 
-def test_verify_and_a_second_import_create_nothing(stack, exported, imported):
+def test_verify_and_a_second_import_create_nothing(stack, exported, imported, tmp_path):
     experiment, prompts, _ = exported
     card = mlflow_exim.verify_bundle(experiment, stack.target.uri,
                                      id_map=imported["first"].extra["id_map"])
@@ -230,6 +249,18 @@ def test_verify_and_a_second_import_create_nothing(stack, exported, imported):
                                            "--tracking-uri", stack.target.uri, "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "skip    prompts" in result.output and "create" not in result.output
+    runner, datasets = CliRunner(), tmp_path / "datasets"
+    result = runner.invoke(cli.main, ["export-evaluation-datasets", "--datasets",
+                                      f"{PREFIX}-gold*", "--output-dir", str(datasets),
+                                      "--tracking-uri", stack.source.uri])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(cli.main, ["import-evaluation-datasets", "--input-dir", str(datasets),
+                                      "--tracking-uri", stack.target.uri,
+                                      "--report", str(tmp_path / "report.json")])
+    assert result.exit_code == 0, result.output
+    counts = json.loads((tmp_path / "report.json").read_text())["counts"]
+    assert set(counts) == {"evaluation_datasets"}, counts
+    assert counts["evaluation_datasets"]["skipped"] == 1, counts
 
 
 def test_what_is_not_carried_is_said(exported):

@@ -57,8 +57,13 @@ def search(src: Endpoint, experiment_ids: list[str] | None = None) -> list[Evalu
     none on a server without evaluation datasets."""
     if not src.supports(CAPABILITY):
         return []
-    return list(paged(src.client.search_datasets, experiment_ids=experiment_ids,
-                      max_results=50))
+    try:
+        return list(paged(src.client.search_datasets, experiment_ids=experiment_ids,
+                          max_results=50))
+    except Exception as exc:
+        if src.is_http or not links.store_lacks(exc):
+            raise
+        return []
 
 
 def records(endpoint: Endpoint, dataset_id: str) -> Iterator[dict]:
@@ -147,8 +152,8 @@ def target_record(record: dict, idmap: IdMap, warn) -> dict:
                  "kept as it is")
         data["run_id"] = run_id or data["run_id"]
     out = {key: record[key] for key in RECORD_FIELDS if record.get(key)}
-    out["source"] = {"source_type": record["source"].get("source_type") or "UNSPECIFIED",
-                     "source_data": data}
+    if record["source"].get("source_type"):  # a record without a source stays without
+        out["source"] = {"source_type": record["source"]["source_type"], "source_data": data}
     return out
 
 

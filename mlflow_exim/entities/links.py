@@ -10,6 +10,12 @@ from mlflow_exim.kind import ImportContext
 DEFAULT_EXPERIMENT = "0"  # the Default experiment: id 0 on every server
 
 
+def store_lacks(exc: Exception) -> bool:
+    """Whether an embedded store refused a GenAI call because it cannot hold such objects
+    (a legacy file store has the methods, which raise), rather than for this call."""
+    return isinstance(exc, NotImplementedError) or "not supported" in str(exc)
+
+
 def experiment_names(src: Endpoint, experiment_ids: list[str]) -> dict[str, str]:
     """Source experiment id → name, for the ids that name an experiment."""
     names = {}

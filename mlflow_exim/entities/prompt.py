@@ -188,6 +188,17 @@ def target_tags(ctx: ImportContext, doc: dict, warn) -> dict[str, str]:
     return tags
 
 
+def keeping_links(present: dict | None, tags: dict[str, str]) -> dict[str, str]:
+    """``tags`` with the experiment links a target prompt already has kept: an import adds
+    links, never removes one (a second copy under renamed experiments links both)."""
+    present = present or {}
+    if EXPERIMENT_IDS_TAG not in tags or EXPERIMENT_IDS_TAG not in present:
+        return tags
+    linked = linked_experiments_of({"tags": present})
+    linked += [i for i in linked_experiments_of({"tags": tags}) if i not in linked]
+    return {**tags, EXPERIMENT_IDS_TAG: f",{','.join(linked)}," if linked else ""}
+
+
 def target_version_tags(v: dict, idmap: IdMap, warn) -> dict[str, str]:
     tags = lineage.without_import_marks(v["tags"])
     if ASSOCIATED_RUNS_TAG in tags:
@@ -219,8 +230,8 @@ def _plan_prompt(ctx: ImportContext, doc: dict, step: Step) -> None:
     present: dict[str, ModelVersion] = {}
     if existing is not None:
         present = {str(v.version): v for v in versions(ctx.dst, step.name)}
-        changed = [f"tag {k}" for k in _changed_tags(existing.tags,
-                                                     target_tags(ctx, doc, _quiet))]
+        wanted = keeping_links(existing.tags, target_tags(ctx, doc, _quiet))
+        changed = [f"tag {k}" for k in _changed_tags(existing.tags, wanted)]
         if (existing.description or "") != doc["description"]:
             changed.append("description")
         step.action = UPDATE if changed else SKIP
@@ -273,6 +284,7 @@ def _apply_prompt(ctx: ImportContext, step: Step) -> None:
                 name, tags=[RegisteredModelTag(k, v) for k, v in tags.items()],
                 description=doc["description"] or None)
         else:
+            tags = keeping_links(step.present.tags, tags)
             for key in _changed_tags(step.present.tags, tags):
                 store.set_registered_model_tag(name, RegisteredModelTag(key, tags[key]))
             if (step.present.description or "") != doc["description"]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from mlflow_exim.bundle.format import Section
 from mlflow_exim.bundle.jsonio import write_json
 from mlflow_exim.endpoint import Endpoint
+from mlflow_exim.entities import links
 from mlflow_exim.errors import BundleError, EximError
 from mlflow_exim.kind import (
     CREATE,
@@ -50,8 +51,13 @@ def search(src: Endpoint, experiment_id: str) -> list[ExportItem]:
     """The scorers registered in an experiment; none on a server without scorers."""
     if not src.supports(CAPABILITY):
         return []
-    return [ExportItem(experiment_id, s.scorer_name)
-            for s in src.store.list_scorers(experiment_id)]
+    try:
+        found = src.store.list_scorers(experiment_id)
+    except Exception as exc:
+        if src.is_http or not links.store_lacks(exc):
+            raise
+        return []
+    return [ExportItem(experiment_id, s.scorer_name) for s in found]
 
 
 def key(experiment_id: str, name: str) -> str:
