@@ -253,8 +253,10 @@ class _ServerSide:
 
         prompts = [self.prompt(p.name) for p in prompt_entity.all_prompts(self.endpoint)
                    if linked(prompt_entity.linked_experiments(p))]
-        datasets = [self.dataset(d.dataset_id)
-                    for d in dataset_entity.search(self.endpoint)
+        listed = dataset_entity.search(self.endpoint) if experiment_ids is None else (
+            dataset_entity.search(self.endpoint, sorted(experiment_ids)) if experiment_ids
+            else [])
+        datasets = [self.dataset(d.dataset_id) for d in listed
                     if linked(self.endpoint.store.get_dataset_experiment_ids(d.dataset_id))]
         scorers = [scorer_entity.to_doc(self.endpoint, s.experiment_id, s.name)
                    for e in (experiment_ids if experiment_ids is not None else [

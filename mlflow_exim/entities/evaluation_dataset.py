@@ -39,7 +39,7 @@ from mlflow_exim.kind import (
     Step,
     planning,
 )
-from mlflow_exim.report import Outcome
+from mlflow_exim.report import Outcome, log, one_line
 from mlflow_exim.work import paged
 
 DATASET_FILE = "evaluation_dataset.json"
@@ -54,13 +54,19 @@ CAPABILITY = "evaluation_datasets"
 
 def search(src: Endpoint, experiment_ids: list[str] | None = None) -> list[EvaluationDataset]:
     """The datasets of these experiments, or every dataset (those of no experiment too);
-    none on a server without evaluation datasets."""
+    none on a server without evaluation datasets. A user a server lets read only some
+    experiments (basic auth) may not search across them: then, with a warning, none of no
+    experiment (those of the experiments come with each experiment)."""
     if not src.supports(CAPABILITY):
         return []
     try:
         return list(paged(src.client.search_datasets, experiment_ids=experiment_ids,
                           max_results=50))
     except Exception as exc:
+        if experiment_ids is None and "403" in str(exc):
+            log.warning("%s: the evaluation datasets of no experiment are left out: this user "
+                        "may not list them (%s)", src.display_uri, one_line(exc))
+            return []
         if src.is_http or not links.store_lacks(exc):
             raise
         return []
