@@ -134,9 +134,9 @@ def seed(uri: str, name: str) -> dict:
                            source=AssessmentSource("HUMAN", "erin"))
     mlflow.log_expectation(trace_id=trace_id, name="expected_tool", value="flaky_tool",
                            span_id=_span_id(client, trace_id, "flaky_tool"))
-    in_run = Feedback(name="in_run_score", value=True, source=judge)
-    in_run.run_id = run.info.run_id
-    mlflow.log_assessment(trace_id=trace_id, assessment=in_run)
+    mlflow.log_assessment(trace_id=trace_id, assessment=Feedback(
+        name="in_run_score", value=True, source=judge,
+        metadata={"mlflow.assessment.sourceRunId": run.info.run_id}))
     mlflow.log_assessment(trace_id=ids["free"],
                           assessment=Expectation(name="labels", value=["a", "b"]))
     return ids

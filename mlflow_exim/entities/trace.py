@@ -80,7 +80,8 @@ class ExportItem:
     since: datetime | None = None
 
     def search_filter(self) -> str | None:
-        clauses = [f"({self.filter_string})"] if self.filter_string else []
+        clauses = [self.filter_string] if self.filter_string else []  # MLflow's filters
+        # have AND only, and no parentheses
         if self.since is not None:
             clauses.append(f"trace.timestamp_ms >= {int(self.since.timestamp() * 1000)}")
         return " AND ".join(clauses) or None
