@@ -58,6 +58,7 @@ CHUNK = 200  # traces per file, and per page read from the source
 BATCH = 50  # traces looked up and written together on the target
 LINKS_PER_REQUEST = 100  # link_traces_to_run takes at most 100 trace ids
 ATTACHMENTS = "attachments"
+ATTACHMENT_REF = "mlflow-attachment://"  # how a span's inputs or outputs name an attachment
 SOURCE_RUN = "mlflow.sourceRun"
 MODEL_ID = "mlflow.modelId"
 ASSESSMENT_SOURCE_RUN = "mlflow.assessment.sourceRunId"
@@ -231,11 +232,13 @@ def run_links(src: Endpoint, experiment_id: str) -> dict[str, list[str]]:
     return links
 
 
-def _attachment_files(src: Endpoint, info: TraceInfo) -> tuple[object, list]:
-    """The trace's artifact repository (read with this endpoint's URI) and its
-    attachment files."""
+def _attachment_files(src: Endpoint, trace) -> tuple[object, list]:
+    """The trace's artifact repository (read with this endpoint's URI) and its attachment
+    files; asked of the store only when a span refers to an attachment."""
+    info = trace.info
     location = info.tags.get(ARTIFACT_LOCATION)
-    if not location:
+    if not location or not any(ATTACHMENT_REF in json.dumps(span.to_dict())
+                               for span in trace.data.spans):
         return None, []
     repo = get_artifact_repository(location, tracking_uri=src.uri)
     try:
@@ -244,8 +247,9 @@ def _attachment_files(src: Endpoint, info: TraceInfo) -> tuple[object, list]:
         return repo, []
 
 
-def _download_attachments(src: Endpoint, info: TraceInfo, directory: Path) -> list[str]:
-    repo, listed = _attachment_files(src, info)
+def _download_attachments(src: Endpoint, trace, directory: Path) -> list[str]:
+    info = trace.info
+    repo, listed = _attachment_files(src, trace)
     names = []
     for item in listed:
         target = attachment_dir(directory, info.trace_id)
@@ -272,7 +276,7 @@ def export(src: Endpoint, item: ExportItem, directory: Path) -> dict:
                 doc["chunks"].append(chunk_name(len(doc["chunks"]) + 1))
                 with JsonLinesWriter(directory / doc["chunks"][-1]) as out:
                     for trace in _with_spans(src, infos):
-                        names = _download_attachments(src, trace.info, directory)
+                        names = _download_attachments(src, trace, directory)
                         out.write(to_line(trace, links.get(trace.info.trace_id, []), names))
                         doc["spans"] += len(trace.data.spans)
                         doc["attachments"] += len(names)
@@ -293,8 +297,7 @@ def read_lines(endpoint: Endpoint, experiment_id: str) -> Iterator[dict]:
     links = run_links(endpoint, experiment_id)
     for infos in _pages(endpoint, experiment_id, None):
         for trace in _with_spans(endpoint, infos):
-            names = [f.path.rpartition("/")[2] for f in _attachment_files(endpoint,
-                                                                           trace.info)[1]]
+            names = [f.path.rpartition("/")[2] for f in _attachment_files(endpoint, trace)[1]]
             yield to_line(trace, links.get(trace.info.trace_id, []), names)
 
 
@@ -303,6 +306,8 @@ def find_lines(dst: Endpoint, lines: list[dict], experiment_id: str, mapped: dic
     """The target's traces (as bundle lines) that the source ``lines`` became in target
     experiment ``experiment_id``, by source id: through ``mapped`` (an import's id map),
     else the same id, else the id a moved trace gets. Left out: missing, or pending."""
+    if not dst.supports(NAME):
+        return {}
     wanted = {}
     unmapped = [line for line in lines if line["info"]["trace_id"] not in mapped]
     for p in place(dst, unmapped, experiment_id) if unmapped else []:
@@ -316,7 +321,7 @@ def find_lines(dst: Endpoint, lines: list[dict], experiment_id: str, mapped: dic
         if trace is None or _action(trace.info) != SKIP or \
                 trace.info.experiment_id != experiment_id:
             continue
-        names = [f.path.rpartition("/")[2] for f in _attachment_files(dst, trace.info)[1]]
+        names = [f.path.rpartition("/")[2] for f in _attachment_files(dst, trace)[1]]
         found[source_id] = to_line(trace, links.get(target_id, []), names)
     return found
 
