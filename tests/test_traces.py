@@ -152,6 +152,31 @@ def test_half_written_traces_are_redone_and_missing_ones_written_never_twice(
     assert card.ok, card.differences
 
 
+def test_an_import_interrupted_inside_a_trace_resumes(stack, seeded, unique, monkeypatch):
+    """Stopped for real in the middle of a trace (its info written with the pending mark,
+    its run link not yet), the import is run again: that trace is redone, none doubled."""
+    from mlflow.store.tracking.rest_store import RestStore
+
+    name, ids, bundle = seeded
+
+    def interrupted(self, trace_ids, run_id):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(RestStore, "link_traces_to_run", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            mlflow_exim.import_all(bundle, tracking_uri=stack.target.uri, workers=1,
+                                   **_renamed(name, unique))
+    resumed = mlflow_exim.import_all(bundle, tracking_uri=stack.target.uri,
+                                     **_renamed(name, unique))
+    assert resumed.ok, resumed.summary()
+    assert REDO in {o.action for o in resumed.outcomes if o.kind == "traces"}
+    assert len(_traces(stack.target.uri, unique)) == 4
+    card = mlflow_exim.verify(stack.source.uri, stack.target.uri, experiments=name,
+                              models="none", id_map=resumed.extra["id_map"])
+    assert card.ok, card.differences
+
+
 def test_a_second_copy_on_the_same_server_gets_new_ids_said_per_trace(stack, seeded, unique):
     name, ids, bundle = seeded
     copy = mlflow_exim.import_all(bundle, tracking_uri=stack.source.uri,
