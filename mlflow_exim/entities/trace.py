@@ -425,7 +425,7 @@ def _action(info: TraceInfo | None) -> str:
 
 
 def _batches(directory: Path, doc: dict, size: int = BATCH) -> Iterator[list[dict]]:
-    lines = (line for _path, line in _lines(directory, doc))
+    lines = lines_of(directory, doc)
     while batch := list(islice(lines, size)):
         yield batch
 
