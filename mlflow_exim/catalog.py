@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from mlflow_exim.bundle import Bundle
-from mlflow_exim.entities import experiment, logged_model, registered_model, run
+from mlflow_exim.entities import experiment, logged_model, registered_model, run, trace
 from mlflow_exim.idmap import IdMap
 from mlflow_exim.kind import Kind
 
@@ -43,6 +43,7 @@ KINDS = in_dependency_order([
     run.KIND,
     logged_model.KIND,
     registered_model.KIND,
+    trace.KIND,
 ])
 
 # Every name an outcome, id map entry or scorecard line can have: kinds and their parts.

@@ -519,6 +519,33 @@ def import_all_command(input_dir, **options):
     return mlflow_exim.import_all(input_dir, **options)
 
 
+@click.command("export-traces", epilog=EXIT_CODES)
+@experiments_option(required=True)
+@output_dir_option()
+@tracking_uri_option()
+@since_option("traces started since.")
+@click.option("--filter", "filter_string", metavar="FILTER",
+              help="Only traces this MLflow trace search filter finds, e.g. "
+                   "\"tag.team = 'search' AND trace.status = 'OK'\".")
+@workers_option()
+@run_command
+def export_traces_command(experiments, output_dir, **options):
+    """Export the traces of experiments (spans, assessments, attachments, run links),
+    whether or not they belong to a run, with the experiments but not their runs."""
+    return mlflow_exim.export_traces(experiments, output_dir, **options)
+
+
+@click.command("import-traces", epilog=EXIT_CODES)
+@import_options
+@rename_options("experiment")
+@run_command
+def import_traces_command(input_dir, **options):
+    """Import the traces of a bundle, keeping their ids (a trace whose id is taken by
+    another experiment of the target gets a new one, reported and in the id map). Run
+    again, it creates nothing."""
+    return mlflow_exim.import_traces(input_dir, **options)
+
+
 @click.command("export-model", epilog=EXIT_CODES)
 @model_option()
 @output_dir_option()
@@ -748,7 +775,8 @@ def main():
 
 COMMANDS = (export_run_command, import_run_command, export_experiment_command,
             import_experiment_command, export_experiments_command, import_experiments_command,
-            export_all_command, import_all_command, export_model_command, import_model_command,
+            export_all_command, import_all_command, export_traces_command, import_traces_command,
+            export_model_command, import_model_command,
             export_models_command, import_models_command, export_model_version_command,
             import_model_version_command, copy_run_command, copy_model_version_command,
             migrate_command, verify_command, inspect_command)

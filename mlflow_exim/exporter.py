@@ -23,6 +23,7 @@ from mlflow_exim.entities import experiment as experiment_entity
 from mlflow_exim.entities import logged_model as logged_model_entity
 from mlflow_exim.entities import registered_model as registered_model_entity
 from mlflow_exim.entities import run as run_entity
+from mlflow_exim.entities import trace as trace_entity
 from mlflow_exim.errors import EximError
 from mlflow_exim.kind import ExportContext, Kind
 from mlflow_exim.report import Report, one_line
@@ -38,6 +39,7 @@ from mlflow_exim.work import DEFAULT_WORKERS, Workers, paged, progress_bar
 EXPERIMENTS, RUNS = experiment_entity.NAME, run_entity.NAME
 LOGGED_MODELS, REGISTERED_MODELS = logged_model_entity.NAME, registered_model_entity.NAME
 MODEL_VERSIONS = registered_model_entity.VERSIONS
+TRACES = trace_entity.NAME
 
 
 def export_run(run_id: str, output_dir: str | Path, *,
@@ -168,6 +170,25 @@ def export_all(output_dir: str | Path, *, tracking_uri: str | Endpoint | None = 
                           **_filter_options(plan.run_filter)}, workers)
 
 
+def export_traces(experiments: Selection, output_dir: str | Path, *,
+                  tracking_uri: str | Endpoint | None = None, since: datetime | None = None,
+                  filter_string: str | None = None, workers: int = DEFAULT_WORKERS) -> Report:
+    """Export the traces of the experiments named by ``experiments`` (as for
+    :func:`export_experiments`), with their spans, assessments, attachments and run links,
+    and the experiments' metadata, but not their runs: all traces, or those the MLflow
+    trace search ``filter_string`` finds, started at or after ``since``."""
+    src = Endpoint.connect(tracking_uri, must_exist=True)
+    missing = src.lacks(TRACES, "source")
+    if missing:
+        raise EximError(missing)
+    plan = _Plan(src)
+    for experiment in select_experiments(src, experiments, include_deleted=False):
+        plan.add_traces(experiment, filter_string, since)
+    return _write_bundle(plan, output_dir, "export-traces",
+                         {"selection": experiments, "filter_string": filter_string,
+                          "since": since.isoformat() if since else None}, workers)
+
+
 def _filter_options(run_filter: RunFilter) -> dict:
     """The run filter as the manifest records it (only what is set)."""
     return {key: value.isoformat() if isinstance(value, datetime) else value
@@ -215,6 +236,7 @@ class _Plan:
                 models = [m for m in logged_model_entity.search(self.src,
                                                                 experiment.experiment_id)
                           if self._wanted(m, taken)]
+                traced = trace_entity.has_traces(self.src, experiment.experiment_id)
             except Exception as exc:  # noqa: BLE001 - reported; the other experiments go on
                 self.report.fail(EXPERIMENTS, experiment.experiment_id,
                                  f"cannot list its runs and logged models: {one_line(exc)}",
@@ -225,6 +247,16 @@ class _Plan:
                 self.add_run(run_id, experiment.experiment_id)
             for model in models:
                 self.items[LOGGED_MODELS].setdefault(model.model_id, model)
+            if traced:
+                self.add_traces(experiment, since=self.run_filter.since)
+
+    def add_traces(self, experiment: Experiment, filter_string: str | None = None,
+                   since: datetime | None = None) -> None:
+        """The traces of an experiment (all, or those ``filter_string`` finds, started
+        since ``since``), whether or not they belong to a run."""
+        self.items[EXPERIMENTS].setdefault(experiment.experiment_id, experiment)
+        self.items[TRACES][experiment.experiment_id] = trace_entity.ExportItem(
+            experiment.experiment_id, filter_string, since)
 
     def _wanted(self, model: LoggedModel, run_ids: set[str]) -> bool:
         rule = self.run_filter

@@ -24,6 +24,7 @@ from mlflow_exim.entities import experiment as experiment_entity
 from mlflow_exim.entities import logged_model as logged_model_entity
 from mlflow_exim.entities import registered_model as registered_model_entity
 from mlflow_exim.entities import run as run_entity
+from mlflow_exim.entities import trace as trace_entity
 from mlflow_exim.entities.registered_model import ImportOptions
 from mlflow_exim.errors import EximError
 from mlflow_exim.kind import REDO, ImportContext
@@ -34,6 +35,7 @@ from mlflow_exim.work import DEFAULT_WORKERS, Workers
 EXPERIMENTS, RUNS = experiment_entity.NAME, run_entity.NAME
 LOGGED_MODELS, REGISTERED_MODELS = logged_model_entity.NAME, registered_model_entity.NAME
 VERSIONS = registered_model_entity.VERSIONS
+TRACES = trace_entity.NAME
 NONE = "none"  # a selection of nothing
 
 
@@ -108,6 +110,22 @@ def import_all(input_dir: str | Path, *, tracking_uri: str | Endpoint | None = N
                                   for name in bundle.documents[REGISTERED_MODELS]},
                    selected=_selection(bundle, experiments, models),
                    workers=workers, dry_run=dry_run).run()
+
+
+def import_traces(input_dir: str | Path, *, tracking_uri: str | Endpoint | None = None,
+                  import_source_tags: bool = False, experiment_renames: Renames = (),
+                  workers: int = DEFAULT_WORKERS, dry_run: bool = False) -> Report:
+    """Import the traces of a bundle (from export-traces, or any export that holds them)
+    into their experiments (created when missing, or renamed), and only them: the bundle's
+    runs, logged models and registered models are left alone. A trace's run and logged
+    model (``mlflow.sourceRun``, ``mlflow.modelId``, run links, assessments' runs) are
+    found on the target where an earlier import wrote them."""
+    bundle = open_bundle(input_dir)
+    selected = {kind: set() for kind in (RUNS, LOGGED_MODELS, REGISTERED_MODELS)}
+    return _Import(bundle, Endpoint.connect(tracking_uri), "import-traces",
+                   source_tags=import_source_tags,
+                   names=_experiment_names(bundle, experiment_renames),
+                   selected=selected, workers=workers, dry_run=dry_run).run()
 
 
 def import_models(input_dir: str | Path, *, models: Selection = "all", **options) -> Report:
@@ -284,7 +302,7 @@ def _selection(bundle: Bundle, experiments: Selection, models: Selection) -> dic
             experiments, list(experiment_docs.values()), name=lambda d: d["name"],
             key=lambda d: d["experiment_id"], what="experiment", where=where)}
     chosen = {EXPERIMENTS: set(chosen_experiments), REGISTERED_MODELS: set()}
-    for kind in (RUNS, LOGGED_MODELS):
+    for kind in (RUNS, LOGGED_MODELS, TRACES):
         chosen[kind] = {object_id for object_id, facts in bundle.facts[kind].items()
                         if facts["experiment_id"] in chosen_experiments}
     if models != NONE:

@@ -346,6 +346,7 @@ def test_writer_builds_under_partial_and_renames_on_finish(tmp_path, precreate_e
         "runs": [{"id": RUN_ID, "experiment_id": "1", "path": RUN_DIR}],
         "logged_models": [],
         "registered_models": [],
+        "traces": [],
     }
     assert manifest["checksums"] == {ARTIFACT: {
         "sha256": hashlib.sha256(ARTIFACT_BYTES).hexdigest(), "size": len(ARTIFACT_BYTES)}}
