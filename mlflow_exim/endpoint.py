@@ -31,7 +31,9 @@ from mlflow.tracking import MlflowClient
 from mlflow_exim.errors import EximError
 
 # Greedy up to the last "@" before the path, so a password holding "@" is removed whole.
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s]+@")
+# Azure's wasbs:// and abfss:// URIs name the container there (``container@account…``).
+_USERINFO = re.compile(r"(?<![A-Za-z0-9+.-])(?!(?:wasbs?|abfss?)://)"
+                       r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s]+@")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 # What a server may or may not serve: the store method a client calls for it (an embedded

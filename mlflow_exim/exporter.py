@@ -24,6 +24,7 @@ from mlflow_exim.entities import logged_model as logged_model_entity
 from mlflow_exim.entities import registered_model as registered_model_entity
 from mlflow_exim.entities import run as run_entity
 from mlflow_exim.entities import trace as trace_entity
+from mlflow_exim.entities.artifacts import require_client
 from mlflow_exim.errors import EximError
 from mlflow_exim.kind import ExportContext, Kind
 from mlflow_exim.report import Report, one_line
@@ -337,6 +338,7 @@ def _write_bundle(plan: _Plan, output_dir, command: str, options: dict,
     report = plan.report
     report.command = command
     src = plan.src
+    _require_clients(plan)
     source = {"tracking_uri": src.display_uri, **src.server_info}
     writer = BundleWriter(output_dir, [kind.section for kind in KINDS], command=command,
                           source=source, options=options)
@@ -347,6 +349,17 @@ def _write_bundle(plan: _Plan, output_dir, command: str, options: dict,
     writer.finish([asdict(o) for o in report.failures])
     report.extra["bundle"] = str(writer.final)
     return report
+
+
+def _require_clients(plan: _Plan) -> None:
+    """Before anything is written: the storage client of every experiment whose runs or
+    logged models are taken. Their artifact URIs lie under the experiment's location."""
+    holding = {*plan.items[RUNS].values(),
+               *(model.experiment_id for model in plan.items[LOGGED_MODELS].values())}
+    for experiment_id, experiment in plan.items[EXPERIMENTS].items():
+        if experiment_id in holding:
+            require_client(experiment.artifact_location, f"experiment {experiment_id} "
+                           f"({experiment.name}) on {plan.src.display_uri}")
 
 
 def _write_kind(ctx: ExportContext, kind: Kind, items: dict, pool: Workers) -> None:

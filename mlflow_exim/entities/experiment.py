@@ -15,6 +15,7 @@ from mlflow_exim import lineage
 from mlflow_exim.bundle.format import Section
 from mlflow_exim.bundle.jsonio import write_json
 from mlflow_exim.endpoint import Endpoint
+from mlflow_exim.entities.artifacts import require_client
 from mlflow_exim.errors import BundleError, EximError
 from mlflow_exim.kind import CREATE, SKIP, UPDATE, ImportContext, Kind, Step, planning
 
@@ -123,6 +124,7 @@ def _plan_shared(ctx: ImportContext, name: str) -> Step:
                       "restore it or choose another name")
     elif existing is not None:
         step.action, step.reason, step.target_id = SKIP, "already present", existing.experiment_id
+        step.present = existing
         for source_id in ctx.source_ids(NAME):
             ctx.idmap.add(NAME, source_id, existing.experiment_id)
     return step
@@ -168,6 +170,16 @@ def _review(ctx: ImportContext) -> None:
     for step in ctx.steps[NAME]:
         if step.reason == RESTORED and step.source_id not in written_into:
             step.action, step.reason, step.delete_again = SKIP, "already present (deleted)", False
+        if step.present is not None and written_into.intersection(step.source_id.split(",")):
+            _require_client(ctx, step.present)
+
+
+def _require_client(ctx: ImportContext, experiment: Experiment) -> None:
+    """The storage client this process needs to write into ``experiment``, checked
+    before its runs and logged models are written (for one that exists: before anything
+    is)."""
+    require_client(experiment.artifact_location, f"experiment {experiment.experiment_id} "
+                   f"({experiment.name}) on {ctx.dst.display_uri}")
 
 
 def _apply(ctx: ImportContext, steps: list[Step]) -> None:
@@ -192,6 +204,10 @@ def _apply(ctx: ImportContext, steps: list[Step]) -> None:
                     if step.present.tags.get(key) != value:
                         ctx.dst.client.set_experiment_tag(step.target_id, key, value)
             ctx.idmap.add(NAME, step.source_id, outcome.target_id)
+    for step in steps:  # where the target put the new ones is known only now
+        outcome = ctx.outcomes[NAME][step.source_id]
+        if step.action == CREATE and outcome.target_id:
+            _require_client(ctx, ctx.dst.client.get_experiment(outcome.target_id))
 
 
 def _finish(ctx: ImportContext) -> None:

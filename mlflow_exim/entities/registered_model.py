@@ -366,8 +366,8 @@ def _import_version(dst: Endpoint, doc: dict, v: dict, name: str,
     keep_number = options.keep_numbers
 
     def create() -> ModelVersion:
-        return dst.client.create_model_version(
-            name, source, run_id=run_id, tags={**tags, lineage.PENDING: "true"},
+        return create_model_version(
+            dst, name, source, run_id=run_id, tags={**tags, lineage.PENDING: "true"},
             run_link=v.get("run_link"), description=v["description"] or None,
             model_id=model_id)
 
@@ -387,6 +387,31 @@ def _import_version(dst: Endpoint, doc: dict, v: dict, name: str,
         _set_stage(dst, name, created.version, v["current_stage"])
     dst.client.delete_model_version_tag(name, created.version, lineage.PENDING)
     return str(created.version)
+
+
+def create_model_version(dst: Endpoint, name: str, source: str, *, run_id: str | None,
+                         model_id: str | None, **fields) -> ModelVersion:
+    """Create a version as MLflow does, also in an embedded store. There MLflow's registry
+    resolves a ``models:/m-…`` source, and a ``model_id`` without a run, through the
+    process-wide tracking URI (``MlflowClient()``), not through the store it writes to:
+    unless MLFLOW_TRACKING_URI names that store, the logged model is "not found" (and
+    ``./mlflow.db`` is created in passing). So the version is created from what that
+    lookup would have given (the logged model's artifact location and source run), and
+    its source is then set to ``models:/m-…`` in the same database."""
+    if dst.is_http or not model_id:
+        return dst.client.create_model_version(name, source, run_id=run_id, model_id=model_id,
+                                               **fields)
+    model = dst.client.get_logged_model(model_id)
+    created = dst.client.create_model_version(name, model.artifact_location,
+                                              run_id=run_id or model.source_run_id, **fields)
+    store = dst.client._get_registry_client().store
+    try:
+        writing = store.ManagedSessionMaker(read_only=False)
+    except TypeError:  # MLflow before read-only sessions: every session writes
+        writing = store.ManagedSessionMaker()
+    with writing as session:
+        store._get_sql_model_version(session, name, created.version).source = source
+    return dst.client.get_model_version(name, str(created.version))
 
 
 def _forget_registrations(dst: Endpoint, model_id: str, name: str,
