@@ -200,7 +200,7 @@ def _per_experiment(bundle: Bundle) -> list[dict]:
                    for e in bundle.entries(EXPERIMENTS)}
     for kind in (kind for kind in KINDS if kind.name != EXPERIMENTS):
         for entry in bundle.entries(kind.section.name):
-            found = experiments.get(entry.get("experiment_id"))
+            found = experiments.get(str(entry.get("experiment_id")))
             if found is not None:
                 found["objects"][kind.name] = found["objects"].get(kind.name, 0) + 1
     return list(experiments.values())

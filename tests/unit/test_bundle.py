@@ -30,33 +30,8 @@ from tests.unit.samples import (
     RUN_DIR,
     RUN_DOC,
     RUN_ID,
+    make_bundle,
 )
-
-
-def make_bundle(root: Path, **manifest_changes) -> Path:
-    """Write a minimal valid bundle at ``root``; keyword arguments replace manifest fields."""
-    (root / "experiments/1").mkdir(parents=True, exist_ok=True)
-    (root / ARTIFACT).parent.mkdir(parents=True, exist_ok=True)
-    write_json(root / "experiments/1/experiment.json", EXPERIMENT_DOC)
-    write_json(root / RUN_DIR / "run.json", RUN_DOC)
-    (root / RUN_DIR / "metrics.jsonl").write_text(
-        '{"key":"loss","step":0,"timestamp":1700000000123,"value":"NaN"}\n')
-    (root / ARTIFACT).write_bytes(ARTIFACT_BYTES)
-    manifest = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "source": {"tracking_uri": "http://dev:5000"},
-        "inventory": {
-            "experiments": [{"id": "1", "name": "churn", "path": "experiments/1"}],
-            "runs": [{"id": RUN_ID, "experiment_id": "1", "path": RUN_DIR}],
-        },
-        "checksums": {ARTIFACT: {"sha256": hashlib.sha256(ARTIFACT_BYTES).hexdigest(),
-                                 "size": len(ARTIFACT_BYTES)}},
-        **manifest_changes,
-    }
-    write_json(root / MANIFEST_FILE, manifest)
-    return root
-
 
 # bundle.paths -----------------------------------------------------------------------------
 
