@@ -90,8 +90,8 @@ def output_dir_option():
     overwrite = click.option(
         "--overwrite", is_flag=True,
         help="Replace a bundle already in --output-dir (of any export) with a new export "
-             "from nothing; the old one stays until the new one is complete. A directory "
-             "that holds no bundle is still refused.")
+             "from nothing; the old one stays until the new one is complete. A non-empty "
+             "directory that holds no bundle is still refused.")
     return lambda func: output_dir(overwrite(func))
 
 
