@@ -64,7 +64,7 @@ def _import_refused(stack, bundle: Path, name: str, *fragments: str) -> str:
     return line
 
 
-def test_a_whole_bundle_checks_ok_and_imports(stack, exported, unique):
+def test_a_whole_bundle_checks_ok(exported):
     result = invoke(cli.check_command, "--input-dir", exported["bundle"], "--json")
     assert result.exit_code == 0, result.output
     found = json.loads(result.output)
