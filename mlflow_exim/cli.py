@@ -79,10 +79,20 @@ def dst_uri_option(*, required: bool = True, dest: str = "dst_uri", detail: str 
 
 
 def output_dir_option():
-    return click.option(
+    """--output-dir and --overwrite: where an export writes its bundle."""
+    output_dir = click.option(
         "--output-dir", required=True, type=click.Path(file_okay=False),
         help="New (or empty) directory for the bundle. It is built as DIR.partial and renamed "
-             "when complete; an interrupted export resumes from DIR.partial.")
+             "when complete; an interrupted export resumes from DIR.partial. Into a complete "
+             "bundle of the same command, options and source (a nightly job), the export "
+             "refreshes it: new and changed objects are written, unchanged ones kept, those "
+             "gone from the source dropped. Any other content is refused.")
+    overwrite = click.option(
+        "--overwrite", is_flag=True,
+        help="Replace a bundle already in --output-dir (of any export) with a new export "
+             "from nothing; the old one stays until the new one is complete. A non-empty "
+             "directory that holds no bundle is still refused.")
+    return lambda func: output_dir(overwrite(func))
 
 
 def input_dir_option(*, required: bool = True, detail: str = ""):
@@ -419,10 +429,10 @@ def _print(result, as_json: bool) -> None:
 @tracking_uri_option()
 @export_deleted_option()
 @run_command
-def export_run_command(run_id, output_dir, tracking_uri, export_deleted_runs):
+def export_run_command(run_id, output_dir, tracking_uri, export_deleted_runs, overwrite):
     """Export one run: info, params, tags, metric histories, inputs and artifacts."""
     return mlflow_exim.export_run(run_id, output_dir, tracking_uri=tracking_uri,
-                                  export_deleted_runs=export_deleted_runs)
+                                  export_deleted_runs=export_deleted_runs, overwrite=overwrite)
 
 
 @click.command("import-run", epilog=EXIT_CODES)
@@ -609,10 +619,10 @@ def import_models_command(input_dir, **options):
 @output_dir_option()
 @tracking_uri_option()
 @run_command
-def export_model_version_command(model, version, output_dir, tracking_uri):
+def export_model_version_command(model, version, output_dir, tracking_uri, overwrite):
     """Export one model version with its run and logged model."""
     return mlflow_exim.export_model_version(model, version, output_dir,
-                                            tracking_uri=tracking_uri)
+                                            tracking_uri=tracking_uri, overwrite=overwrite)
 
 
 @click.command("import-model-version", epilog=EXIT_CODES)
@@ -763,6 +773,23 @@ def inspect_command(input_dir, as_json):
     sys.exit(0 if contents.complete else 1)
 
 
+@click.command("check", epilog="Exit codes: 0 the bundle is whole; 1 it is not (each problem "
+               "names the file, and the field); 2 it is not a bundle, or its manifest is "
+               "broken (one line on stderr).")
+@input_dir_option()
+@output_options
+@program
+def check_command(input_dir, as_json):
+    """Verify a bundle without importing it, and without any server: every file of every
+    object against its size and SHA-256 in the manifest, every document as an import
+    reads it, no symbolic link or special file anywhere, nothing failed at export. A bundle
+    of format 1 or 2 has no checksum for its JSON documents and metric histories: they are
+    reported as not verified."""
+    result = mlflow_exim.check_bundle(input_dir)
+    _print(result, as_json)
+    sys.exit(0 if result.ok else 1)
+
+
 @click.group("mlflow-exim")
 @click.version_option(package_name="mlflow-exim")
 def main():
@@ -779,7 +806,7 @@ COMMANDS = (export_run_command, import_run_command, export_experiment_command,
             export_model_command, import_model_command,
             export_models_command, import_models_command, export_model_version_command,
             import_model_version_command, copy_run_command, copy_model_version_command,
-            migrate_command, verify_command, inspect_command)
+            migrate_command, verify_command, inspect_command, check_command)
 
 for _command in COMMANDS:
     main.add_command(_command)

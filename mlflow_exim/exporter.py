@@ -45,7 +45,7 @@ TRACES = trace_entity.NAME
 
 def export_run(run_id: str, output_dir: str | Path, *,
                tracking_uri: str | Endpoint | None = None, export_deleted_runs: bool = False,
-               workers: int = DEFAULT_WORKERS) -> Report:
+               workers: int = DEFAULT_WORKERS, overwrite: bool = False) -> Report:
     """Export one run (and its experiment's metadata) to a new bundle at ``output_dir``."""
     src = Endpoint.connect(tracking_uri, must_exist=True)
     try:
@@ -57,13 +57,14 @@ def export_run(run_id: str, output_dir: str | Path, *,
     plan = _Plan(src)
     plan.add_run(run_id, run.info.experiment_id)
     return _write_bundle(plan, output_dir, "export-run",
-                         {"export_deleted_runs": export_deleted_runs, "run_id": run_id}, workers)
+                         {"export_deleted_runs": export_deleted_runs, "run_id": run_id}, workers,
+                         overwrite=overwrite)
 
 
 def export_experiment(experiment: str, output_dir: str | Path, *,
                       tracking_uri: str | Endpoint | None = None,
                       export_deleted_runs: bool = False, run_filter: RunFilter | None = None,
-                      workers: int = DEFAULT_WORKERS) -> Report:
+                      workers: int = DEFAULT_WORKERS, overwrite: bool = False) -> Report:
     """Export one experiment, by name or id, with its runs (all, or those ``run_filter``
     takes) and logged models."""
     src = Endpoint.connect(tracking_uri, must_exist=True)
@@ -75,13 +76,13 @@ def export_experiment(experiment: str, output_dir: str | Path, *,
     plan.add_experiments([found], export_deleted_runs)
     return _write_bundle(plan, output_dir, "export-experiment",
                          {"export_deleted_runs": export_deleted_runs, "selection": experiment,
-                          **_filter_options(plan.run_filter)}, workers)
+                          **_filter_options(plan.run_filter)}, workers, overwrite=overwrite)
 
 
 def export_experiments(experiments: Selection, output_dir: str | Path, *,
                        tracking_uri: str | Endpoint | None = None,
                        export_deleted_runs: bool = False, run_filter: RunFilter | None = None,
-                       workers: int = DEFAULT_WORKERS) -> Report:
+                       workers: int = DEFAULT_WORKERS, overwrite: bool = False) -> Report:
     """Export the experiments named by ``experiments`` (``all``, a comma list of names or
     ids, globs, ``re:`` regexes, a ``.txt`` file; see :func:`selection.parse_selection`) with
     their runs (all, or those ``run_filter`` takes) and logged models."""
@@ -91,32 +92,34 @@ def export_experiments(experiments: Selection, output_dir: str | Path, *,
                          export_deleted_runs)
     return _write_bundle(plan, output_dir, "export-experiments",
                          {"export_deleted_runs": export_deleted_runs, "selection": experiments,
-                          **_filter_options(plan.run_filter)}, workers)
+                          **_filter_options(plan.run_filter)}, workers, overwrite=overwrite)
 
 
 def export_model(model: str, output_dir: str | Path, *,
                  tracking_uri: str | Endpoint | None = None, versions: list[str] | None = None,
                  stages: list[str] | None = None, latest_versions: bool = False,
-                 workers: int = DEFAULT_WORKERS) -> Report:
+                 workers: int = DEFAULT_WORKERS, overwrite: bool = False) -> Report:
     """Export one registered model with the selected versions (all by default): listed
     ``versions``, or those in ``stages``, or with ``latest_versions`` the newest of each
     stage. The run and the logged model behind each version travel with it."""
     return _export_model(model, output_dir, "export-model", tracking_uri=tracking_uri,
                          versions=versions, stages=stages, latest_versions=latest_versions,
-                         workers=workers)
+                         workers=workers, overwrite=overwrite)
 
 
 def export_model_version(model: str, version: str, output_dir: str | Path, *,
-                         tracking_uri: str | Endpoint | None = None) -> Report:
+                         tracking_uri: str | Endpoint | None = None,
+                         overwrite: bool = False) -> Report:
     """Export one model version with its run and logged model (and the model's
     description, tags and aliases)."""
     return _export_model(model, output_dir, "export-model-version", tracking_uri=tracking_uri,
-                         versions=[str(version)])
+                         versions=[str(version)], overwrite=overwrite)
 
 
 def _export_model(model: str, output_dir, command: str, *, tracking_uri,
                   versions: list[str] | None = None, stages: list[str] | None = None,
-                  latest_versions: bool = False, workers: int = DEFAULT_WORKERS) -> Report:
+                  latest_versions: bool = False, workers: int = DEFAULT_WORKERS,
+                  overwrite: bool = False) -> Report:
     if versions and (stages or latest_versions):
         raise EximError("`versions` cannot be combined with `stages` or `latest_versions`")
     src = Endpoint.connect(tracking_uri, must_exist=True)
@@ -131,12 +134,12 @@ def _export_model(model: str, output_dir, command: str, *, tracking_uri,
     plan.add_registered_model(registered, chosen)
     return _write_bundle(plan, output_dir, command,
                          {"selection": model, "versions": versions, "stages": stages,
-                          "latest_versions": latest_versions}, workers)
+                          "latest_versions": latest_versions}, workers, overwrite=overwrite)
 
 
 def export_models(models: Selection, output_dir: str | Path, *,
                   tracking_uri: str | Endpoint | None = None, since: datetime | None = None,
-                  workers: int = DEFAULT_WORKERS) -> Report:
+                  workers: int = DEFAULT_WORKERS, overwrite: bool = False) -> Report:
     """Export the registered models named by ``models`` (as for
     :func:`export_experiments`) with all their versions (with ``since``: the versions
     changed since then), runs and logged models."""
@@ -145,13 +148,14 @@ def export_models(models: Selection, output_dir: str | Path, *,
     for registered in select_registered_models(src, models):
         plan.add_registered_model_with_all_versions(registered)
     return _write_bundle(plan, output_dir, "export-models",
-                         {"selection": models, **_filter_options(plan.run_filter)}, workers)
+                         {"selection": models, **_filter_options(plan.run_filter)}, workers,
+                         overwrite=overwrite)
 
 
 def export_all(output_dir: str | Path, *, tracking_uri: str | Endpoint | None = None,
                export_deleted_runs: bool = False, experiments: Selection = "all",
                models: Selection = "all", run_filter: RunFilter | None = None,
-               workers: int = DEFAULT_WORKERS) -> Report:
+               workers: int = DEFAULT_WORKERS, overwrite: bool = False) -> Report:
     """Export everything the bundle format carries: every experiment (or those
     ``experiments`` selects) with its runs and logged models, and every registered model
     (or those ``models`` selects; ``"none"`` for none) with its versions. ``run_filter``
@@ -168,7 +172,7 @@ def export_all(output_dir: str | Path, *, tracking_uri: str | Endpoint | None = 
     return _write_bundle(plan, output_dir, "export-all",
                          {"export_deleted_runs": export_deleted_runs,
                           "experiments": experiments, "models": models,
-                          **_filter_options(plan.run_filter)}, workers)
+                          **_filter_options(plan.run_filter)}, workers, overwrite=overwrite)
 
 
 def export_traces(experiments: Selection, output_dir: str | Path, *,
@@ -332,22 +336,26 @@ def _run_ids(src: Endpoint, experiment_id: str, view: int, searches: list[str]) 
 # Writing --------------------------------------------------------------------------------
 
 def _write_bundle(plan: _Plan, output_dir, command: str, options: dict,
-                  workers: int = DEFAULT_WORKERS) -> Report:
+                  workers: int = DEFAULT_WORKERS, *, overwrite: bool = False) -> Report:
     """Write the plan, kind after kind in dependency order, ``workers`` objects at a time.
-    An object whose dependency could not be written fails with that reason."""
+    An object whose dependency could not be written fails with that reason. Into a complete
+    bundle of the same export, it refreshes that bundle: new objects are written, changed
+    ones written again, the others kept; with ``overwrite`` it replaces any bundle there
+    (see :class:`BundleWriter`)."""
     report = plan.report
     report.command = command
     src = plan.src
     _require_clients(plan)
     source = {"tracking_uri": src.display_uri, **src.server_info}
     writer = BundleWriter(output_dir, [kind.section for kind in KINDS], command=command,
-                          source=source, options=options)
+                          source=source, options=options, overwrite=overwrite)
     ctx = ExportContext(src, writer, report)
     with Workers(workers, "export") as pool:
         for kind in KINDS:
             _write_kind(ctx, kind, plan.items[kind.name], pool)
     writer.finish([asdict(o) for o in report.failures])
     report.extra["bundle"] = str(writer.final)
+    report.extra["refreshed"] = writer.refreshes
     return report
 
 
@@ -373,7 +381,8 @@ def _write_kind(ctx: ExportContext, kind: Kind, items: dict, pool: Workers) -> N
                     raise EximError(f"its {singular(needed)} {needed_id} could not be "
                                     "exported")
             directory = ctx.writer.object_dir(kind.name, object_id)
-            if kind.rewrite_on_resume or not ctx.writer.is_written(kind.name, object_id):
+            if (kind.rewrite_on_resume or not ctx.writer.is_written(kind.name, object_id)
+                    or (kind.unchanged and not kind.unchanged(ctx, object_id, item, directory))):
                 kind.export(ctx, object_id, item, directory, outcome)
             ctx.writer.add(kind.name, object_id, **kind.inventory(item))
             outcome.target_id = ctx.writer.relative(directory)

@@ -210,6 +210,10 @@ def _new_report(command: str, bundle: Bundle) -> Report:
         report.extra["bundle_export_failures"] = failures
         log.warning("%s: the export that wrote this bundle failed for %d object(s); they are "
                     "not in it (see the manifest's export_failures)", bundle.root, len(failures))
+    if bundle.unverified:  # formats 1 and 2 have no checksum for them
+        report.extra["unverified_files"] = dict(bundle.unverified)
+        log.warning("%s: %d files could not be verified: format %d recorded no checksum for "
+                    "them", bundle.root, sum(bundle.unverified.values()), bundle.format_version)
     return report
 
 

@@ -15,6 +15,7 @@ from mlflow_exim import lineage
 from mlflow_exim.bundle.format import Section
 from mlflow_exim.bundle.jsonio import write_json
 from mlflow_exim.endpoint import Endpoint
+from mlflow_exim.entities import limits
 from mlflow_exim.entities.artifacts import require_client
 from mlflow_exim.errors import BundleError, EximError
 from mlflow_exim.kind import CREATE, SKIP, UPDATE, ImportContext, Kind, Step, planning
@@ -52,6 +53,8 @@ def validate(doc, path: Path) -> None:
                                 "'active' or 'deleted'")
     if not all(isinstance(v, str) for v in doc["tags"].values()):
         raise BundleError(path, "every tag value must be a string")
+    limits.check_length(doc["name"], limits.EXPERIMENT_NAME, path, "name")
+    limits.check_mapping(doc["tags"], path, "tags", value_limit=limits.EXPERIMENT_TAG_VALUE)
 
 
 def export(experiment: Experiment, directory: Path) -> dict:

@@ -30,6 +30,7 @@ from mlflow_exim import lineage
 from mlflow_exim.bundle.format import Section, singular
 from mlflow_exim.bundle.jsonio import write_json
 from mlflow_exim.endpoint import Endpoint
+from mlflow_exim.entities import limits
 from mlflow_exim.entities.logged_model import MODEL_VERSIONS_TAG
 from mlflow_exim.errors import BundleError, EximError
 from mlflow_exim.idmap import IdMap
@@ -204,12 +205,21 @@ def validate(doc, path: Path) -> None:
     for section in ("tags", "aliases"):
         if not all(isinstance(v, str) for v in need(doc, section, dict).values()):
             raise BundleError(path, f"every value in {section!r} must be a string")
+    limits.check_mapping(doc["tags"], path, "tags", value_limit=limits.REGISTRY_TAG_VALUE)
+    for alias in doc["aliases"]:
+        limits.check_length(alias, limits.ALIAS, path, f"aliases key {alias[:40]!r}")
+    numbers = set()
     for v in need(doc, "versions", list):
         number = need(v, "version", str, "versions[].")
         if not number.isdigit():
             raise BundleError(path, f"version {number!r} is not a number")
+        if number in numbers:
+            raise BundleError(path, f"field versions[] lists version {number} twice")
+        numbers.add(number)
         if not all(isinstance(t, str) for t in need(v, "tags", dict, "versions[].").values()):
             raise BundleError(path, f"version {number}: every tag value must be a string")
+        limits.check_mapping(v["tags"], path, f"versions[{number}].tags",
+                             value_limit=limits.REGISTRY_TAG_VALUE)
         need(v, "description", str, "versions[].")
         need(v, "current_stage", str, "versions[].")
         need(v, "run_id", (str, type(None)), "versions[].")
