@@ -177,7 +177,8 @@ def export_all(output_dir: str | Path, *, tracking_uri: str | Endpoint | None = 
 
 def export_traces(experiments: Selection, output_dir: str | Path, *,
                   tracking_uri: str | Endpoint | None = None, since: datetime | None = None,
-                  filter_string: str | None = None, workers: int = DEFAULT_WORKERS) -> Report:
+                  filter_string: str | None = None, workers: int = DEFAULT_WORKERS,
+                  overwrite: bool = False) -> Report:
     """Export the traces of the experiments named by ``experiments`` (as for
     :func:`export_experiments`), with their spans, assessments, attachments and run links,
     and the experiments' metadata, but not their runs: all traces, or those the MLflow
@@ -191,7 +192,8 @@ def export_traces(experiments: Selection, output_dir: str | Path, *,
         plan.add_traces(experiment, filter_string, since)
     return _write_bundle(plan, output_dir, "export-traces",
                          {"selection": experiments, "filter_string": filter_string,
-                          "since": since.isoformat() if since else None}, workers)
+                          "since": since.isoformat() if since else None}, workers,
+                         overwrite=overwrite)
 
 
 def _filter_options(run_filter: RunFilter) -> dict:
