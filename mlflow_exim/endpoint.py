@@ -38,8 +38,10 @@ from mlflow_exim.errors import EximError
 
 # Greedy up to the last "@" before the path, so a password holding "@" is removed whole.
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s]+@")
-# The value of each parameter of a URL's query string (it may be a key or a token).
-_QUERY_VALUE = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s?#]*\?)(?P<query>[^\s#]*)")
+# The value of each parameter of a URL's query string (it may be a key or a token), also
+# where a message shows only the URL's path ("Max retries exceeded with url: /?key=…").
+_QUERY_VALUE = re.compile(r"(?P<head>(?:[A-Za-z][A-Za-z0-9+.-]*://|/)[^\s?#'\"]*\?)"
+                          r"(?P<query>[^\s#'\"]*[^\s#'\":,;.)])")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 # What a server may or may not serve: the store method a client calls for it (an embedded

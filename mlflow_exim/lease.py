@@ -32,7 +32,7 @@ from mlflow_exim.report import log
 PREFIX = "mlflow-exim.lease."
 OWNER, EXPIRES = "mlflow_exim.lease.owner", "mlflow_exim.lease.expires"
 WORK = "mlflow_exim.lease.work"
-TTL_SECONDS = 30
+TTL_SECONDS = 20
 _ALREADY = ("RESOURCE_ALREADY_EXISTS", "already exists")
 
 

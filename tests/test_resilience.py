@@ -28,7 +28,7 @@ from tests.faultproxy import FaultProxy
 from tests.seed import T0, _upload, make_run
 from tests.servers import Process, free_port
 
-RUNS = 6
+RUNS = 4
 
 
 @dataclass
@@ -130,7 +130,7 @@ def test_503s_dropped_connections_and_slow_answers_are_retried(stack, source, un
 def test_source_outage_mid_export_is_waited_out(stack, source, unique):
     proxy = FaultProxy(stack.source.uri)
     try:
-        proxy.arm("/metrics/get-history", "outage", 1, seconds=5)
+        proxy.arm("/metrics/get-history", "outage", 1, seconds=3)
         args = source.migrate_args(unique, stack.target.uri)
         args[2] = proxy.uri
         result = cli(*args, "--src-attempts", 6)
@@ -276,3 +276,27 @@ def test_copies_creating_one_experiment_at_once_all_succeed(stack, source, uniqu
     experiment = client.get_experiment_by_name(f"{unique}-shared").experiment_id
     runs = client.search_runs([experiment])
     assert sorted(r.data.tags[lineage.SOURCE_RUN_ID] for r in runs) == sorted(source.runs[:3])
+
+
+# The settings ----------------------------------------------------------------------------
+
+def test_retry_settings_per_side_from_the_config_and_flags(tmp_path):
+    from mlflow_exim.config import connect, load_config
+    from mlflow_exim.endpoint import RetryPolicy
+    from mlflow_exim.errors import EximError
+
+    config = tmp_path / "m.yaml"
+    config.write_text("source: {tracking_uri: 'sqlite:///s.db', attempts: 3, timeout: 9}\n"
+                      "target: {tracking_uri: 'sqlite:///t.db', attempts: 12}\n")
+    loaded = load_config(config)
+    assert loaded.source.retry == RetryPolicy(3, 9)
+    assert loaded.target.retry == RetryPolicy(12, None)
+    target = connect(None, loaded.target, "target", retry=RetryPolicy(None, 4))
+    assert target.retry == RetryPolicy(12, 4) and target.environment == {
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "11", "MLFLOW_HTTP_REQUEST_TIMEOUT": "4"}
+    for bad, problem in (("attempts: 0", "must be at least 1"),
+                         ("timeout: fast", "expected a whole number")):
+        config.write_text(f"source: {{tracking_uri: 'sqlite:///s.db', {bad}}}\n"
+                          "target: {tracking_uri: 'sqlite:///t.db'}\n")
+        with pytest.raises(EximError, match=f"source.{bad.split(':')[0]}: {problem}"):
+            load_config(config)

@@ -18,6 +18,9 @@ from mlflow_exim.errors import EximError
     ("sqlite:///tmp/mlflow.db", "sqlite:///tmp/mlflow.db"),
     ("no url here, mail me @ home", "no url here, mail me @ home"),
     ("GET http://h:1/api?key=s3cret&b=2 failed", "GET http://h:1/api?key=***&b=*** failed"),
+    ("Max retries exceeded with url: /?key=s3cret/version (Caused by",
+     "Max retries exceeded with url: /?key=*** (Caused by"),
+    ("server http://h/?k=s3cret: refused", "server http://h/?k=***: refused"),
 ])
 def test_redact(text, expected):
     assert redact(text) == expected
