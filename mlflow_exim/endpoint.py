@@ -146,11 +146,15 @@ class _Retrying:
 
 
 class _Health:
-    """Whether an endpoint is taken for down, and why (see :class:`_Retrying`)."""
+    """Whether an endpoint is taken for down, and why (see :class:`_Retrying`): until the
+    end of the command, whose next :meth:`Endpoint.connect` starts afresh."""
 
     def __init__(self, display: str):
         self._display = display
         self._reason: str | None = None
+
+    def reset(self) -> None:
+        self._reason = None
 
     def down(self, reason: str) -> None:
         if self._reason is None:
@@ -304,6 +308,7 @@ class Endpoint:
             raise EximError(f"{uri.display_uri}: an endpoint already has its credentials "
                             "and retry policy")
         endpoint = uri if isinstance(uri, Endpoint) else cls(uri, credentials, retry)
+        endpoint._health.reset()  # an outage that ended an earlier command ends only that one
         if must_exist and endpoint.missing_store is not None:
             raise EximError(f"tracking store {endpoint.display_uri}: {endpoint.missing_store} "
                             "does not exist (a store that is only read is never created)")

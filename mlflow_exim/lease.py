@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 
 from mlflow_exim.endpoint import Endpoint
 from mlflow_exim.errors import EximError
-from mlflow_exim.report import log
+from mlflow_exim.report import log, one_line
 
 PREFIX = "mlflow-exim.lease."
 OWNER, EXPIRES = "mlflow_exim.lease.owner", "mlflow_exim.lease.expires"
@@ -48,26 +48,13 @@ def held(dst: Endpoint, key: str, work: str, *, wait: float = 0.0) -> Iterator[N
     then refused with one line naming the holder and when its lease ends."""
     name = name_of(key)
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    deadline = time.monotonic() + wait
-    while not _take(dst, name, owner, work):
-        holder = _holder(dst, name)
-        if holder is None:  # freed meanwhile
-            continue
-        if holder[0] == owner:  # ours: MLflow sent our create again after a lost answer
-            break
-        if holder[1] < time.time():
-            log.warning("%s: taking over the lease of %s, which expired (its job was killed?)",
-                        work, holder[0])
-            with contextlib.suppress(Exception):  # another job may have taken it first
-                if _holder(dst, name) == holder:
-                    dst.client.delete_registered_model(name)
-            continue
-        if time.monotonic() >= deadline:
-            until = datetime.fromtimestamp(holder[1], timezone.utc).strftime("%H:%M:%S UTC")
-            raise EximError(f"{work}: another job ({holder[0]}) is doing it on "
-                            f"{dst.display_uri} and holds its lease until {until}; run "
-                            "again once it is done (or after that time, if it was killed)")
-        time.sleep(min(1.0, max(deadline - time.monotonic(), 0.1)))
+    try:
+        _acquire(dst, name, owner, work, time.monotonic() + wait)
+    except EximError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the target failed us before any work
+        raise EximError(f"{work}: cannot take its lease on {dst.display_uri}: "
+                        f"{one_line(exc)}") from None
     stop = threading.Event()
     renewer = threading.Thread(target=_renew, args=(dst, name, stop), daemon=True,
                                name="mlflow-exim-lease")
@@ -80,6 +67,34 @@ def held(dst: Endpoint, key: str, work: str, *, wait: float = 0.0) -> Iterator[N
         with contextlib.suppress(Exception):  # an expired lease is taken over anyway
             if (_holder(dst, name) or ("",))[0] == owner:
                 dst.client.delete_registered_model(name)
+
+
+def _acquire(dst: Endpoint, name: str, owner: str, work: str, deadline: float) -> None:
+    """Take the lease ``name``, waiting for a live one until ``deadline``."""
+    takeovers = 0
+    while not _take(dst, name, owner, work):
+        holder = _holder(dst, name)
+        if holder is None:  # freed meanwhile
+            continue
+        if holder[0] == owner:  # ours: MLflow sent our create again after a lost answer
+            break
+        if holder[1] < time.time():
+            takeovers += 1
+            if takeovers > 3:
+                raise EximError(f"{work}: the expired lease {name} on {dst.display_uri} cannot "
+                                "be removed; delete that registered model")
+            log.warning("%s: taking over the lease of %s, which expired (its job was killed?)",
+                        work, holder[0])
+            with contextlib.suppress(Exception):  # another job may have taken it first
+                if _holder(dst, name) == holder:
+                    dst.client.delete_registered_model(name)
+            continue
+        if time.monotonic() >= deadline:
+            until = datetime.fromtimestamp(holder[1], timezone.utc).strftime("%H:%M:%S UTC")
+            raise EximError(f"{work}: another job ({holder[0]}) is doing it on "
+                            f"{dst.display_uri} and holds its lease until {until}; run "
+                            "again once it is done (or after that time, if it was killed)")
+        time.sleep(min(1.0, max(deadline - time.monotonic(), 0.1)))
 
 
 def _expiry() -> str:

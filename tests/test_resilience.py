@@ -300,3 +300,26 @@ def test_retry_settings_per_side_from_the_config_and_flags(tmp_path):
                           "target: {tracking_uri: 'sqlite:///t.db'}\n")
         with pytest.raises(EximError, match=f"source.{bad.split(':')[0]}: {problem}"):
             load_config(config)
+
+
+def test_a_lease_is_refused_while_held_and_taken_over_once_expired(tmp_path, monkeypatch):
+    from mlflow_exim import lease
+    from mlflow_exim.endpoint import Endpoint
+    from mlflow_exim.errors import EximError
+
+    store = Endpoint.connect(f"sqlite:///{tmp_path / 'leases.db'}")
+    with lease.held(store, "job", "the job"):
+        with pytest.raises(EximError, match="^the job: another job .* holds its lease until"), \
+                lease.held(store, "job", "the job"):
+            pass
+        with lease.held(store, "other job", "another job"):
+            pass  # another key is another lease
+    with lease.held(store, "job", "the job"):
+        pass  # released
+    monkeypatch.setattr(lease, "TTL_SECONDS", -1)  # a holder that was killed
+    store.client.create_registered_model(lease.name_of("job"), tags={
+        lease.OWNER: "killed", lease.EXPIRES: lease._expiry()})
+    with lease.held(store, "job", "the job"):
+        tags = store.client.get_registered_model(lease.name_of("job")).tags
+        assert tags[lease.OWNER] != "killed"
+    assert store.client.search_registered_models() == []
