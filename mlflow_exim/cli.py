@@ -310,6 +310,31 @@ def dry_run_option(*, configurable: bool = False):
     return click.option("--dry-run", is_flag=True, help=help_text)
 
 
+def retry_options(func):
+    """--src-attempts, --src-timeout, --dst-attempts, --dst-timeout: each side's
+    ``RetryPolicy`` (source_retry and target_retry of the library call)."""
+    @functools.wraps(func)
+    def wrapper(src_attempts, src_timeout, dst_attempts, dst_timeout, **kwargs):
+        from mlflow_exim.endpoint import RetryPolicy
+
+        return func(source_retry=RetryPolicy(src_attempts, src_timeout),
+                    target_retry=RetryPolicy(dst_attempts, dst_timeout), **kwargs)
+    for flag, side in (("--dst-timeout", "target"), ("--dst-attempts", "target"),
+                       ("--src-timeout", "source"), ("--src-attempts", "source")):
+        if flag.endswith("attempts"):
+            text, metavar, default = (
+                f"Send each request to the {side} at most N times, with exponential backoff "
+                "while it is down, drops connections, answers 5xx or times out.", "N",
+                "MLFLOW_HTTP_REQUEST_MAX_RETRIES + 1")
+        else:
+            text, metavar, default = (
+                f"Seconds each try of a request waits for the {side}'s answer.", "SECONDS",
+                "MLFLOW_HTTP_REQUEST_TIMEOUT")
+        wrapper = click.option(flag, type=click.IntRange(min=1), default=None,
+                               metavar=metavar, help=_configurable(text, default))(wrapper)
+    return wrapper
+
+
 def report_option():
     return click.option(
         "--report", "report_path", type=click.Path(dir_okay=False),
@@ -707,6 +732,7 @@ def copy_model_version_command(report_path, as_json, **kwargs):
 @export_deleted_option(configurable=True)
 @stage_to_alias_option(configurable=True)
 @dry_run_option(configurable=True)
+@retry_options
 @report_option()
 @program
 def migrate_command(report_path, **flags):

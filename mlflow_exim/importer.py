@@ -15,8 +15,10 @@ Within each kind, objects go ``workers`` at a time (see :class:`work.Workers`).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from mlflow_exim import lease
 from mlflow_exim.bundle import Bundle
 from mlflow_exim.catalog import KINDS, new_idmap, open_bundle
 from mlflow_exim.endpoint import Endpoint
@@ -27,7 +29,7 @@ from mlflow_exim.entities import run as run_entity
 from mlflow_exim.entities import trace as trace_entity
 from mlflow_exim.entities.registered_model import ImportOptions
 from mlflow_exim.errors import EximError
-from mlflow_exim.kind import REDO, ImportContext
+from mlflow_exim.kind import ImportContext
 from mlflow_exim.report import Report, log
 from mlflow_exim.selection import Renames, Selection, rename, select
 from mlflow_exim.work import DEFAULT_WORKERS, Workers
@@ -244,6 +246,19 @@ class _Import:
         self.report = _new_report(command, bundle)
 
     def run(self) -> Report:
+        """The import, under a lease on the target for this bundle (see :mod:`lease`): a
+        second import of the same bundle into the same target at once waits a little
+        (long enough for a killed import's lease to expire), then is refused, rather than
+        delete the first one's half-written objects. A dry run writes nothing and takes
+        none."""
+        if self.dry_run:
+            return self._run()
+        key = json.dumps(["import", self.bundle.manifest], sort_keys=True, default=str)
+        with lease.held(self.dst, key, f"{self.report.command} of bundle {self.bundle.root}",
+                        wait=lease.TTL_SECONDS + 5):
+            return self._run()
+
+    def _run(self) -> Report:
         idmap = new_idmap()
         new_store = self.dry_run and self.dst.missing_store is not None
         if new_store:  # opening it would create it: the plan is to create everything
@@ -280,7 +295,7 @@ class _Import:
 
     def _report_leftovers(self, ctx: ImportContext) -> None:
         """Say what an interrupted import left half-written, which this one writes again."""
-        leftovers = {kind: [i for step in steps if step.action == REDO for i in step.leftovers]
+        leftovers = {kind: [i for step in steps for i in step.leftovers]
                      for kind, steps in ctx.steps.items()}
         leftovers = {kind: ids for kind, ids in leftovers.items() if ids}
         if leftovers:

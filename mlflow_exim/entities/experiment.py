@@ -190,7 +190,7 @@ def _apply(ctx: ImportContext, steps: list[Step]) -> None:
         with ctx.track(step) as outcome:
             if ctx.experiment_name:
                 if step.action == CREATE:
-                    outcome.target_id = ctx.dst.client.create_experiment(step.name)
+                    outcome.target_id = _create(ctx, step.name, {})
                 for source_id in ctx.source_ids(NAME):
                     ctx.idmap.add(NAME, source_id, outcome.target_id)
                 continue
@@ -199,7 +199,7 @@ def _apply(ctx: ImportContext, steps: list[Step]) -> None:
             if step.action == CREATE:
                 if step.delete_again:  # so that a re-run after an interruption knows it
                     tags[lineage.PENDING] = doc["experiment_id"]
-                outcome.target_id = ctx.dst.client.create_experiment(step.name, tags=tags)
+                outcome.target_id = _create(ctx, step.name, tags)
             elif step.present.lifecycle_stage == LifecycleStage.ACTIVE or step.delete_again:
                 if step.present.lifecycle_stage == LifecycleStage.DELETED:
                     ctx.dst.client.restore_experiment(step.target_id)
@@ -211,6 +211,23 @@ def _apply(ctx: ImportContext, steps: list[Step]) -> None:
         outcome = ctx.outcomes[NAME][step.source_id]
         if step.action == CREATE and outcome.target_id:
             _require_client(ctx, ctx.dst.client.get_experiment(outcome.target_id))
+
+
+def _create(ctx: ImportContext, name: str, tags: dict[str, str]) -> str:
+    """Create the experiment, or take the one another job (an import of another shard, a
+    copy) created under that name since the plan, with these tags set."""
+    try:
+        return ctx.dst.client.create_experiment(name, tags=tags or None)
+    except Exception as exc:
+        existing = None
+        if "RESOURCE_ALREADY_EXISTS" in str(exc):
+            existing = ctx.dst.client.get_experiment_by_name(name)
+        if existing is None or existing.lifecycle_stage != LifecycleStage.ACTIVE:
+            raise
+    for key, value in tags.items():
+        if existing.tags.get(key) != value:
+            ctx.dst.client.set_experiment_tag(existing.experiment_id, key, value)
+    return existing.experiment_id
 
 
 def _finish(ctx: ImportContext) -> None:

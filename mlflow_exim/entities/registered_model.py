@@ -573,6 +573,18 @@ def _apply(ctx: ImportContext, steps: list[Step]) -> None:
     ctx.objects.each(lambda step: _apply_model(ctx, step), steps)
 
 
+def _created(dst: Endpoint, name: str, tags: dict, description: str) -> bool:
+    """Create the registered model; False when another job created it first."""
+    try:
+        dst.client.create_registered_model(name, tags=tags or None,
+                                           description=description or None)
+        return True
+    except Exception as exc:
+        if "RESOURCE_ALREADY_EXISTS" in str(exc):
+            return False
+        raise
+
+
 def _apply_model(ctx: ImportContext, step: Step) -> None:
     """The model, then its versions in order, then its aliases. With ``keep_numbers`` each
     version gets its source number: numbers left free by deleted source versions are used
@@ -584,10 +596,10 @@ def _apply_model(ctx: ImportContext, step: Step) -> None:
     name = step.name
     with ctx.track(step) as outcome:
         tags = _model_tags(doc, options)
-        if step.action == CREATE:
-            ctx.dst.client.create_registered_model(name, tags=tags or None,
-                                                   description=doc["description"] or None)
-        elif step.action == UPDATE:
+        update = step.action == UPDATE
+        if step.action == CREATE:  # another job may have created it since the plan
+            update = not _created(ctx.dst, name, tags, doc["description"])
+        if update:
             existing = ctx.dst.client.get_registered_model(name)
             for key, value in tags.items():
                 if existing.tags.get(key) != value:

@@ -539,8 +539,10 @@ def _plan(ctx: ImportContext) -> list[Step]:
 
 def _plan_one(ctx: ImportContext, step: Step, present: Run | None, leftovers: list[str],
               experiment: str) -> None:
+    # Beside a complete copy, a leftover is a run whose create MLflow sent again after
+    # its answer was lost (a dropped connection, a timeout): deleted too.
+    step.leftovers = leftovers
     if present is None:
-        step.leftovers = leftovers
         step.action = REDO if leftovers else CREATE
         step.reason = ("left half-written by an interrupted import: deleted and written again"
                        if leftovers else f"would be created in experiment {experiment}")
@@ -575,14 +577,14 @@ def _apply(ctx: ImportContext, steps: list[Step]) -> None:
 def _apply_one(ctx: ImportContext, step: Step) -> None:
     with ctx.track(step) as outcome:
         doc = ctx.bundle.documents[NAME][step.source_id]
+        for leftover in step.leftovers:  # the import's lease says no other job writes them
+            ctx.dst.client.delete_run(leftover)
         if step.action == UPDATE:
             _catch_up(ctx.dst, doc, step.present)
         elif step.action in (CREATE, REDO):
             experiment = ctx.target_experiment(doc["info"]["experiment_id"])
             if experiment is None:
                 raise EximError(f"its experiment {doc['info']['experiment_id']} was not imported")
-            for leftover in step.leftovers:
-                ctx.dst.client.delete_run(leftover)
             import_run(ctx.dst, doc, ctx.bundle.dirs[NAME][step.source_id], experiment,
                        parent_run_id=ctx.idmap.get(NAME, doc["tags"].get(MLFLOW_PARENT_RUN_ID)),
                        source_tags=ctx.source_tags, outcome=outcome, transfers=ctx.transfers)
