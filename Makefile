@@ -7,7 +7,14 @@ STAMP := $(VENV)/.installed
 MLFLOW2_VENV := .venv-mlflow2
 MLFLOW2_STAMP := $(MLFLOW2_VENV)/.installed
 
-.PHONY: install mlflow2 test test-fast demo lint docs docs-check bench clean
+# Azurite, the Azure Blob Storage emulator of tests/test_stores.py, from npm (3.35 is the
+# last that runs on Debian 12's Node.js 18). Kept outside the clone, so that later clones on
+# this machine reuse it; the stamp names the version.
+AZURITE_DIR ?= $(HOME)/.cache/mlflow-exim/azurite
+AZURITE_VERSION := 3.35.0
+AZURITE_STAMP := $(AZURITE_DIR)/.installed-$(AZURITE_VERSION)
+
+.PHONY: install mlflow2 azurite test test-fast demo lint docs docs-check bench clean
 
 install: $(STAMP)
 
@@ -25,8 +32,16 @@ $(MLFLOW2_STAMP): tests/mlflow2-requirements.txt
 	$(MLFLOW2_VENV)/bin/pip install --quiet -r tests/mlflow2-requirements.txt
 	touch $(MLFLOW2_STAMP)
 
-test: install mlflow2
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+azurite: $(AZURITE_STAMP)
+
+$(AZURITE_STAMP):
+	mkdir -p $(AZURITE_DIR)
+	npm install --prefix $(AZURITE_DIR) --no-audit --no-fund --loglevel=error \
+		azurite@$(AZURITE_VERSION)
+	touch $(AZURITE_STAMP)
+
+test: install mlflow2 azurite
+	AZURITE_DIR=$(AZURITE_DIR) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The unit tests alone (tests/unit: no server, no store), for the inner loop.
 test-fast: install

@@ -19,6 +19,7 @@ from mlflow_exim.entities import (
     registered_model,
     run,
     scorer,
+    trace,
 )
 from mlflow_exim.idmap import IdMap
 from mlflow_exim.kind import Kind
@@ -52,6 +53,7 @@ KINDS = in_dependency_order([
     logged_model.KIND,
     registered_model.KIND,
     prompt.KIND,
+    trace.KIND,
     evaluation_dataset.KIND,
     scorer.KIND,
 ])

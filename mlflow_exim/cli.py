@@ -79,10 +79,20 @@ def dst_uri_option(*, required: bool = True, dest: str = "dst_uri", detail: str 
 
 
 def output_dir_option():
-    return click.option(
+    """--output-dir and --overwrite: where an export writes its bundle."""
+    output_dir = click.option(
         "--output-dir", required=True, type=click.Path(file_okay=False),
         help="New (or empty) directory for the bundle. It is built as DIR.partial and renamed "
-             "when complete; an interrupted export resumes from DIR.partial.")
+             "when complete; an interrupted export resumes from DIR.partial. Into a complete "
+             "bundle of the same command, options and source (a nightly job), the export "
+             "refreshes it: new and changed objects are written, unchanged ones kept, those "
+             "gone from the source dropped. Any other content is refused.")
+    overwrite = click.option(
+        "--overwrite", is_flag=True,
+        help="Replace a bundle already in --output-dir (of any export) with a new export "
+             "from nothing; the old one stays until the new one is complete. A non-empty "
+             "directory that holds no bundle is still refused.")
+    return lambda func: output_dir(overwrite(func))
 
 
 def input_dir_option(*, required: bool = True, detail: str = ""):
@@ -300,6 +310,31 @@ def dry_run_option(*, configurable: bool = False):
     return click.option("--dry-run", is_flag=True, help=help_text)
 
 
+def retry_options(func):
+    """--src-attempts, --src-timeout, --dst-attempts, --dst-timeout: each side's
+    ``RetryPolicy`` (source_retry and target_retry of the library call)."""
+    @functools.wraps(func)
+    def wrapper(src_attempts, src_timeout, dst_attempts, dst_timeout, **kwargs):
+        from mlflow_exim.endpoint import RetryPolicy
+
+        return func(source_retry=RetryPolicy(src_attempts, src_timeout),
+                    target_retry=RetryPolicy(dst_attempts, dst_timeout), **kwargs)
+    for flag, side in (("--dst-timeout", "target"), ("--dst-attempts", "target"),
+                       ("--src-timeout", "source"), ("--src-attempts", "source")):
+        if flag.endswith("attempts"):
+            text, metavar, default = (
+                f"Send each request to the {side} at most N times, with exponential backoff "
+                "while it is down, drops connections, answers 5xx or times out.", "N",
+                "MLFLOW_HTTP_REQUEST_MAX_RETRIES + 1")
+        else:
+            text, metavar, default = (
+                f"Seconds each try of a request waits for the {side}'s answer.", "SECONDS",
+                "MLFLOW_HTTP_REQUEST_TIMEOUT")
+        wrapper = click.option(flag, type=click.IntRange(min=1), default=None,
+                               metavar=metavar, help=_configurable(text, default))(wrapper)
+    return wrapper
+
+
 def report_option():
     return click.option(
         "--report", "report_path", type=click.Path(dir_okay=False),
@@ -419,10 +454,10 @@ def _print(result, as_json: bool) -> None:
 @tracking_uri_option()
 @export_deleted_option()
 @run_command
-def export_run_command(run_id, output_dir, tracking_uri, export_deleted_runs):
+def export_run_command(run_id, output_dir, tracking_uri, export_deleted_runs, overwrite):
     """Export one run: info, params, tags, metric histories, inputs and artifacts."""
     return mlflow_exim.export_run(run_id, output_dir, tracking_uri=tracking_uri,
-                                  export_deleted_runs=export_deleted_runs)
+                                  export_deleted_runs=export_deleted_runs, overwrite=overwrite)
 
 
 @click.command("import-run", epilog=EXIT_CODES)
@@ -518,6 +553,33 @@ def import_all_command(input_dir, **options):
     interruption, or with a newer bundle), it completes what is missing and duplicates
     nothing."""
     return mlflow_exim.import_all(input_dir, **options)
+
+
+@click.command("export-traces", epilog=EXIT_CODES)
+@experiments_option(required=True)
+@output_dir_option()
+@tracking_uri_option()
+@since_option("traces started since.")
+@click.option("--filter", "filter_string", metavar="FILTER",
+              help="Only traces this MLflow trace search filter finds, e.g. "
+                   "\"tag.team = 'search' AND trace.status = 'OK'\".")
+@workers_option()
+@run_command
+def export_traces_command(experiments, output_dir, **options):
+    """Export the traces of experiments (spans, assessments, attachments, run links),
+    whether or not they belong to a run, with the experiments but not their runs."""
+    return mlflow_exim.export_traces(experiments, output_dir, **options)
+
+
+@click.command("import-traces", epilog=EXIT_CODES)
+@import_options
+@rename_options("experiment")
+@run_command
+def import_traces_command(input_dir, **options):
+    """Import the traces of a bundle, keeping their ids (a trace whose id is taken by
+    another experiment of the target gets a new one, reported and in the id map). Run
+    again, it creates nothing."""
+    return mlflow_exim.import_traces(input_dir, **options)
 
 
 @click.command("export-model", epilog=EXIT_CODES)
@@ -632,10 +694,10 @@ def import_evaluation_datasets_command(input_dir, **options):
 @output_dir_option()
 @tracking_uri_option()
 @run_command
-def export_model_version_command(model, version, output_dir, tracking_uri):
+def export_model_version_command(model, version, output_dir, tracking_uri, overwrite):
     """Export one model version with its run and logged model."""
     return mlflow_exim.export_model_version(model, version, output_dir,
-                                            tracking_uri=tracking_uri)
+                                            tracking_uri=tracking_uri, overwrite=overwrite)
 
 
 @click.command("import-model-version", epilog=EXIT_CODES)
@@ -720,6 +782,7 @@ def copy_model_version_command(report_path, as_json, **kwargs):
 @export_deleted_option(configurable=True)
 @stage_to_alias_option(configurable=True)
 @dry_run_option(configurable=True)
+@retry_options
 @report_option()
 @program
 def migrate_command(report_path, **flags):
@@ -786,6 +849,23 @@ def inspect_command(input_dir, as_json):
     sys.exit(0 if contents.complete else 1)
 
 
+@click.command("check", epilog="Exit codes: 0 the bundle is whole; 1 it is not (each problem "
+               "names the file, and the field); 2 it is not a bundle, or its manifest is "
+               "broken (one line on stderr).")
+@input_dir_option()
+@output_options
+@program
+def check_command(input_dir, as_json):
+    """Verify a bundle without importing it, and without any server: every file of every
+    object against its size and SHA-256 in the manifest, every document as an import
+    reads it, no symbolic link or special file anywhere, nothing failed at export. A bundle
+    of format 1 or 2 has no checksum for its JSON documents and metric histories: they are
+    reported as not verified."""
+    result = mlflow_exim.check_bundle(input_dir)
+    _print(result, as_json)
+    sys.exit(0 if result.ok else 1)
+
+
 @click.group("mlflow-exim")
 @click.version_option(package_name="mlflow-exim")
 def main():
@@ -798,12 +878,14 @@ def main():
 
 COMMANDS = (export_run_command, import_run_command, export_experiment_command,
             import_experiment_command, export_experiments_command, import_experiments_command,
-            export_all_command, import_all_command, export_model_command, import_model_command,
+            export_all_command, import_all_command, export_traces_command, import_traces_command,
+            export_model_command, import_model_command,
             export_models_command, import_models_command, export_model_version_command,
             import_model_version_command, export_prompts_command, import_prompts_command,
             export_evaluation_datasets_command, import_evaluation_datasets_command,
             copy_run_command, copy_model_version_command,
-            migrate_command, verify_command, inspect_command)
+            migrate_command, verify_command, inspect_command,
+            check_command)
 
 for _command in COMMANDS:
     main.add_command(_command)

@@ -7,7 +7,9 @@ The shape (every key but ``source.tracking_uri`` and ``target.tracking_uri`` is 
       tracking_uri: http://dev-mlflow:5000
       username_env: DEV_MLFLOW_USER        # NAMES of environment variables, never values
       password_env: DEV_MLFLOW_PASSWORD
-      # token_env: DEV_MLFLOW_TOKEN        # instead of username_env and password_env
+      # token_env: DEV_MLFLOW_TOKEN        # a bearer token, instead of username and password
+      attempts: 6                          # each request sent at most 6 times (backoff)
+      timeout: 60                          # seconds each try waits for its answer
     target:
       tracking_uri: http://prod-mlflow:5000
       username_env: PROD_MLFLOW_USER
@@ -55,7 +57,7 @@ from urllib.parse import urlsplit
 import yaml
 from mlflow.utils.search_utils import SearchUtils
 
-from mlflow_exim.endpoint import Credentials, Endpoint
+from mlflow_exim.endpoint import Credentials, Endpoint, RetryPolicy
 from mlflow_exim.errors import EximError
 from mlflow_exim.selection import RunFilter
 
@@ -70,9 +72,12 @@ class SideConfig:
 
     tracking_uri: str
     credentials: Credentials | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
-    def connect(self, *, must_exist: bool = False) -> Endpoint:
-        return Endpoint.connect(self.tracking_uri, self.credentials, must_exist=must_exist)
+    def connect(self, *, must_exist: bool = False,
+                retry: RetryPolicy | None = None) -> Endpoint:
+        return Endpoint.connect(self.tracking_uri, self.credentials, must_exist=must_exist,
+                                retry=self.retry.merged(retry))
 
 
 @dataclass(frozen=True)
@@ -143,16 +148,17 @@ class MigrationConfig:
 
 
 def connect(uri: str | Endpoint | None, configured: SideConfig | None, what: str, *,
-            must_exist: bool = False) -> Endpoint:
+            must_exist: bool = False, retry: RetryPolicy | None = None) -> Endpoint:
     """The endpoint of ``uri``, else of the config's side; ``what`` names the argument in
     the error when there is neither. The config's credentials go only to the config's own
     URI, never to another host. ``must_exist`` as for :meth:`Endpoint.connect` (a side
-    that is only read)."""
+    that is only read); ``retry`` overrides the config's retry policy field by field."""
     if uri is not None:
-        return Endpoint.connect(uri, must_exist=must_exist)
+        return Endpoint.connect(uri, must_exist=must_exist,
+                                retry=None if isinstance(uri, Endpoint) else retry)
     if configured is None:
         raise EximError(f"`{what}` is required (or a `config` that gives it)")
-    return configured.connect(must_exist=must_exist)
+    return configured.connect(must_exist=must_exist, retry=retry)
 
 
 def parse_datetime(text: str, what: str) -> datetime:
@@ -237,7 +243,9 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-_SIDE_KEYS = ("tracking_uri", "username_env", "password_env", "token_env")
+_SIDE_KEYS = ("tracking_uri", "username_env", "password_env", "token_env", "attempts",
+              "timeout")
+_CREDENTIAL_KEYS = ("username_env", "password_env", "token_env")
 
 
 class _Checker:
@@ -329,12 +337,18 @@ class _Checker:
             self.fail(f"{key}.tracking_uri", "holds credentials (user:password@); name "
                       "environment variables with username_env and password_env instead")
         names = {name: self.text(f"{key}.{name}", side[name])
-                 for name in _SIDE_KEYS[1:] if name in side}
+                 for name in _CREDENTIAL_KEYS if name in side}
         try:
             credentials = Credentials.from_env(**names)
         except EximError as exc:
             raise EximError(f"{self.path}: {key}.{exc}") from None
-        return SideConfig(uri, credentials)
+        retry = {}
+        for name in ("attempts", "timeout"):
+            if name in side:
+                retry[name] = self.typed(f"{key}.{name}", side[name], int, "a whole number")
+                if retry[name] < 1:
+                    self.fail(f"{key}.{name}", f"must be at least 1, not {retry[name]}")
+        return SideConfig(uri, credentials, RetryPolicy(**retry))
 
     def selection(self, key: str, value) -> str | tuple[str, ...]:
         if isinstance(value, str):

@@ -1,8 +1,10 @@
-"""A bundle's table of contents, read without any server (like ``pg_restore -l``).
+"""A bundle's table of contents, read without any server (like ``pg_restore -l``), and its
+integrity check (like ``restic check``).
 
-It reads the manifest and every section's documents; a damaged section is reported as
-incomplete with the reason instead of stopping the listing, so that a user can see what a
-bundle holds before deciding to import it.
+Both read the manifest and verify every section's files against the manifest's checksums
+and every document, exactly as an import does before it writes; a damaged section is
+reported as incomplete with the reason instead of stopping the listing, so that a user can
+see what a bundle holds, and whether it is whole, before deciding to import it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from mlflow_exim.endpoint import redact
 from mlflow_exim.entities.experiment import NAME as EXPERIMENTS
 from mlflow_exim.errors import BundleError
 
-ARTIFACTS = "artifacts"
+FILES = "files"  # the problems of the bundle's tree as a whole (a link, a file not listed)
 
 
 @dataclass
@@ -29,6 +31,8 @@ class Contents:
     sections: dict[str, dict] = field(default_factory=dict)
     experiments: list[dict] = field(default_factory=list)
     export_failures: list[dict] = field(default_factory=list)
+    verified: dict = field(default_factory=lambda: {"files": 0, "bytes": 0})
+    unverified: dict[str, int] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -37,7 +41,20 @@ class Contents:
     def to_dict(self) -> dict:
         return {"path": self.path, **self.header, "complete": self.complete,
                 "sections": self.sections, "experiments": self.experiments,
-                "export_failures": self.export_failures}
+                "export_failures": self.export_failures, "verified": self.verified,
+                "unverified": self.unverified}
+
+    @property
+    def problems(self) -> list[str]:
+        return [problem for section in self.sections.values() for problem in section["problems"]]
+
+    def unverified_line(self) -> str | None:
+        """Which files the bundle's format recorded no checksum for, if any."""
+        if not self.unverified:
+            return None
+        names = ", ".join(f"{name} ({n})" for name, n in sorted(self.unverified.items()))
+        return (f"{sum(self.unverified.values())} files could not be verified: format "
+                f"{self.header['format_version']} recorded no checksum for them: {names}")
 
     def text(self) -> str:
         h = self.header
@@ -70,8 +87,50 @@ class Contents:
                           "are not in the bundle"]
             lines += [f"    {f.get('kind')} {f.get('source_id')}: {f.get('reason')}"
                       for f in self.export_failures]
+        lines += ["", f"  verified {self.verified['files']} files, "
+                      f"{_size(self.verified['bytes'])}, against the manifest's checksums"]
+        if self.unverified:
+            lines.append("  " + self.unverified_line())
         lines += ["", "  result: " + ("complete" if self.complete else "INCOMPLETE")]
         return "\n".join(lines)
+
+
+@dataclass
+class Check:
+    """What :func:`check_bundle` found: the integrity part of :class:`Contents`."""
+
+    contents: Contents
+
+    @property
+    def ok(self) -> bool:
+        return self.contents.complete
+
+    def to_dict(self) -> dict:
+        c = self.contents
+        return {"path": c.path, "format_version": c.header["format_version"], "ok": self.ok,
+                "verified": c.verified, "unverified": c.unverified, "problems": c.problems}
+
+    def text(self) -> str:
+        c = self.contents
+        lines = [f"bundle {c.path} (format {c.header['format_version']})",
+                 f"  verified {c.verified['files']} files, {_size(c.verified['bytes'])}, "
+                 "against the manifest's checksums"]
+        if c.unverified:
+            lines.append("  " + c.unverified_line())
+        lines += [f"  problem: {problem}" for problem in c.problems]
+        lines.append("  result: " + ("ok" if self.ok else f"DAMAGED ({len(c.problems)} "
+                                                          "problem(s))"))
+        return "\n".join(lines)
+
+
+def check_bundle(path: str | Path) -> Check:
+    """Verify the bundle at ``path`` as an import would before writing anything, without
+    any server: no symbolic link or special file, every file of every object matching its
+    size and SHA-256 in the manifest (format 3; formats 1 and 2 recorded the artifacts'
+    only, and the others are reported unverified), every document valid, nothing failed
+    at export. A directory that is no bundle at all, or a broken manifest, raises
+    ``BundleError``."""
+    return Check(inspect_bundle(path))
 
 
 def inspect_bundle(path: str | Path) -> Contents:
@@ -84,6 +143,13 @@ def inspect_bundle(path: str | Path) -> Contents:
     manifest = bundle.manifest
     failures = [f for f in manifest.get("export_failures") or [] if isinstance(f, dict)]
     contents = Contents(str(bundle.root), _header(manifest), export_failures=failures)
+    try:
+        bundle.scan()
+    except BundleError as exc:  # nothing is read through a link
+        contents.sections[FILES] = {"objects": 0, "export_failures": 0, "problems": [str(exc)],
+                                    "complete": False}
+        return contents
+    loaded_all = True
     for kind in KINDS:
         names = {name.removesuffix("s") for name in (kind.name, *kind.parts)}
         section = {"objects": len(bundle.entries(kind.section.name)), "problems": [],
@@ -95,19 +161,24 @@ def inspect_bundle(path: str | Path) -> Contents:
                                            for facts in bundle.facts[kind.name].values())
         except BundleError as exc:
             section["problems"].append(str(exc))
+            loaded_all = False
+        files = bundle.files.get(kind.section.name, {})
         if kind.section.artifacts:
-            sizes = [entry.get("size", 0) for relative, entry in manifest["checksums"].items()
-                     if relative.startswith(kind.section.name + "/") and isinstance(entry, dict)]
-            section["artifact_files"], section["artifact_bytes"] = len(sizes), sum(sizes)
+            section["artifact_files"] = files.get("artifact_files", 0)
+            section["artifact_bytes"] = files.get("artifact_bytes", 0)
+        contents.verified["files"] += files.get("files", 0)
+        contents.verified["bytes"] += files.get("bytes", 0)
         if section["export_failures"]:
             section["problems"].append(f"{section['export_failures']} object(s) failed to "
                                        "export")
         contents.sections[kind.name] = section
-    try:
-        bundle.check_artifacts()
-    except BundleError as exc:
-        contents.sections.setdefault(ARTIFACTS, {"objects": 0, "export_failures": 0,
-                                                 "problems": []})["problems"].append(str(exc))
+    if loaded_all:
+        try:  # only once every object was checked: a section that failed left files unseen
+            bundle.check_all_listed()
+        except BundleError as exc:
+            contents.sections[FILES] = {"objects": 0, "export_failures": 0,
+                                        "problems": [str(exc)]}
+    contents.unverified = dict(bundle.unverified)
     for section in contents.sections.values():
         section["complete"] = not section["problems"]
     contents.experiments = _per_experiment(bundle)
@@ -129,7 +200,7 @@ def _per_experiment(bundle: Bundle) -> list[dict]:
                    for e in bundle.entries(EXPERIMENTS)}
     for kind in (kind for kind in KINDS if kind.name != EXPERIMENTS):
         for entry in bundle.entries(kind.section.name):
-            found = experiments.get(entry.get("experiment_id"))
+            found = experiments.get(str(entry.get("experiment_id")))
             if found is not None:
                 found["objects"][kind.name] = found["objects"].get(kind.name, 0) + 1
     return list(experiments.values())

@@ -6,10 +6,11 @@ disk.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
-from mlflow_exim import lineage
+from mlflow_exim import lease, lineage
 from mlflow_exim.catalog import open_bundle
 from mlflow_exim.endpoint import Endpoint
 from mlflow_exim.entities import registered_model as registered_model_entity
@@ -19,18 +20,27 @@ from mlflow_exim.exporter import export_model_version, export_run
 from mlflow_exim.importer import import_run, import_version_as
 from mlflow_exim.report import SKIPPED, Outcome, Report
 
+# How long a copy waits for another copy of the same object to the same place (a CI retry
+# beside the first) to finish, after which it finds that copy and creates nothing.
+COPY_WAIT_SECONDS = 900
+
 
 def copy_run(run_id: str, src_uri: str, dst_uri: str, experiment_name: str, *,
              import_source_tags: bool = False) -> Report:
     """Copy one run from server to server through a temporary bundle that is removed
-    afterwards. A deleted run is copied and deleted on the target too."""
-    with tempfile.TemporaryDirectory(prefix="mlflow-exim-copy-") as scratch:
+    afterwards. A deleted run is copied and deleted on the target too. Two copies of the
+    same run into the same experiment at once take turns (see copy_model_version)."""
+    src, dst = Endpoint.connect(src_uri, must_exist=True), Endpoint.connect(dst_uri)
+    key = json.dumps(["copy-run", src.display_uri, run_id, experiment_name])
+    with lease.held(dst, key, f"copy-run of {run_id} into {experiment_name}",
+                    wait=COPY_WAIT_SECONDS), \
+            tempfile.TemporaryDirectory(prefix="mlflow-exim-copy-") as scratch:
         bundle_dir = Path(scratch) / "bundle"
-        exported = export_run(run_id, bundle_dir, tracking_uri=src_uri, export_deleted_runs=True)
+        exported = export_run(run_id, bundle_dir, tracking_uri=src, export_deleted_runs=True)
         exported.command = "copy-run"
         if not exported.ok:
             return exported
-        imported = import_run(bundle_dir, experiment_name, tracking_uri=dst_uri,
+        imported = import_run(bundle_dir, experiment_name, tracking_uri=dst,
                               import_source_tags=import_source_tags)
     imported.command = "copy-run"
     return imported
@@ -48,13 +58,29 @@ def copy_model_version(src_uri: str, dst_uri: str, src_model: str, src_version: 
 
     A copy is recognised by the lineage tags (``copy_lineage_tags``) or else by what it
     shares with the original: description, user tags, the run's name and start time, and
-    the logged model (name, type, params) or artifact path it serves."""
+    the logged model (name, type, params) or artifact path it serves. Two copies of the
+    same version to the same model at once (a CI retry beside the first) take turns
+    under a lease on the target (:mod:`mlflow_exim.lease`): the second finds the first's
+    copy, and both report it."""
     src, dst = Endpoint.connect(src_uri, must_exist=True), Endpoint.connect(dst_uri)
     try:
         original = registered_model_entity.get_version(src, src_model, str(src_version))
     except Exception:  # noqa: BLE001 - "not found" and friends
         raise EximError(f"model version {src_model}/{src_version} not found on "
                         f"{src.display_uri}") from None
+    key = json.dumps(["copy-model-version", src.display_uri, src_model, str(original.version),
+                      dst_model])
+    with lease.held(dst, key, f"copy-model-version of {src_model}/{original.version} to "
+                              f"{dst_model}", wait=COPY_WAIT_SECONDS):
+        return _copy_version(src, dst, original, dst_model, dst_experiment_name,
+                             copy_stages_and_aliases, aliases, copy_lineage_tags)
+
+
+
+def _copy_version(src: Endpoint, dst: Endpoint, original, dst_model: str,
+                  dst_experiment_name: str | None, copy_stages_and_aliases: bool,
+                  aliases: tuple[str, ...], copy_lineage_tags: bool) -> Report:
+    src_model = original.name
     existing = _existing_copy(src, dst, original, dst_model)
     if existing is not None:
         return _already_copied(dst, original, existing, aliases)
@@ -66,8 +92,8 @@ def copy_model_version(src_uri: str, dst_uri: str, src_model: str, src_version: 
             src.display_uri, dst.display_uri) if copy_lineage_tags else {})
     with tempfile.TemporaryDirectory(prefix="mlflow-exim-copy-") as scratch:
         bundle_dir = Path(scratch) / "bundle"
-        exported = export_model_version(src_model, str(src_version), bundle_dir,
-                                        tracking_uri=src_uri)
+        exported = export_model_version(src_model, str(original.version), bundle_dir,
+                                        tracking_uri=src)
         exported.command = "copy-model-version"
         if not exported.ok:
             return exported

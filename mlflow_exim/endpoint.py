@@ -11,6 +11,12 @@ listings), and ``requests`` turns URL credentials into basic auth on each reques
 replacing any ``Authorization`` header built from ``MLFLOW_TRACKING_*``. MLflow caches its
 stores by URI, so endpoints with different credentials get different stores. The URI is an
 immutable string: nothing is shared between threads but MLflow's own caches.
+
+A bearer token, and how many times and how long MLflow tries each request, MLflow takes
+only from the process environment (``MLFLOW_TRACKING_TOKEN``, ``MLFLOW_HTTP_REQUEST_*``).
+An endpoint that needs them says so (:attr:`Endpoint.environment`); its client is then
+only opened in a process whose environment holds them: ``migrate`` runs each side's
+phase in a child process of its own (:mod:`mlflow_exim.sides`).
 """
 
 from __future__ import annotations
@@ -31,7 +37,13 @@ from mlflow.tracking import MlflowClient
 from mlflow_exim.errors import EximError
 
 # Greedy up to the last "@" before the path, so a password holding "@" is removed whole.
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s]+@")
+# Azure's wasbs:// and abfss:// URIs name the container there (``container@account…``).
+_USERINFO = re.compile(r"(?<![A-Za-z0-9+.-])(?!(?:wasbs?|abfss?)://)"
+                       r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s]+@")
+# The value of each parameter of a URL's query string (it may be a key or a token), also
+# where a message shows only the URL's path ("Max retries exceeded with url: /?key=…").
+_QUERY_VALUE = re.compile(r"(?P<head>(?:[A-Za-z][A-Za-z0-9+.-]*://|/)[^\s?#'\"]*\?)"
+                          r"(?P<query>[^\s#'\"]*[^\s#'\":,;.)])")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 # What a server may or may not serve: the store method a client calls for it (an embedded
@@ -56,14 +68,62 @@ _CONTENTION = ("QueuePool limit", "database is locked", "deadlock detected",
 CONTENTION_ATTEMPTS = 5
 
 
-class _ContentionRetrying:
-    """A client or store whose calls are sent again, with backoff, when the server's
-    database rolled them back for contention. A sqlite server under parallel workers
-    answers so (``QueuePool limit of size 5 overflow 10 reached``) for a request that
-    waited too long for the file's lock."""
+# How MLflow words a request it gave up on after its own retries (MLFLOW_HTTP_REQUEST_*):
+# the server was unreachable, dropped the connection, was too slow or kept answering 5xx.
+_TRANSPORT = ("Max retries exceeded", "Connection aborted", "Connection refused",
+              "Read timed out", "RemoteDisconnected", "error responses")
 
-    def __init__(self, target):
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How one side's requests survive a server that is down, drops connections, answers
+    5xx or is slow: each request is sent at most ``attempts`` times, with MLflow's
+    exponential backoff in between, and each try waits at most ``timeout`` seconds for
+    its answer. None keeps MLflow's setting (its environment, else 8 tries and 120 s).
+    Once a request has used its attempts on a transport failure, the endpoint is taken
+    for down, and its later calls fail at once: an outage that outlasts the budget ends
+    the command in bounded time, with each object it could not write reported failed."""
+
+    attempts: int | None = None
+    timeout: int | None = None
+
+    def __post_init__(self):
+        for name in ("attempts", "timeout"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 1):
+                raise EximError(f"{name}: expected a whole number of at least 1, not {value!r}")
+
+    def environment(self) -> dict[str, str]:
+        """The MLflow environment variables that carry this policy."""
+        env = {}
+        if self.attempts is not None:
+            env["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(self.attempts - 1)
+        if self.timeout is not None:
+            env["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(self.timeout)
+        return env
+
+    def merged(self, override: RetryPolicy | None) -> RetryPolicy:
+        """This policy with what ``override`` sets (a flag beside a config file)."""
+        if override is None:
+            return self
+        return RetryPolicy(override.attempts or self.attempts, override.timeout or self.timeout)
+
+
+class _Retrying:
+    """A client or store whose calls survive the server's database contention and stop
+    at once once the server is known to be down.
+
+    Contention: a call the server's database rolled back whole because of other writers
+    is sent again, with backoff (a sqlite server under parallel workers answers
+    ``QueuePool limit of size 5 overflow 10 reached`` for a request that waited too long
+    for the file's lock). Outages: MLflow itself sends a request again while the server
+    is unreachable or answers 5xx (see :class:`RetryPolicy`); a call that still failed so
+    marks the endpoint down (``health``), and every later call fails without waiting."""
+
+    def __init__(self, target, health: _Health):
         self._target = target
+        self._health = health
 
     def __getattr__(self, name):
         value = getattr(self._target, name)
@@ -73,28 +133,62 @@ class _ContentionRetrying:
         @functools.wraps(value)
         def call(*args, **kwargs):
             for attempt in range(1, CONTENTION_ATTEMPTS + 1):
+                self._health.check()
                 try:
                     return value(*args, **kwargs)
                 except Exception as exc:
+                    text = str(exc)
+                    if any(m in text for m in _TRANSPORT):
+                        self._health.down(text)
                     if attempt == CONTENTION_ATTEMPTS or not any(
-                            m in str(exc) for m in _CONTENTION):
+                            m in text for m in _CONTENTION):
                         raise
                     time.sleep(0.5 * 2 ** (attempt - 1))
         return call
 
 
+class _Health:
+    """Whether an endpoint is taken for down, and why (see :class:`_Retrying`): until the
+    end of the command, whose next :meth:`Endpoint.connect` starts afresh."""
+
+    def __init__(self, display: str):
+        self._display = display
+        self._reason: str | None = None
+
+    def reset(self) -> None:
+        self._reason = None
+
+    def down(self, reason: str) -> None:
+        if self._reason is None:
+            self._reason = " ".join(redact(reason).split())[:300]
+
+    def check(self) -> None:
+        if self._reason is not None:
+            raise EximError(f"not sent: {self._display} was unreachable after its retries "
+                            f"({self._reason})")
+
+
 def redact(text: str) -> str:
-    """Remove ``user:password@`` from every URL inside ``text``."""
-    return _USERINFO.sub(r"\g<scheme>***@", text)
+    """Remove ``user:password@`` and the values of query parameters from every URL inside
+    ``text``."""
+    text = _USERINFO.sub(r"\g<scheme>***@", text)
+    return _QUERY_VALUE.sub(lambda m: m["head"] + _masked_query(m["query"]), text)
+
+
+def _masked_query(query: str) -> str:
+    return "&".join(item.partition("=")[0] + ("=***" if "=" in item else "")
+                    for item in query.split("&"))
 
 
 def display_uri(uri: str) -> str:
-    """The URI without credentials, safe for logs, reports and bundles."""
+    """The URI without credentials (userinfo, query values), safe for logs, reports and
+    bundles."""
     parts = urlsplit(uri)
-    if "@" not in parts.netloc:
+    if "@" not in parts.netloc and not parts.query:
         return uri
     host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return urlunsplit((parts.scheme, host, parts.path, _masked_query(parts.query) if
+                       parts.query else "", parts.fragment))
 
 
 @dataclass(frozen=True)
@@ -155,10 +249,7 @@ def _with_credentials(uri: str, credentials: Credentials) -> str:
     if "@" in parts.netloc:
         raise EximError(f"{shown}: credentials given twice, in the URI and separately")
     if credentials.token:
-        raise EximError(
-            f"{shown}: a bearer token cannot be given per endpoint: MLflow's artifact client "
-            "takes a token only from the process-wide MLFLOW_TRACKING_TOKEN; use a username "
-            "and password")
+        return uri  # MLflow takes a token from its environment only (see the module text)
     userinfo = f"{_quote_userinfo(credentials.username)}:{_quote_userinfo(credentials.password)}"
     return urlunsplit(parts._replace(netloc=f"{userinfo}@{parts.netloc}"))
 
@@ -189,21 +280,25 @@ class Endpoint:
     ``display_uri``.
     """
 
-    def __init__(self, uri: str | None, credentials: Credentials | None = None):
+    def __init__(self, uri: str | None, credentials: Credentials | None = None,
+                 retry: RetryPolicy | None = None):
         uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
         if not uri:
             raise EximError("no tracking URI: give `tracking_uri` or set MLFLOW_TRACKING_URI")
         self.display_uri = display_uri(uri)
         self.uri = _with_credentials(uri, credentials) if credentials else uri
+        self.token = credentials.token if credentials else None
+        self.retry = retry or RetryPolicy()
+        self._health = _Health(self.display_uri)
         self._capabilities: dict[str, bool] = {}
         self._probe_lock = threading.Lock()
         self._database = _sqlite_file(uri)
-        if self.missing_store is None:
+        if self.missing_store is None and not self.needs_own_process:
             _ = self.client  # opening an embedded store can fail (e.g. a file store): fail here
 
     @classmethod
     def connect(cls, uri: str | Endpoint | None, credentials: Credentials | None = None, *,
-                must_exist: bool = False) -> Endpoint:
+                must_exist: bool = False, retry: RetryPolicy | None = None) -> Endpoint:
         """An endpoint whose server has answered, so that an unreachable server or refused
         credentials fail in one line before any work starts. Every library function takes
         an endpoint where it takes a URI, which is how credentials reach it.
@@ -211,9 +306,11 @@ class Endpoint:
         ``must_exist`` is for a side that is only read (the source of an export, copy or
         migrate, and both sides of verify): an embedded store that does not exist is then
         an error, where opening it would create an empty one."""
-        if isinstance(uri, Endpoint) and credentials is not None:
-            raise EximError(f"{uri.display_uri}: an endpoint already has its credentials")
-        endpoint = uri if isinstance(uri, Endpoint) else cls(uri, credentials)
+        if isinstance(uri, Endpoint) and (credentials is not None or retry is not None):
+            raise EximError(f"{uri.display_uri}: an endpoint already has its credentials "
+                            "and retry policy")
+        endpoint = uri if isinstance(uri, Endpoint) else cls(uri, credentials, retry)
+        endpoint._health.reset()  # an outage that ended an earlier command ends only that one
         if must_exist and endpoint.missing_store is not None:
             raise EximError(f"tracking store {endpoint.display_uri}: {endpoint.missing_store} "
                             "does not exist (a store that is only read is never created)")
@@ -222,6 +319,20 @@ class Endpoint:
 
     def __repr__(self) -> str:
         return f"Endpoint({self.display_uri!r})"
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """The MLflow environment variables this side's client needs: its bearer token and
+        its retry policy. Empty for most endpoints."""
+        env = self.retry.environment()
+        if self.token:
+            env["MLFLOW_TRACKING_TOKEN"] = self.token
+        return env
+
+    @property
+    def needs_own_process(self) -> bool:
+        """Whether this process's environment lacks what :attr:`environment` asks for."""
+        return any(os.environ.get(k) != v for k, v in self.environment.items())
 
     @property
     def is_http(self) -> bool:
@@ -240,20 +351,26 @@ class Endpoint:
     def client(self) -> MlflowClient:
         """The MLflow client; building it opens the tracking store (creating an embedded
         one that is missing). Its calls, and the store's, survive database contention on
-        the server (see ``_ContentionRetrying``)."""
+        the server and stop once it is down (see ``_Retrying``). Refused in a process
+        whose environment does not carry this side's token and retry policy."""
+        if self.needs_own_process:
+            missing = sorted(k for k, v in self.environment.items() if os.environ.get(k) != v)
+            raise EximError(f"{self.display_uri}: this side's client needs {', '.join(missing)} "
+                            "in its process's environment (MLflow reads them from there "
+                            "only); migrate runs each side in a process of its own")
         try:
             client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
             _ = client._tracking_client.store
         except Exception as exc:  # noqa: BLE001 - any failure to open is the user's to fix
             raise EximError(f"cannot open tracking store {self.display_uri}: "
                             f"{redact(' '.join(str(exc).split()))}") from None
-        return _ContentionRetrying(client)
+        return _Retrying(client, self._health)
 
     @property
     def store(self):
         """The tracking store. Used where the client adds process-wide state (active model,
         user from the OS) or reads whole histories into memory."""
-        return _ContentionRetrying(self.client._tracking_client.store)
+        return _Retrying(self.client._tracking_client.store, self._health)
 
     @cached_property
     def mlflow_version(self) -> str:
@@ -318,11 +435,14 @@ class Endpoint:
     def request(self, method: str, path: str, **kwargs):
         """One HTTP request to the server, with this endpoint's credentials and no retries;
         a transport error is a one-line error."""
+        from mlflow.utils.credentials import get_default_host_creds
         from mlflow.utils.rest_utils import http_request
 
+        creds = get_default_host_creds(self.uri)
+        if self.token:
+            creds.token = self.token
         try:
-            return http_request(self.store.get_host_creds(), path, method, max_retries=0,
-                                timeout=15, **kwargs)
+            return http_request(creds, path, method, max_retries=0, timeout=15, **kwargs)
         except Exception as exc:  # noqa: BLE001 - any transport error means "unreachable"
             raise EximError(
                 f"cannot reach tracking server {self.display_uri}: {redact(str(exc))}"

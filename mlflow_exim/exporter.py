@@ -27,6 +27,8 @@ from mlflow_exim.entities import prompt as prompt_entity
 from mlflow_exim.entities import registered_model as registered_model_entity
 from mlflow_exim.entities import run as run_entity
 from mlflow_exim.entities import scorer as scorer_entity
+from mlflow_exim.entities import trace as trace_entity
+from mlflow_exim.entities.artifacts import require_client
 from mlflow_exim.errors import EximError
 from mlflow_exim.kind import ExportContext, Kind
 from mlflow_exim.report import Report, one_line
@@ -44,11 +46,12 @@ EXPERIMENTS, RUNS = experiment_entity.NAME, run_entity.NAME
 LOGGED_MODELS, REGISTERED_MODELS = logged_model_entity.NAME, registered_model_entity.NAME
 MODEL_VERSIONS = registered_model_entity.VERSIONS
 PROMPTS, DATASETS, SCORERS = prompt_entity.NAME, dataset_entity.NAME, scorer_entity.NAME
+TRACES = trace_entity.NAME
 
 
 def export_run(run_id: str, output_dir: str | Path, *,
                tracking_uri: str | Endpoint | None = None, export_deleted_runs: bool = False,
-               workers: int = DEFAULT_WORKERS) -> Report:
+               workers: int = DEFAULT_WORKERS, overwrite: bool = False) -> Report:
     """Export one run (and its experiment's metadata) to a new bundle at ``output_dir``."""
     src = Endpoint.connect(tracking_uri, must_exist=True)
     try:
@@ -60,13 +63,14 @@ def export_run(run_id: str, output_dir: str | Path, *,
     plan = _Plan(src)
     plan.add_run(run_id, run.info.experiment_id)
     return _write_bundle(plan, output_dir, "export-run",
-                         {"export_deleted_runs": export_deleted_runs, "run_id": run_id}, workers)
+                         {"export_deleted_runs": export_deleted_runs, "run_id": run_id}, workers,
+                         overwrite=overwrite)
 
 
 def export_experiment(experiment: str, output_dir: str | Path, *,
                       tracking_uri: str | Endpoint | None = None,
                       export_deleted_runs: bool = False, run_filter: RunFilter | None = None,
-                      workers: int = DEFAULT_WORKERS) -> Report:
+                      workers: int = DEFAULT_WORKERS, overwrite: bool = False) -> Report:
     """Export one experiment, by name or id, with its runs (all, or those ``run_filter``
     takes) and logged models."""
     src = Endpoint.connect(tracking_uri, must_exist=True)
@@ -78,13 +82,13 @@ def export_experiment(experiment: str, output_dir: str | Path, *,
     plan.add_experiments([found], export_deleted_runs)
     return _write_bundle(plan, output_dir, "export-experiment",
                          {"export_deleted_runs": export_deleted_runs, "selection": experiment,
-                          **_filter_options(plan.run_filter)}, workers)
+                          **_filter_options(plan.run_filter)}, workers, overwrite=overwrite)
 
 
 def export_experiments(experiments: Selection, output_dir: str | Path, *,
                        tracking_uri: str | Endpoint | None = None,
                        export_deleted_runs: bool = False, run_filter: RunFilter | None = None,
-                       workers: int = DEFAULT_WORKERS) -> Report:
+                       workers: int = DEFAULT_WORKERS, overwrite: bool = False) -> Report:
     """Export the experiments named by ``experiments`` (``all``, a comma list of names or
     ids, globs, ``re:`` regexes, a ``.txt`` file; see :func:`selection.parse_selection`) with
     their runs (all, or those ``run_filter`` takes) and logged models."""
@@ -94,32 +98,34 @@ def export_experiments(experiments: Selection, output_dir: str | Path, *,
                          export_deleted_runs)
     return _write_bundle(plan, output_dir, "export-experiments",
                          {"export_deleted_runs": export_deleted_runs, "selection": experiments,
-                          **_filter_options(plan.run_filter)}, workers)
+                          **_filter_options(plan.run_filter)}, workers, overwrite=overwrite)
 
 
 def export_model(model: str, output_dir: str | Path, *,
                  tracking_uri: str | Endpoint | None = None, versions: list[str] | None = None,
                  stages: list[str] | None = None, latest_versions: bool = False,
-                 workers: int = DEFAULT_WORKERS) -> Report:
+                 workers: int = DEFAULT_WORKERS, overwrite: bool = False) -> Report:
     """Export one registered model with the selected versions (all by default): listed
     ``versions``, or those in ``stages``, or with ``latest_versions`` the newest of each
     stage. The run and the logged model behind each version travel with it."""
     return _export_model(model, output_dir, "export-model", tracking_uri=tracking_uri,
                          versions=versions, stages=stages, latest_versions=latest_versions,
-                         workers=workers)
+                         workers=workers, overwrite=overwrite)
 
 
 def export_model_version(model: str, version: str, output_dir: str | Path, *,
-                         tracking_uri: str | Endpoint | None = None) -> Report:
+                         tracking_uri: str | Endpoint | None = None,
+                         overwrite: bool = False) -> Report:
     """Export one model version with its run and logged model (and the model's
     description, tags and aliases)."""
     return _export_model(model, output_dir, "export-model-version", tracking_uri=tracking_uri,
-                         versions=[str(version)])
+                         versions=[str(version)], overwrite=overwrite)
 
 
 def _export_model(model: str, output_dir, command: str, *, tracking_uri,
                   versions: list[str] | None = None, stages: list[str] | None = None,
-                  latest_versions: bool = False, workers: int = DEFAULT_WORKERS) -> Report:
+                  latest_versions: bool = False, workers: int = DEFAULT_WORKERS,
+                  overwrite: bool = False) -> Report:
     if versions and (stages or latest_versions):
         raise EximError("`versions` cannot be combined with `stages` or `latest_versions`")
     src = Endpoint.connect(tracking_uri, must_exist=True)
@@ -134,12 +140,12 @@ def _export_model(model: str, output_dir, command: str, *, tracking_uri,
     plan.add_registered_model(registered, chosen)
     return _write_bundle(plan, output_dir, command,
                          {"selection": model, "versions": versions, "stages": stages,
-                          "latest_versions": latest_versions}, workers)
+                          "latest_versions": latest_versions}, workers, overwrite=overwrite)
 
 
 def export_models(models: Selection, output_dir: str | Path, *,
                   tracking_uri: str | Endpoint | None = None, since: datetime | None = None,
-                  workers: int = DEFAULT_WORKERS) -> Report:
+                  workers: int = DEFAULT_WORKERS, overwrite: bool = False) -> Report:
     """Export the registered models named by ``models`` (as for
     :func:`export_experiments`) with all their versions (with ``since``: the versions
     changed since then), runs and logged models."""
@@ -148,13 +154,14 @@ def export_models(models: Selection, output_dir: str | Path, *,
     for registered in select_registered_models(src, models):
         plan.add_registered_model_with_all_versions(registered)
     return _write_bundle(plan, output_dir, "export-models",
-                         {"selection": models, **_filter_options(plan.run_filter)}, workers)
+                         {"selection": models, **_filter_options(plan.run_filter)}, workers,
+                         overwrite=overwrite)
 
 
 def export_all(output_dir: str | Path, *, tracking_uri: str | Endpoint | None = None,
                export_deleted_runs: bool = False, experiments: Selection = "all",
                models: Selection = "all", run_filter: RunFilter | None = None,
-               workers: int = DEFAULT_WORKERS) -> Report:
+               workers: int = DEFAULT_WORKERS, overwrite: bool = False) -> Report:
     """Export everything the bundle format carries: every experiment (or those
     ``experiments`` selects) with its runs and logged models, and every registered model
     (or those ``models`` selects; ``"none"`` for none) with its versions. ``run_filter``
@@ -174,7 +181,28 @@ def export_all(output_dir: str | Path, *, tracking_uri: str | Endpoint | None = 
     return _write_bundle(plan, output_dir, "export-all",
                          {"export_deleted_runs": export_deleted_runs,
                           "experiments": experiments, "models": models,
-                          **_filter_options(plan.run_filter)}, workers)
+                          **_filter_options(plan.run_filter)}, workers, overwrite=overwrite)
+
+
+def export_traces(experiments: Selection, output_dir: str | Path, *,
+                  tracking_uri: str | Endpoint | None = None, since: datetime | None = None,
+                  filter_string: str | None = None, workers: int = DEFAULT_WORKERS,
+                  overwrite: bool = False) -> Report:
+    """Export the traces of the experiments named by ``experiments`` (as for
+    :func:`export_experiments`), with their spans, assessments, attachments and run links,
+    and the experiments' metadata, but not their runs: all traces, or those the MLflow
+    trace search ``filter_string`` finds, started at or after ``since``."""
+    src = Endpoint.connect(tracking_uri, must_exist=True)
+    missing = src.lacks(TRACES, "source")
+    if missing:
+        raise EximError(missing)
+    plan = _Plan(src)
+    for experiment in select_experiments(src, experiments, include_deleted=False):
+        plan.add_traces(experiment, filter_string, since)
+    return _write_bundle(plan, output_dir, "export-traces",
+                         {"selection": experiments, "filter_string": filter_string,
+                          "since": since.isoformat() if since else None}, workers,
+                         overwrite=overwrite)
 
 
 def export_prompts(prompts: Selection, output_dir: str | Path, *,
@@ -254,6 +282,7 @@ class _Plan:
                 models = [m for m in logged_model_entity.search(self.src,
                                                                 experiment.experiment_id)
                           if self._wanted(m, taken)]
+                traced = trace_entity.has_traces(self.src, experiment.experiment_id)
             except Exception as exc:  # noqa: BLE001 - reported; the other experiments go on
                 self.report.fail(EXPERIMENTS, experiment.experiment_id,
                                  f"cannot list its runs and logged models: {one_line(exc)}",
@@ -264,6 +293,8 @@ class _Plan:
                 self.add_run(run_id, experiment.experiment_id)
             for model in models:
                 self.items[LOGGED_MODELS].setdefault(model.model_id, model)
+            if traced:
+                self.add_traces(experiment, since=self.run_filter.since)
         self.add_genai_of([e.experiment_id for e in experiments])
 
     def add_genai_of(self, experiment_ids: list[str]) -> None:
@@ -294,6 +325,14 @@ class _Plan:
     def add_datasets(self, datasets) -> None:
         for dataset in datasets:
             self.items[DATASETS].setdefault(dataset.dataset_id, dataset)
+
+    def add_traces(self, experiment: Experiment, filter_string: str | None = None,
+                   since: datetime | None = None) -> None:
+        """The traces of an experiment (all, or those ``filter_string`` finds, started
+        since ``since``), whether or not they belong to a run."""
+        self.items[EXPERIMENTS].setdefault(experiment.experiment_id, experiment)
+        self.items[TRACES][experiment.experiment_id] = trace_entity.ExportItem(
+            experiment.experiment_id, filter_string, since)
 
     def _wanted(self, model: LoggedModel, run_ids: set[str]) -> bool:
         rule = self.run_filter
@@ -368,15 +407,19 @@ def _run_ids(src: Endpoint, experiment_id: str, view: int, searches: list[str]) 
 # Writing --------------------------------------------------------------------------------
 
 def _write_bundle(plan: _Plan, output_dir, command: str, options: dict,
-                  workers: int = DEFAULT_WORKERS) -> Report:
+                  workers: int = DEFAULT_WORKERS, *, overwrite: bool = False) -> Report:
     """Write the plan, kind after kind in dependency order, ``workers`` objects at a time.
-    An object whose dependency could not be written fails with that reason."""
+    An object whose dependency could not be written fails with that reason. Into a complete
+    bundle of the same export, it refreshes that bundle: new objects are written, changed
+    ones written again, the others kept; with ``overwrite`` it replaces any bundle there
+    (see :class:`BundleWriter`)."""
     report = plan.report
     report.command = command
     src = plan.src
+    _require_clients(plan)
     source = {"tracking_uri": src.display_uri, **src.server_info}
     writer = BundleWriter(output_dir, [kind.section for kind in KINDS], command=command,
-                          source=source, options=options)
+                          source=source, options=options, overwrite=overwrite)
     ctx = ExportContext(src, writer, report)
     with Workers(workers, "export") as pool:
         for kind in KINDS:
@@ -387,7 +430,19 @@ def _write_bundle(plan: _Plan, output_dir, command: str, options: dict,
         report.extra["not_carried"] = left
     writer.finish([asdict(o) for o in report.failures], not_carried=left)
     report.extra["bundle"] = str(writer.final)
+    report.extra["refreshed"] = writer.refreshes
     return report
+
+
+def _require_clients(plan: _Plan) -> None:
+    """Before anything is written: the storage client of every experiment whose runs or
+    logged models are taken. Their artifact URIs lie under the experiment's location."""
+    holding = {*plan.items[RUNS].values(),
+               *(model.experiment_id for model in plan.items[LOGGED_MODELS].values())}
+    for experiment_id, experiment in plan.items[EXPERIMENTS].items():
+        if experiment_id in holding:
+            require_client(experiment.artifact_location, f"experiment {experiment_id} "
+                           f"({experiment.name}) on {plan.src.display_uri}")
 
 
 def _write_kind(ctx: ExportContext, kind: Kind, items: dict, pool: Workers) -> None:
@@ -401,7 +456,8 @@ def _write_kind(ctx: ExportContext, kind: Kind, items: dict, pool: Workers) -> N
                     raise EximError(f"its {singular(needed)} {needed_id} could not be "
                                     "exported")
             directory = ctx.writer.object_dir(kind.name, object_id)
-            if kind.rewrite_on_resume or not ctx.writer.is_written(kind.name, object_id):
+            if (kind.rewrite_on_resume or not ctx.writer.is_written(kind.name, object_id)
+                    or (kind.unchanged and not kind.unchanged(ctx, object_id, item, directory))):
                 kind.export(ctx, object_id, item, directory, outcome)
             ctx.writer.add(kind.name, object_id, **kind.inventory(item))
             outcome.target_id = ctx.writer.relative(directory)

@@ -15,8 +15,10 @@ Within each kind, objects go ``workers`` at a time (see :class:`work.Workers`).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from mlflow_exim import lease
 from mlflow_exim.bundle import Bundle
 from mlflow_exim.catalog import KINDS, new_idmap, open_bundle
 from mlflow_exim.endpoint import Endpoint
@@ -27,9 +29,10 @@ from mlflow_exim.entities import prompt as prompt_entity
 from mlflow_exim.entities import registered_model as registered_model_entity
 from mlflow_exim.entities import run as run_entity
 from mlflow_exim.entities import scorer as scorer_entity
+from mlflow_exim.entities import trace as trace_entity
 from mlflow_exim.entities.registered_model import ImportOptions
 from mlflow_exim.errors import EximError
-from mlflow_exim.kind import REDO, ImportContext
+from mlflow_exim.kind import ImportContext
 from mlflow_exim.report import Report, log
 from mlflow_exim.selection import Renames, Selection, rename, select
 from mlflow_exim.work import DEFAULT_WORKERS, Workers
@@ -38,6 +41,7 @@ EXPERIMENTS, RUNS = experiment_entity.NAME, run_entity.NAME
 LOGGED_MODELS, REGISTERED_MODELS = logged_model_entity.NAME, registered_model_entity.NAME
 VERSIONS = registered_model_entity.VERSIONS
 PROMPTS, DATASETS, SCORERS = prompt_entity.NAME, dataset_entity.NAME, scorer_entity.NAME
+TRACES = trace_entity.NAME
 NONE = "none"  # a selection of nothing
 
 
@@ -112,6 +116,22 @@ def import_all(input_dir: str | Path, *, tracking_uri: str | Endpoint | None = N
                                   for name in bundle.documents[REGISTERED_MODELS]},
                    selected=_selection(bundle, experiments, models),
                    workers=workers, dry_run=dry_run).run()
+
+
+def import_traces(input_dir: str | Path, *, tracking_uri: str | Endpoint | None = None,
+                  import_source_tags: bool = False, experiment_renames: Renames = (),
+                  workers: int = DEFAULT_WORKERS, dry_run: bool = False) -> Report:
+    """Import the traces of a bundle (from export-traces, or any export that holds them)
+    into their experiments (created when missing, or renamed), and only them: the bundle's
+    runs, logged models and registered models are left alone. A trace's run and logged
+    model (``mlflow.sourceRun``, ``mlflow.modelId``, run links, assessments' runs) are
+    found on the target where an earlier import wrote them."""
+    bundle = open_bundle(input_dir)
+    selected = {kind: set() for kind in (RUNS, LOGGED_MODELS, REGISTERED_MODELS)}
+    return _Import(bundle, Endpoint.connect(tracking_uri), "import-traces",
+                   source_tags=import_source_tags,
+                   names=_experiment_names(bundle, experiment_renames),
+                   selected=selected, workers=workers, dry_run=dry_run).run()
 
 
 def import_models(input_dir: str | Path, *, models: Selection = "all", **options) -> Report:
@@ -226,6 +246,10 @@ def _new_report(command: str, bundle: Bundle) -> Report:
         report.extra["bundle_export_failures"] = failures
         log.warning("%s: the export that wrote this bundle failed for %d object(s); they are "
                     "not in it (see the manifest's export_failures)", bundle.root, len(failures))
+    if bundle.unverified:  # formats 1 and 2 have no checksum for them
+        report.extra["unverified_files"] = dict(bundle.unverified)
+        log.warning("%s: %d files could not be verified: format %d recorded no checksum for "
+                    "them", bundle.root, sum(bundle.unverified.values()), bundle.format_version)
     return report
 
 
@@ -256,6 +280,19 @@ class _Import:
         self.report = _new_report(command, bundle)
 
     def run(self) -> Report:
+        """The import, under a lease on the target for this bundle (see :mod:`lease`): a
+        second import of the same bundle into the same target at once waits a little
+        (long enough for a killed import's lease to expire), then is refused, rather than
+        delete the first one's half-written objects. A dry run writes nothing and takes
+        none."""
+        if self.dry_run:
+            return self._run()
+        key = json.dumps(["import", self.bundle.manifest], sort_keys=True, default=str)
+        with lease.held(self.dst, key, f"{self.report.command} of bundle {self.bundle.root}",
+                        wait=lease.TTL_SECONDS + 5):
+            return self._run()
+
+    def _run(self) -> Report:
         idmap = new_idmap()
         new_store = self.dry_run and self.dst.missing_store is not None
         if new_store:  # opening it would create it: the plan is to create everything
@@ -292,7 +329,7 @@ class _Import:
 
     def _report_leftovers(self, ctx: ImportContext) -> None:
         """Say what an interrupted import left half-written, which this one writes again."""
-        leftovers = {kind: [i for step in steps if step.action == REDO for i in step.leftovers]
+        leftovers = {kind: [i for step in steps for i in step.leftovers]
                      for kind, steps in ctx.steps.items()}
         leftovers = {kind: ids for kind, ids in leftovers.items() if ids}
         if leftovers:
@@ -318,7 +355,7 @@ def _selection(bundle: Bundle, experiments: Selection, models: Selection) -> dic
             experiments, list(experiment_docs.values()), name=lambda d: d["name"],
             key=lambda d: d["experiment_id"], what="experiment", where=where)}
     chosen = {EXPERIMENTS: set(chosen_experiments), REGISTERED_MODELS: set()}
-    for kind in (RUNS, LOGGED_MODELS):
+    for kind in (RUNS, LOGGED_MODELS, TRACES):
         chosen[kind] = {object_id for object_id, facts in bundle.facts[kind].items()
                         if facts["experiment_id"] in chosen_experiments}
     if models != NONE:

@@ -190,8 +190,10 @@ class Kind:
     * ``export(ctx, object_id, item, directory, outcome)`` writes one planned object into
       its directory (its document last); ``inventory(item)`` gives the fields its manifest
       entry carries, ``export_needs(item)`` the (kind, id) pairs that must have been written
-      first, ``label(item)`` the name reported for it; a resumed export keeps an object
-      written whole before unless ``rewrite_on_resume`` (cheap objects that report parts);
+      first, ``label(item)`` the name reported for it; a resumed (or refreshed) export
+      keeps an object written whole before unless ``rewrite_on_resume`` (cheap objects that
+      report parts) or ``unchanged(ctx, object_id, item, directory)`` says that the source
+      has changed it since;
     * ``plan(ctx) -> list[Step]`` decides, reading the target only, what the import does
       with each of its objects; ``review(ctx)``, once every kind is planned, may revise
       its steps by what later kinds plan; ``apply(ctx, steps)`` does it (scheduling them on
@@ -208,6 +210,7 @@ class Kind:
     export_needs: Callable[[Any], list[tuple[str, str]]] = lambda item: []
     label: Callable[[Any], str | None] = lambda item: None
     rewrite_on_resume: bool = False
+    unchanged: Callable[[ExportContext, str, Any, Path], bool] | None = None
     plan: Callable[[ImportContext], list[Step]] | None = None
     review: Callable[[ImportContext], None] | None = None
     apply: Callable[[ImportContext, list[Step]], None] | None = None

@@ -18,11 +18,10 @@ from contextlib import contextmanager
 from dataclasses import fields, replace
 from pathlib import Path
 
+from mlflow_exim import sides
 from mlflow_exim.bundle.format import MANIFEST_FILE
 from mlflow_exim.config import MigrationConfig, connect, load_config
-from mlflow_exim.endpoint import Endpoint
-from mlflow_exim.exporter import export_all
-from mlflow_exim.importer import import_all
+from mlflow_exim.endpoint import Endpoint, RetryPolicy
 from mlflow_exim.report import Report
 from mlflow_exim.selection import Renames, RunFilter, Selection
 from mlflow_exim.work import DEFAULT_WORKERS
@@ -37,7 +36,9 @@ def migrate(source: str | Endpoint | None = None, target: str | Endpoint | None 
             experiment_renames: Renames | None = None, model_renames: Renames | None = None,
             import_source_tags: bool | None = None, export_deleted_runs: bool | None = None,
             stage_to_alias: dict[str, str] | None = None, workers: int | None = None,
-            dry_run: bool | None = None, report: str | Path | None = None) -> Report:
+            dry_run: bool | None = None, report: str | Path | None = None,
+            source_retry: RetryPolicy | None = None,
+            target_retry: RetryPolicy | None = None) -> Report:
     """Copy the selected experiments (with their runs and logged models) and registered
     models from ``source`` to ``target``, renamed as asked.
 
@@ -52,7 +53,14 @@ def migrate(source: str | Endpoint | None = None, target: str | Endpoint | None 
     resumes from it; a complete bundle an earlier ``migrate`` left there is replaced), or
     else to a temporary directory that is removed. With ``dry_run`` the export still reads the
     source into a temporary bundle, and the import only reads the target and reports
-    what it would create and what is already there."""
+    what it would create and what is already there.
+
+    ``source_retry`` and ``target_retry`` override, field by field, how each side's
+    requests are retried (:class:`~mlflow_exim.endpoint.RetryPolicy`; config:
+    ``source.attempts``, ``source.timeout``). A side whose token or retry policy this
+    process's environment lacks has its phase run in a child process with it
+    (:mod:`mlflow_exim.sides`): the export reads the source only, the import writes the
+    target only."""
     loaded = load_config(config) if isinstance(config, (str, Path)) else config
     given = {"bundle_dir": bundle_dir, "experiments": experiments, "models": models,
              "experiment_renames": experiment_renames, "model_renames": model_renames,
@@ -67,8 +75,10 @@ def migrate(source: str | Endpoint | None = None, target: str | Endpoint | None 
             f.name: getattr(run_filter, f.name) for f in fields(RunFilter)
             if getattr(run_filter, f.name)})
     report_path = settings.pop("report")
-    result = _migrate(connect(source, loaded and loaded.source, "source", must_exist=True),
-                      connect(target, loaded and loaded.target, "target"), **settings)
+    result = _migrate(connect(source, loaded and loaded.source, "source", must_exist=True,
+                              retry=source_retry),
+                      connect(target, loaded and loaded.target, "target", retry=target_retry),
+                      **settings)
     if report_path:
         result.write(report_path)
     return result
@@ -84,10 +94,11 @@ def _migrate(src: Endpoint, dst: Endpoint, *, bundle_dir, experiments, models, r
              experiment_renames, model_renames, import_source_tags, export_deleted_runs,
              stage_to_alias, workers, dry_run) -> Report:
     with _bundle_location(None if dry_run else bundle_dir) as location:
-        exported = export_all(location, tracking_uri=src, experiments=experiments,
+        exported = sides.call(src, "export_all", location, experiments=experiments,
                               models=models, run_filter=run_filter,
                               export_deleted_runs=export_deleted_runs, workers=workers)
-        imported = import_all(location, tracking_uri=dst, import_source_tags=import_source_tags,
+        imported = sides.call(dst, "import_all", location,
+                              import_source_tags=import_source_tags,
                               stage_to_alias=stage_to_alias,
                               experiment_renames=experiment_renames,
                               model_renames=model_renames, workers=workers, dry_run=dry_run)

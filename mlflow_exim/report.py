@@ -70,6 +70,12 @@ class Report:
         self.extra: dict = {}  # command-specific results, e.g. the bundle path or the id map
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict:  # a side's report comes back from its process pickled
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
+
     @contextmanager
     def track(self, kind: str, source_id: str, name: str | None = None):
         """Record the outcome of the ``with`` block for one object.

@@ -40,7 +40,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import groupby
+from itertools import groupby, islice
 from operator import itemgetter
 from pathlib import Path
 from typing import TypeVar
@@ -66,6 +66,7 @@ from mlflow_exim.entities import prompt as prompt_entity
 from mlflow_exim.entities import registered_model as registered_model_entity
 from mlflow_exim.entities import run as run_entity
 from mlflow_exim.entities import scorer as scorer_entity
+from mlflow_exim.entities import trace as trace_entity
 from mlflow_exim.entities.artifacts import MLMODEL_FILE
 from mlflow_exim.entities.logged_model import MODEL_VERSIONS_TAG
 from mlflow_exim.entities.run import LOG_MODEL_HISTORY_TAG
@@ -79,6 +80,8 @@ _Pairs = list[tuple[dict, dict | None]]
 _INFO_FIELDS = ("run_name", "status", "start_time", "end_time", "user_id", "lifecycle_stage")
 _LOGGED_MODEL_FIELDS = ("name", "model_type", "status")
 _VERSION_FIELDS = ("description", "current_stage", "status")
+_TRACE_FIELDS = ("state", "request_time", "execution_duration", "request_preview",
+                 "response_preview", "client_request_id")
 _LOGGED_MODEL_SOURCE = re.compile(r"models:/(m-[0-9a-f]+)")
 # MLmodel lines naming the model's own id and location, which an import replaces.
 _MLMODEL_ID_LINES = ("model_id:", "model_uuid:", "run_id:", "artifact_path:")
@@ -348,6 +351,9 @@ class _ServerSide:
             artifact_uri=doc["artifact_location"], tracking_uri=self.endpoint.uri,
             dst_path=str(scratch)))
 
+    def traces(self, experiment_id: str) -> Iterator[dict]:
+        return trace_entity.read_lines(self.endpoint, experiment_id)
+
     def is_extra(self, kind: str, target: dict) -> bool:
         """Whether a target object that matches nothing here is a difference: always."""
         return True
@@ -363,6 +369,8 @@ class _BundleSide:
         options = bundle.manifest.get("options") or {}
         filtered = any(options.get(name) for name in _RUN_FILTERS)
         self._whole_experiments = command in _WHOLE_EXPERIMENTS and not filtered
+        self._whole_traces = (self._whole_experiments or command == "export-traces") and not (
+            options.get("filter_string") or options.get("since"))
         self._deleted_runs = bool(options.get("export_deleted_runs"))
         self._whole_models = command in _WHOLE_MODELS and not any(
             options.get(name) for name in (*_VERSION_SELECTIONS, "since"))
@@ -405,6 +413,12 @@ class _BundleSide:
             yield key, _points((p["step"], p["timestamp"], decode_float(p["value"]))
                                for p in points)
 
+    def traces(self, experiment_id: str) -> Iterator[dict]:
+        doc = self.bundle.documents.get(trace_entity.NAME, {}).get(experiment_id)
+        if doc is None:
+            return iter(())
+        return trace_entity.lines_of(self.bundle.dirs[trace_entity.NAME][experiment_id], doc)
+
     def artifact_sizes(self, kind: str, doc: dict) -> dict[str, int]:
         root = self.artifact_dir(kind, doc)
         return {p.relative_to(root).as_posix(): p.stat().st_size
@@ -419,6 +433,8 @@ class _BundleSide:
         where the export wrote all there was of its kind."""
         if kind == "model_versions":
             return self._whole_models
+        if kind == trace_entity.NAME:
+            return self._whole_traces
         if kind == "runs" and target["info"]["lifecycle_stage"] == LifecycleStage.DELETED:
             return self._whole_experiments and self._deleted_runs
         return self._whole_experiments
@@ -676,6 +692,8 @@ class _Comparison:
                     self._diff_run)
         self._score("logged_models", [p for m in matched.values() for p in m.models],
                     _model_label, self._diff_logged_model)
+        for source, target in found:
+            self._score_traces(source, target)
         for model, target in self._score(
                 "registered_models", [(m, self.ids.target_registered_model(m)) for m in models],
                 lambda m: f"registered model {m['name']!r}", self._diff_registered_model):
@@ -806,6 +824,70 @@ class _Comparison:
         """Record the target objects that match no source object, where they count."""
         self.card.differences.extend(f"{label_of(t)} only on the target" for t in targets
                                      if self.src.is_extra(kind, t))
+
+    def _score_traces(self, experiment: dict, target: dict) -> None:
+        """The experiment's traces, a batch at a time, each with the target trace it became
+        (see :func:`trace_entity.find_lines`); then the target's traces nothing matched."""
+        target_id, name = target["experiment_id"], experiment["name"]
+        mapped = self.ids.given.get(trace_entity.NAME, {})
+        lines = iter(self.src.traces(experiment["experiment_id"]))
+        links, matched = None, 0
+        while batch := list(islice(lines, trace_entity.BATCH)):
+            if links is None:
+                links = trace_entity.run_links(self.dst.endpoint, target_id)
+            found = trace_entity.find_lines(self.dst.endpoint, batch, target_id, mapped, links)
+            matched += len(found)
+            self._score(trace_entity.NAME,
+                        [(line, found.get(line["info"]["trace_id"])) for line in batch],
+                        lambda line: f"experiment {name!r}: trace {line['info']['trace_id']}",
+                        self._diff_trace)
+        extra = trace_entity.count(self.dst.endpoint, target_id) - matched
+        if extra > 0 and self.src.is_extra(trace_entity.NAME, target):
+            self.card.differences.append(f"experiment {name!r}: {extra} trace(s) only on the "
+                                         "target")
+
+    def _diff_trace(self, s: dict, d: dict, label: str) -> list[str]:
+        """Info fields, tags (but those the target server sets), metadata and assessments
+        with their run and model ids mapped, every span, run links and attachments. A trace
+        that moved to a new id is compared with its spans and assessments renamed so."""
+        old, new = s["info"]["trace_id"], d["info"]["trace_id"]
+        if old != new:
+            s = json.loads(json.dumps(s).replace(old, new))
+        si, di = s["info"], d["info"]
+        problems = _diff_fields(label, si, di, _TRACE_FIELDS)
+        problems += _diff_dicts(f"{label} tags", _trace_tags(si), _trace_tags(di))
+        metadata = dict(si.get("trace_metadata", {}))
+        for key, target_of in ((trace_entity.SOURCE_RUN, self.ids.target_run_id),
+                               (trace_entity.MODEL_ID, self.ids.target_model_id)):
+            if key in metadata:
+                _set_or_drop(metadata, key, target_of(metadata[key]))
+        problems += _diff_dicts(f"{label} metadata", metadata, di.get("trace_metadata", {}))
+        problems += _diff_dicts(f"{label} assessments", self._assessments(si, old != new),
+                                {a["assessment_id"]: a for a in di.get("assessments", [])})
+        problems += _diff_dicts(f"{label} spans", _spans(s), _spans(d))
+        links = sorted(filter(None, map(self.ids.target_run_id, s["run_links"])))
+        problems += _diff_values(f"{label} run links", links, d["run_links"])
+        return problems + _diff_values(f"{label} attachments", s["attachments"],
+                                       d["attachments"])
+
+    def _assessments(self, info: dict, moved: bool) -> dict[str, dict]:
+        """The assessments the target should hold, by id, as the import writes them."""
+        expected = {}
+        for a in json.loads(json.dumps(info.get("assessments", []))):
+            if moved:
+                a["assessment_id"] = trace_entity.derived_assessment_id(a["assessment_id"],
+                                                                        info["trace_id"])
+                if a.get("overrides"):
+                    a["overrides"] = trace_entity.derived_assessment_id(a["overrides"],
+                                                                        info["trace_id"])
+            if a.get("run_id"):
+                _set_or_drop(a, "run_id", self.ids.target_run_id(a["run_id"]))
+            source_run = a.get("metadata", {}).get(trace_entity.ASSESSMENT_SOURCE_RUN)
+            if source_run:
+                _set_or_drop(a["metadata"], trace_entity.ASSESSMENT_SOURCE_RUN,
+                             self.ids.target_run_id(source_run))
+            expected[a["assessment_id"]] = a
+        return expected
 
     def _diff_experiment(self, s: dict, d: dict, label: str) -> list[str]:
         return (_diff_fields(label, s, d, ("lifecycle_stage",))
@@ -993,6 +1075,25 @@ def _model_metrics(model: dict, target_run_id: Callable[[str], str | None]) -> l
                target_run_id(m["run_id"]) if m.get("run_id") else None)
               for m in model["metrics"]]
     return sorted(points, key=repr)
+
+
+def _trace_tags(info: dict) -> dict:
+    return {k: v for k, v in _without_lineage(info.get("tags", {})).items()
+            if k not in trace_entity.SERVER_TAGS}
+
+
+def _spans(line: dict) -> dict[str, dict]:
+    """A trace's spans by id; each span's trace id is the trace's own, compared there."""
+    return {span["span_id"]: {k: v for k, v in span.items() if k != "trace_id"}
+            for span in line["spans"]}
+
+
+def _set_or_drop(holder: dict, key: str, value: str | None) -> None:
+    """A reference as the import leaves it: mapped, or dropped when it cannot be."""
+    if value is None:
+        holder.pop(key, None)
+    else:
+        holder[key] = value
 
 
 def _without_lineage(tags: dict) -> dict:

@@ -38,9 +38,9 @@ def test_a_circle_or_an_undeclared_dependency_is_refused():
 def test_the_catalog_holds_every_kind_once_each_after_its_dependencies():
     names = [kind.name for kind in catalog.KINDS]
     assert names == ["experiments", "runs", "logged_models", "registered_models", "prompts",
-                     "evaluation_datasets", "scorers"]
+                     "traces", "evaluation_datasets", "scorers"]
     assert catalog.NAMES == ("experiments", "runs", "logged_models", "registered_models",
-                             "model_versions", "prompts", "prompt_versions",
+                             "model_versions", "prompts", "prompt_versions", "traces",
                              "evaluation_datasets", "scorers")
     for position, kind in enumerate(catalog.KINDS):
         assert kind.section.name == kind.name

@@ -344,8 +344,6 @@ def test_credentials_travel_as_utf8_basic_auth():
 
 
 @pytest.mark.parametrize("uri, credentials, fragment", [
-    ("http://127.0.0.1:9", Credentials(token=SECRET), "a bearer token cannot be given per "
-                                                      "endpoint"),
     ("sqlite:///x.db", Credentials("alice", SECRET), "credentials apply only to an http(s)"),
     ("http://bob:pw@127.0.0.1:9", Credentials("alice", SECRET), "credentials given twice"),
 ])

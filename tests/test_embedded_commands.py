@@ -3,10 +3,9 @@
 One sqlite source is seeded once for the module: an experiment with a parent and a child
 run, a registered model ``churn-clf`` whose v1 lies in the child's artifacts (MLflow 2
 style) and whose v2 is a logged model (``models:/m-…``), in stage Production with alias
-``champion``. Every test imports into new sqlite targets. An embedded registry looks a
-``models:/m-…`` version's logged model up through the process's tracking URI (see README,
-limits), so where one arrives in an embedded target the test names that target in
-``MLFLOW_TRACKING_URI``, as a user must.
+``champion``. Every test imports into new sqlite targets, with no MLFLOW_TRACKING_URI set
+(the ``models:/m-…`` version too: see README, limits); only the seeding sets it, for
+``mlflow.register_model``.
 """
 
 from __future__ import annotations
@@ -53,7 +52,7 @@ def source(tmp_path_factory) -> dict:
     uri = f"sqlite:///{home / 'src.db'}"
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(home)  # the embedded store keeps its artifacts in ./mlruns
-        patch.setenv("MLFLOW_TRACKING_URI", uri)  # for the models:/ version (see above)
+        patch.setenv("MLFLOW_TRACKING_URI", uri)  # for mlflow.register_model (fluent)
         client = MlflowClient(uri, uri)
         experiment_id = client.create_experiment(EXPERIMENT, tags={"team": "risk"})
         parent = make_run(client, experiment_id, "parent", 100)
@@ -146,12 +145,10 @@ def test_export_and_import_experiments_then_verify(source, target, workdir, expo
     assert card.totals == {"experiments": 1, "runs": 2, "logged_models": 1}
 
 
-def test_export_all_import_all_and_verify_both_ways(source, target, workdir, monkeypatch):
+def test_export_all_import_all_and_verify_both_ways(source, target, workdir):
     _ok(invoke(cli.export_all_command, "--tracking-uri", source["uri"],
                "--output-dir", workdir / "b"))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", target)  # the models:/ version (module text)
     _ok(invoke(cli.import_all_command, "--tracking-uri", target, "--input-dir", workdir / "b"))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI")
     totals = {"experiments": 2, "runs": 2, "logged_models": 1, "registered_models": 1,
               "model_versions": 2}
     # The source's logged model carries mlflow.modelVersions, the embedded target's not.
@@ -171,10 +168,9 @@ def test_export_model_by_version_and_import_model(source, target, workdir):
     assert (str(version.version), version.description) == ("1", "MLflow 2 style")
 
 
-def test_export_models_and_import_models(source, target, workdir, monkeypatch):
+def test_export_models_and_import_models(source, target, workdir):
     _ok(invoke(cli.export_models_command, "--tracking-uri", source["uri"], "--models", MODEL,
                "--output-dir", workdir / "b"))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", target)
     _ok(invoke(cli.import_models_command, "--tracking-uri", target, "--input-dir", workdir / "b"))
     assert sorted(_versions(target, MODEL)) == ["1", "2"]
 
@@ -202,10 +198,8 @@ def test_copy_run_and_copy_model_version(source, target, workdir):
     assert json.loads(again.stdout)["status"] == "already_present"
 
 
-def test_migrate_then_verify(source, target, workdir, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", target)
+def test_migrate_then_verify(source, target, workdir):
     _ok(invoke(cli.migrate_command, "--src-uri", source["uri"], "--dst-uri", target))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI")
     assert _verified(source["uri"], target)["model_versions"] == 2
 
 

@@ -46,11 +46,8 @@ def test_v1_fixture_imports_with_every_field(workdir):
     assert f"run_id: {child.info.run_id}" in (local / "model" / "MLmodel").read_text()
 
 
-def test_v2_fixture_imports_logged_and_registered_models(workdir, monkeypatch):
+def test_v2_fixture_imports_logged_and_registered_models(workdir):
     uri = f"sqlite:///{workdir / 'target.db'}"
-    # MLflow's embedded SQL registry looks a `models:/m-…` source up through the process's
-    # tracking URI (see README, limits); a server target needs no such setting.
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     report = mlflow_exim.import_all(FIXTURES / "bundle-v2", tracking_uri=uri)
     assert report.ok, report.summary()
     ids = report.extra["id_map"]

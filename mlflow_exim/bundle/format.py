@@ -17,6 +17,13 @@ FORMAT_NAME = "mlflow-exim-bundle"
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 
+# The manifest's ``checksums`` cover every file of every object directory (documents,
+# metric histories, streams, artifacts) when its ``checksums_scope`` is CHECKSUMS_ALL, which
+# format 3 requires; formats 1 and 2 recorded the artifacts' checksums only.
+CHECKSUMS_SCOPE = "checksums_scope"
+CHECKSUMS_ALL = "all"
+CHECKSUMS_ALL_SINCE = 3
+
 MANIFEST_FILE = "manifest.json"
 PROGRESS_FILE = "export-progress.json"
 PARTIAL_SUFFIX = ".partial"
@@ -50,7 +57,9 @@ class Section:
     is the little that is kept in memory for every object (a run's parent, its experiment,
     its metric points), so that a bundle of a million runs is not held in memory.
     ``references(doc)`` names the (section, id) pairs that must be in the bundle too. With
-    ``artifacts`` each object has an ``artifacts/`` tree covered by the manifest's checksums.
+    ``artifacts`` each object has an ``artifacts/`` tree (covered by the manifest's checksums
+    in every format). ``parent`` names the document's field that ``facts(doc)["parent"]``
+    comes from, an object of the same section: the reader refuses parents in a circle.
     """
 
     name: str
@@ -60,3 +69,4 @@ class Section:
     check_files: Callable[[Path], None] = _no_files
     facts: Callable[[dict], dict] = _no_facts
     references: Callable[[dict], list[tuple[str, str]]] = _no_references
+    parent: str = ""

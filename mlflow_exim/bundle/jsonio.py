@@ -56,6 +56,8 @@ def read_json(path: Path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise BundleError(path, f"is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    except (ValueError, RecursionError) as exc:  # a 5000-digit number, nesting 1000 deep
+        raise BundleError(path, f"is not valid JSON: {type(exc).__name__}") from None
 
 
 class JsonLinesWriter:
@@ -83,11 +85,18 @@ def iter_json_lines(path: Path) -> Iterator[Any]:
         handle = path.open(encoding="utf-8")
     except FileNotFoundError:
         raise BundleError(path, "file is missing") from None
+    except OSError as exc:
+        raise BundleError(path, f"cannot be read: {exc.strerror}") from None
     with handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise BundleError(path, f"line {number} is not valid JSON: {exc.msg}") from None
+        number = 0
+        try:
+            for number, line in enumerate(handle, start=1):  # noqa: B007 - named on error
+                if line.strip():
+                    yield json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BundleError(path, f"line {number} is not valid JSON: {exc.msg}") from None
+        except UnicodeDecodeError:
+            raise BundleError(path, f"is not UTF-8 after line {number}") from None
+        except (ValueError, RecursionError) as exc:  # a 5000-digit number, nesting 1000 deep
+            raise BundleError(path, f"line {number} is not valid JSON: "
+                                    f"{type(exc).__name__}") from None

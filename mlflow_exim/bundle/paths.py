@@ -21,6 +21,20 @@ def safe_component(value: str) -> str:
     return "_" + encoded
 
 
+def check_relative(relative, *, source: Path, field: str) -> str:
+    """``relative`` if it is a plain relative path inside a bundle, ``/``-separated, with no
+    empty, ``.`` or ``..`` component, no backslash and no NUL; otherwise a BundleError that
+    names ``source`` and ``field``. A pure check on the text, before any file is opened."""
+    if not isinstance(relative, str):
+        raise BundleError(source, f"{field} must be a string")
+    parts = relative.split("/")
+    if (not relative or relative.startswith("/") or "\\" in relative or "\x00" in relative
+            or any(part in ("", ".", "..") for part in parts)):
+        raise BundleError(source, f"{field} {relative!r} points outside the bundle or is not "
+                                  "a plain relative path")
+    return relative
+
+
 def inside(root: Path, relative: str, *, source: Path) -> Path:
     """``root / relative``, refusing paths that are absolute or climb out of ``root``."""
     candidate = (root / relative).resolve()

@@ -2,7 +2,10 @@
 
 A directory without ``manifest.json`` is never a bundle, so an interrupted export cannot be
 mistaken for a whole one. Started again with the same source and options, an export resumes:
-objects whose JSON file was written (always last) are kept, the rest are redone.
+objects whose JSON file was written (always last) are kept, the rest are redone. Started
+again into a complete bundle of the same export (a nightly job), it refreshes it the same
+way: the bundle goes back to ``<dir>.partial`` and the export resumes from it. With
+``overwrite`` a complete bundle is replaced instead, once the new one is complete.
 """
 
 from __future__ import annotations
@@ -10,12 +13,14 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import tempfile
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
 from mlflow_exim.bundle.format import (
-    ARTIFACTS_DIR,
+    CHECKSUMS_ALL,
+    CHECKSUMS_SCOPE,
     FORMAT_NAME,
     FORMAT_VERSION,
     MANIFEST_FILE,
@@ -41,15 +46,10 @@ class BundleWriter:
     """Writes the objects of ``sections`` and, on :meth:`finish`, the manifest."""
 
     def __init__(self, output_dir: str | Path, sections: list[Section], *, command: str,
-                 source: dict, options: dict):
+                 source: dict, options: dict, overwrite: bool = False):
         self.sections = {section.name: section for section in sections}
         self.final = Path(output_dir).absolute()
         self.root = self.final.with_name(self.final.name + PARTIAL_SUFFIX)
-        if self.final.exists():
-            if (self.final / MANIFEST_FILE).exists():
-                raise EximError(f"{self.final}: already holds a bundle; choose a new directory")
-            if not self.final.is_dir() or any(self.final.iterdir()):
-                raise EximError(f"{self.final}: exists and is not an empty directory")
         self._header = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
@@ -58,9 +58,54 @@ class BundleWriter:
             "source": source,
             "options": options,
         }
+        self.replaces = False  # finish replaces the complete bundle in ``final``
+        self.refreshes = False  # the complete bundle in ``final`` was taken up to refresh
+        if self.final.exists():
+            self._take_over(overwrite)
         self._prepare_partial()
         self._lock = threading.Lock()
         self._inventory: dict[str, dict[str, dict]] = {name: {} for name in self.sections}
+
+    def _take_over(self, overwrite: bool) -> None:
+        """``final`` exists: an empty directory is taken as it is; a complete bundle of the
+        same export (command, options, source URI, format version) is refreshed, or with
+        ``overwrite`` replaced; anything else is refused, a bundle of another export
+        included unless ``overwrite``."""
+        manifest_path = self.final / MANIFEST_FILE
+        if not manifest_path.is_file() or manifest_path.is_symlink():
+            if not self.final.is_dir() or any(self.final.iterdir()):
+                raise EximError(f"{self.final}: exists and is not an empty directory")
+            return
+        try:
+            manifest = read_json(manifest_path)
+        except BundleError:
+            manifest = None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+            raise EximError(f"{manifest_path}: is not the manifest of an mlflow-exim bundle; "
+                            "choose a new directory")
+        if overwrite:
+            self.replaces = True
+            return
+        different = [key for key, value in self._export_identity(self._header).items()
+                     if self._export_identity(manifest).get(key) != value]
+        if different:
+            raise EximError(f"{self.final}: already holds a bundle of another export (its "
+                            f"{', '.join(different)} differ); choose a new directory, or set "
+                            "`overwrite` to replace it")
+        self.refreshes = True
+        if self.root.exists():
+            shutil.rmtree(self.root)  # older than the complete bundle that supersedes it
+        write_json(self.final / PROGRESS_FILE, self._header)
+        os.rename(self.final, self.root)
+        (self.root / MANIFEST_FILE).unlink()
+
+    @staticmethod
+    def _export_identity(header: dict) -> dict:
+        """What makes two bundles the same export, so that one can refresh the other."""
+        source = header.get("source")
+        return {"command": header.get("command"), "options": header.get("options"),
+                "source": source.get("tracking_uri") if isinstance(source, dict) else None,
+                "format_version": header.get("format_version")}
 
     def _prepare_partial(self) -> None:
         progress = self.root / PROGRESS_FILE
@@ -107,11 +152,12 @@ class BundleWriter:
     # Completion ---------------------------------------------------------------------------
 
     def _checksums(self) -> dict[str, dict]:
+        """Size and SHA-256 of every file of every object written, whoever wrote it into
+        the object's directory, so that a reader can tell a damaged file from a whole one."""
         checksums = {}
-        for name in (name for name, section in self.sections.items() if section.artifacts):
-            for entry in self._inventory[name].values():
-                artifacts = self.root / entry["path"] / ARTIFACTS_DIR
-                for dirpath, _dirs, files in os.walk(artifacts):
+        for entries in self._inventory.values():
+            for entry in entries.values():
+                for dirpath, _dirs, files in os.walk(self.root / entry["path"]):
                     for name in files:
                         path = Path(dirpath) / name
                         checksums[self.relative(path)] = {
@@ -119,6 +165,17 @@ class BundleWriter:
                             "size": path.stat().st_size,
                         }
         return checksums
+
+    def _prune(self) -> None:
+        """Remove the object directories the inventory does not list: those a resumed or
+        refreshed export kept of objects that have since left the source or failed."""
+        listed = {entry["path"] for entries in self._inventory.values()
+                  for entry in entries.values()}
+        for name in self.sections:
+            if (self.root / name).is_dir():
+                for directory in (self.root / name).iterdir():
+                    if self.relative(directory) not in listed:
+                        shutil.rmtree(directory)
 
     def finish(self, failures: list[dict], not_carried: dict[str, int] | None = None) -> Path:
         """Write the manifest and move the bundle into place. ``failures`` lists the objects
@@ -130,11 +187,19 @@ class BundleWriter:
             name: sorted(entries.values(), key=lambda e: e["id"])
             for name, entries in self._inventory.items()
         }
+        self._prune()
         manifest["checksums"] = self._checksums()
+        manifest[CHECKSUMS_SCOPE] = CHECKSUMS_ALL
         manifest["export_failures"] = failures
         manifest["not_carried"] = not_carried or {}
         write_json(self.root / MANIFEST_FILE, manifest)
         (self.root / PROGRESS_FILE).unlink()
+        if self.final.exists() and self.replaces:  # moved aside first: never no bundle at all
+            old = Path(tempfile.mkdtemp(prefix=self.final.name + ".old-", dir=self.final.parent))
+            os.rename(self.final, old / "bundle")
+            os.rename(self.root, self.final)
+            shutil.rmtree(old)
+            return self.final
         if self.final.exists():
             self.final.rmdir()  # empty, checked in __init__
         os.rename(self.root, self.final)

@@ -1,5 +1,6 @@
 """Artifact trees shared by runs and logged models: download, and upload with the ids
-inside ``MLmodel`` files rewritten to the target's ids.
+inside ``MLmodel`` files rewritten to the target's ids; and the storage clients a root
+needs on this machine.
 
 A tree may hold empty directories. A download keeps them (MLflow creates them in the
 bundle's ``artifacts/`` tree); an upload recreates them where the target store is a file
@@ -7,16 +8,53 @@ system, the only kind that can hold one."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
+from mlflow_exim.errors import EximError
 from mlflow_exim.report import Outcome
 from mlflow_exim.work import Workers
 
 MLMODEL_FILE = "MLmodel"
+
+# The artifact stores whose client MLflow imports on first use (a root in one of them is
+# read and written by this process itself, unlike ``mlflow-artifacts:`` served by a
+# tracking server): scheme -> (the modules MLflow imports, the extra of mlflow-exim that
+# brings them). r2:// and b2:// are S3 APIs, spoken through boto3.
+_CLIENTS = {
+    "s3": (("boto3", "botocore"), "s3"),
+    "r2": (("boto3", "botocore"), "s3"),
+    "b2": (("boto3", "botocore"), "s3"),
+    "gs": (("google.cloud.storage",), "gcs"),
+    "wasbs": (("azure.storage.blob",), "azure"),
+    "abfss": (("azure.storage.filedatalake",), "azure"),
+}
+
+
+def require_client(artifact_root: str | None, owner: str) -> None:
+    """Fail in one line when the storage client for ``artifact_root`` is not installed,
+    before any work: otherwise every run under it fails alone, with MLflow's
+    ``No module named 'botocore'``. ``owner`` names what keeps its artifacts there
+    (``experiment 3``)."""
+    scheme = urlparse(artifact_root or "").scheme
+    if scheme not in _CLIENTS:
+        return
+    modules, extra = _CLIENTS[scheme]
+    missing = [m for m in modules if not _installed(m)]
+    if missing:
+        raise EximError(f"artifacts of {owner} are in {artifact_root}: install "
+                        f"mlflow-exim[{extra}] (no module {', '.join(missing)})")
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package is missing, or a stand-in
+        return False
 
 
 def count_files(directory: Path) -> int:

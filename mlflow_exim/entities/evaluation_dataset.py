@@ -265,7 +265,7 @@ NAME = "evaluation_datasets"
 KIND = Kind(
     name=NAME,
     section=Section(NAME, DATASET_FILE, validate, check_files=check_records),
-    depends_on=("experiments", "runs"),
+    depends_on=("experiments", "runs", "traces"),
     export=_export,
     inventory=lambda item: {"name": item.name},
     label=lambda item: item.name,

@@ -15,6 +15,8 @@ from mlflow_exim import lineage
 from mlflow_exim.bundle.format import Section
 from mlflow_exim.bundle.jsonio import write_json
 from mlflow_exim.endpoint import Endpoint
+from mlflow_exim.entities import limits
+from mlflow_exim.entities.artifacts import require_client
 from mlflow_exim.errors import BundleError, EximError
 from mlflow_exim.kind import CREATE, SKIP, UPDATE, ImportContext, Kind, Step, planning
 
@@ -51,6 +53,8 @@ def validate(doc, path: Path) -> None:
                                 "'active' or 'deleted'")
     if not all(isinstance(v, str) for v in doc["tags"].values()):
         raise BundleError(path, "every tag value must be a string")
+    limits.check_length(doc["name"], limits.EXPERIMENT_NAME, path, "name")
+    limits.check_mapping(doc["tags"], path, "tags", value_limit=limits.EXPERIMENT_TAG_VALUE)
 
 
 def export(experiment: Experiment, directory: Path) -> dict:
@@ -123,6 +127,7 @@ def _plan_shared(ctx: ImportContext, name: str) -> Step:
                       "restore it or choose another name")
     elif existing is not None:
         step.action, step.reason, step.target_id = SKIP, "already present", existing.experiment_id
+        step.present = existing
         for source_id in ctx.source_ids(NAME):
             ctx.idmap.add(NAME, source_id, existing.experiment_id)
     return step
@@ -168,6 +173,16 @@ def _review(ctx: ImportContext) -> None:
     for step in ctx.steps[NAME]:
         if step.reason == RESTORED and step.source_id not in written_into:
             step.action, step.reason, step.delete_again = SKIP, "already present (deleted)", False
+        if step.present is not None and written_into.intersection(step.source_id.split(",")):
+            _require_client(ctx, step.present)
+
+
+def _require_client(ctx: ImportContext, experiment: Experiment) -> None:
+    """The storage client this process needs to write into ``experiment``, checked
+    before its runs and logged models are written (for one that exists: before anything
+    is)."""
+    require_client(experiment.artifact_location, f"experiment {experiment.experiment_id} "
+                   f"({experiment.name}) on {ctx.dst.display_uri}")
 
 
 def _apply(ctx: ImportContext, steps: list[Step]) -> None:
@@ -175,7 +190,7 @@ def _apply(ctx: ImportContext, steps: list[Step]) -> None:
         with ctx.track(step) as outcome:
             if ctx.experiment_name:
                 if step.action == CREATE:
-                    outcome.target_id = ctx.dst.client.create_experiment(step.name)
+                    outcome.target_id = _create(ctx, step.name, {})
                 for source_id in ctx.source_ids(NAME):
                     ctx.idmap.add(NAME, source_id, outcome.target_id)
                 continue
@@ -184,7 +199,7 @@ def _apply(ctx: ImportContext, steps: list[Step]) -> None:
             if step.action == CREATE:
                 if step.delete_again:  # so that a re-run after an interruption knows it
                     tags[lineage.PENDING] = doc["experiment_id"]
-                outcome.target_id = ctx.dst.client.create_experiment(step.name, tags=tags)
+                outcome.target_id = _create(ctx, step.name, tags)
             elif step.present.lifecycle_stage == LifecycleStage.ACTIVE or step.delete_again:
                 if step.present.lifecycle_stage == LifecycleStage.DELETED:
                     ctx.dst.client.restore_experiment(step.target_id)
@@ -192,6 +207,27 @@ def _apply(ctx: ImportContext, steps: list[Step]) -> None:
                     if step.present.tags.get(key) != value:
                         ctx.dst.client.set_experiment_tag(step.target_id, key, value)
             ctx.idmap.add(NAME, step.source_id, outcome.target_id)
+    for step in steps:  # where the target put the new ones is known only now
+        outcome = ctx.outcomes[NAME][step.source_id]
+        if step.action == CREATE and outcome.target_id:
+            _require_client(ctx, ctx.dst.client.get_experiment(outcome.target_id))
+
+
+def _create(ctx: ImportContext, name: str, tags: dict[str, str]) -> str:
+    """Create the experiment, or take the one another job (an import of another shard, a
+    copy) created under that name since the plan, with these tags set."""
+    try:
+        return ctx.dst.client.create_experiment(name, tags=tags or None)
+    except Exception as exc:
+        existing = None
+        if "RESOURCE_ALREADY_EXISTS" in str(exc):
+            existing = ctx.dst.client.get_experiment_by_name(name)
+        if existing is None or existing.lifecycle_stage != LifecycleStage.ACTIVE:
+            raise
+    for key, value in tags.items():
+        if existing.tags.get(key) != value:
+            ctx.dst.client.set_experiment_tag(existing.experiment_id, key, value)
+    return existing.experiment_id
 
 
 def _finish(ctx: ImportContext) -> None:

@@ -12,6 +12,7 @@ logged against the migrated runs, and its status set. A server assigns the new m
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 from pathlib import Path
 
@@ -20,8 +21,9 @@ from mlflow.entities import LoggedModel, LoggedModelStatus, Metric
 
 from mlflow_exim import lineage
 from mlflow_exim.bundle.format import ARTIFACTS_DIR, Section
-from mlflow_exim.bundle.jsonio import decode_float, encode_float, write_json
+from mlflow_exim.bundle.jsonio import decode_float, dumps, encode_float, read_json, write_json
 from mlflow_exim.endpoint import Endpoint
+from mlflow_exim.entities import limits
 from mlflow_exim.entities.artifacts import count_files, upload_tree
 from mlflow_exim.entities.run import MAX_METRICS_PER_BATCH
 from mlflow_exim.errors import BundleError, EximError
@@ -85,18 +87,19 @@ def validate(doc, path: Path) -> None:
     if doc.get("status") not in _STATUSES:
         raise BundleError(path, f"status {doc.get('status')!r} is not one of "
                                 f"{', '.join(_STATUSES)}")
-    for section in ("params", "tags"):
+    for section, limit in (("params", limits.PARAM_VALUE), ("tags", limits.TAG_VALUE)):
         values = doc.get(section)
         if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
             raise BundleError(path, f"field {section!r} must be an object of strings")
+        limits.check_mapping(values, path, section, value_limit=limit)
     metrics = doc.get("metrics")
     if not isinstance(metrics, list):
         raise BundleError(path, "field 'metrics' is missing or not a list")
     for point in metrics:
         try:
             _metric(point, "m-check")
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BundleError(path, f"metric {point!r} is malformed: {exc}") from None
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise BundleError(path, f"metric {str(point)[:120]} is malformed: {exc}") from None
 
 
 def _metric(point: dict, model_id: str, run_id: str | None = None) -> Metric:
@@ -297,6 +300,18 @@ def _export(ctx: ExportContext, model_id: str, model: LoggedModel, directory: Pa
     export(ctx.src, model, directory)
 
 
+def _unchanged(_ctx: ExportContext, _model_id: str, model: LoggedModel,
+               directory: Path) -> bool:
+    """Whether a logged model written by an earlier export of the same selection reads the
+    same at the source (its status, params, tags, metrics and update time)."""
+    try:
+        doc = read_json(directory / LOGGED_MODEL_FILE)
+        fresh = to_doc(model, doc["artifacts"]["files"])
+    except (BundleError, KeyError, TypeError):
+        return False
+    return json.loads(dumps(fresh)) == doc
+
+
 NAME = "logged_models"
 KIND = Kind(
     name=NAME,
@@ -306,6 +321,7 @@ KIND = Kind(
                     references=lambda doc: [("experiments", doc["experiment_id"])]),
     depends_on=("experiments", "runs"),
     export=_export,
+    unchanged=_unchanged,
     inventory=lambda model: {"experiment_id": model.experiment_id},
     export_needs=lambda model: [("experiments", model.experiment_id)],
     label=lambda model: model.name,

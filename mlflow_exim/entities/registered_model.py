@@ -30,6 +30,7 @@ from mlflow_exim import lineage
 from mlflow_exim.bundle.format import Section, singular
 from mlflow_exim.bundle.jsonio import write_json
 from mlflow_exim.endpoint import Endpoint
+from mlflow_exim.entities import limits
 from mlflow_exim.entities.logged_model import MODEL_VERSIONS_TAG
 from mlflow_exim.errors import BundleError, EximError
 from mlflow_exim.idmap import IdMap
@@ -204,12 +205,21 @@ def validate(doc, path: Path) -> None:
     for section in ("tags", "aliases"):
         if not all(isinstance(v, str) for v in need(doc, section, dict).values()):
             raise BundleError(path, f"every value in {section!r} must be a string")
+    limits.check_mapping(doc["tags"], path, "tags", value_limit=limits.REGISTRY_TAG_VALUE)
+    for alias in doc["aliases"]:
+        limits.check_length(alias, limits.ALIAS, path, f"aliases key {alias[:40]!r}")
+    numbers = set()
     for v in need(doc, "versions", list):
         number = need(v, "version", str, "versions[].")
         if not number.isdigit():
             raise BundleError(path, f"version {number!r} is not a number")
+        if number in numbers:
+            raise BundleError(path, f"field versions[] lists version {number} twice")
+        numbers.add(number)
         if not all(isinstance(t, str) for t in need(v, "tags", dict, "versions[].").values()):
             raise BundleError(path, f"version {number}: every tag value must be a string")
+        limits.check_mapping(v["tags"], path, f"versions[{number}].tags",
+                             value_limit=limits.REGISTRY_TAG_VALUE)
         need(v, "description", str, "versions[].")
         need(v, "current_stage", str, "versions[].")
         need(v, "run_id", (str, type(None)), "versions[].")
@@ -366,8 +376,8 @@ def _import_version(dst: Endpoint, doc: dict, v: dict, name: str,
     keep_number = options.keep_numbers
 
     def create() -> ModelVersion:
-        return dst.client.create_model_version(
-            name, source, run_id=run_id, tags={**tags, lineage.PENDING: "true"},
+        return create_model_version(
+            dst, name, source, run_id=run_id, tags={**tags, lineage.PENDING: "true"},
             run_link=v.get("run_link"), description=v["description"] or None,
             model_id=model_id)
 
@@ -387,6 +397,31 @@ def _import_version(dst: Endpoint, doc: dict, v: dict, name: str,
         _set_stage(dst, name, created.version, v["current_stage"])
     dst.client.delete_model_version_tag(name, created.version, lineage.PENDING)
     return str(created.version)
+
+
+def create_model_version(dst: Endpoint, name: str, source: str, *, run_id: str | None,
+                         model_id: str | None, **fields) -> ModelVersion:
+    """Create a version as MLflow does, also in an embedded store. There MLflow's registry
+    resolves a ``models:/m-…`` source, and a ``model_id`` without a run, through the
+    process-wide tracking URI (``MlflowClient()``), not through the store it writes to:
+    unless MLFLOW_TRACKING_URI names that store, the logged model is "not found" (and
+    ``./mlflow.db`` is created in passing). So the version is created from what that
+    lookup would have given (the logged model's artifact location and source run), and
+    its source is then set to ``models:/m-…`` in the same database."""
+    if dst.is_http or not model_id:
+        return dst.client.create_model_version(name, source, run_id=run_id, model_id=model_id,
+                                               **fields)
+    model = dst.client.get_logged_model(model_id)
+    created = dst.client.create_model_version(name, model.artifact_location,
+                                              run_id=run_id or model.source_run_id, **fields)
+    store = dst.client._get_registry_client().store
+    try:
+        writing = store.ManagedSessionMaker(read_only=False)
+    except TypeError:  # MLflow before read-only sessions: every session writes
+        writing = store.ManagedSessionMaker()
+    with writing as session:
+        store._get_sql_model_version(session, name, created.version).source = source
+    return dst.client.get_model_version(name, str(created.version))
 
 
 def _forget_registrations(dst: Endpoint, model_id: str, name: str,
@@ -538,6 +573,18 @@ def _apply(ctx: ImportContext, steps: list[Step]) -> None:
     ctx.objects.each(lambda step: _apply_model(ctx, step), steps)
 
 
+def _created(dst: Endpoint, name: str, tags: dict, description: str) -> bool:
+    """Create the registered model; False when another job created it first."""
+    try:
+        dst.client.create_registered_model(name, tags=tags or None,
+                                           description=description or None)
+        return True
+    except Exception as exc:
+        if "RESOURCE_ALREADY_EXISTS" in str(exc):
+            return False
+        raise
+
+
 def _apply_model(ctx: ImportContext, step: Step) -> None:
     """The model, then its versions in order, then its aliases. With ``keep_numbers`` each
     version gets its source number: numbers left free by deleted source versions are used
@@ -549,10 +596,10 @@ def _apply_model(ctx: ImportContext, step: Step) -> None:
     name = step.name
     with ctx.track(step) as outcome:
         tags = _model_tags(doc, options)
-        if step.action == CREATE:
-            ctx.dst.client.create_registered_model(name, tags=tags or None,
-                                                   description=doc["description"] or None)
-        elif step.action == UPDATE:
+        update = step.action == UPDATE
+        if step.action == CREATE:  # another job may have created it since the plan
+            update = not _created(ctx.dst, name, tags, doc["description"])
+        if update:
             existing = ctx.dst.client.get_registered_model(name)
             for key, value in tags.items():
                 if existing.tags.get(key) != value:

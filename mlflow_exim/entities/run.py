@@ -9,6 +9,7 @@ length) and ``artifacts/`` (the run's artifact tree, byte for byte).
 from __future__ import annotations
 
 import contextlib
+import json
 import posixpath
 import shutil
 import time
@@ -38,12 +39,15 @@ from mlflow_exim.bundle.format import ARTIFACTS_DIR, Section
 from mlflow_exim.bundle.jsonio import (
     JsonLinesWriter,
     decode_float,
+    dumps,
     encode_float,
     iter_json_lines,
+    read_json,
     write_json,
 )
 from mlflow_exim.bundle.paths import inside
 from mlflow_exim.endpoint import Endpoint
+from mlflow_exim.entities import limits
 from mlflow_exim.entities.artifacts import count_files, upload_tree
 from mlflow_exim.errors import BundleError, EximError
 from mlflow_exim.idmap import IdMap
@@ -148,10 +152,14 @@ def validate(doc, path: Path) -> None:
     if info.get("lifecycle_stage") not in (LifecycleStage.ACTIVE, LifecycleStage.DELETED):
         raise BundleError(path, f"info.lifecycle_stage {info.get('lifecycle_stage')!r} is not "
                                 "'active' or 'deleted'")
-    for section in ("params", "tags"):
+    for section, limit in (("params", limits.PARAM_VALUE), ("tags", limits.TAG_VALUE)):
         values = need(doc, section, dict, "")
         if not all(isinstance(v, str) for v in values.values()):
             raise BundleError(path, f"every value in {section!r} must be a string")
+        limits.check_mapping(values, path, section, value_limit=limit)
+    if not isinstance(doc.get("metrics", {}), dict) or type(
+            doc.get("metrics", {}).get("points", 0)) is not int:
+        raise BundleError(path, "field 'metrics' is not an object with an integer 'points'")
     inputs = need(doc, "inputs", dict, "")
     for item in need(inputs, "datasets", list, "inputs."):
         dataset = need(item, "dataset", dict, "inputs.datasets[].")
@@ -159,9 +167,15 @@ def validate(doc, path: Path) -> None:
             need(dataset, key, str, "inputs.datasets[].dataset.")
         for key in ("schema", "profile"):
             need(dataset, key, (str, type(None)), "inputs.datasets[].dataset.")
+        for key, limit in limits.DATASET.items():
+            limits.check_length(dataset.get(key), limit, path, f"inputs.datasets[].dataset.{key}")
         for tag in need(item, "tags", list, "inputs.datasets[]."):
             need(tag, "key", str, "inputs.datasets[].tags[].")
             need(tag, "value", str, "inputs.datasets[].tags[].")
+            limits.check_length(tag["key"], limits.INPUT_TAG_KEY, path,
+                                "inputs.datasets[].tags[].key")
+            limits.check_length(tag["value"], limits.INPUT_TAG_VALUE, path,
+                                "inputs.datasets[].tags[].value")
 
 
 def validate_metric_history(path: Path) -> None:
@@ -448,9 +462,15 @@ def _read_metric_history(path: Path) -> Iterator[Metric]:
         try:
             if not isinstance(point["key"], str):
                 raise TypeError("key is not a string")
+            if len(point["key"]) > limits.KEY:
+                raise ValueError(f"key is longer than MLflow's {limits.KEY} characters")
+            if type(point["timestamp"]) is not int or type(point["step"]) is not int:
+                raise TypeError("timestamp and step must be integers")
+            if isinstance(point["value"], bool):
+                raise TypeError("value is a boolean")
             yield Metric(point["key"], decode_float(point["value"]),
-                         int(point["timestamp"]), int(point["step"]))
-        except (KeyError, TypeError, ValueError) as exc:
+                         point["timestamp"], point["step"])
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise BundleError(path, f"metric point {abbreviate(point, 120)} is malformed: "
                                     f"{type(exc).__name__} {exc}") from None
 
@@ -519,8 +539,10 @@ def _plan(ctx: ImportContext) -> list[Step]:
 
 def _plan_one(ctx: ImportContext, step: Step, present: Run | None, leftovers: list[str],
               experiment: str) -> None:
+    # Beside a complete copy, a leftover is a run whose create MLflow sent again after
+    # its answer was lost (a dropped connection, a timeout): deleted too.
+    step.leftovers = leftovers
     if present is None:
-        step.leftovers = leftovers
         step.action = REDO if leftovers else CREATE
         step.reason = ("left half-written by an interrupted import: deleted and written again"
                        if leftovers else f"would be created in experiment {experiment}")
@@ -555,14 +577,14 @@ def _apply(ctx: ImportContext, steps: list[Step]) -> None:
 def _apply_one(ctx: ImportContext, step: Step) -> None:
     with ctx.track(step) as outcome:
         doc = ctx.bundle.documents[NAME][step.source_id]
+        for leftover in step.leftovers:  # the import's lease says no other job writes them
+            ctx.dst.client.delete_run(leftover)
         if step.action == UPDATE:
             _catch_up(ctx.dst, doc, step.present)
         elif step.action in (CREATE, REDO):
             experiment = ctx.target_experiment(doc["info"]["experiment_id"])
             if experiment is None:
                 raise EximError(f"its experiment {doc['info']['experiment_id']} was not imported")
-            for leftover in step.leftovers:
-                ctx.dst.client.delete_run(leftover)
             import_run(ctx.dst, doc, ctx.bundle.dirs[NAME][step.source_id], experiment,
                        parent_run_id=ctx.idmap.get(NAME, doc["tags"].get(MLFLOW_PARENT_RUN_ID)),
                        source_tags=ctx.source_tags, outcome=outcome, transfers=ctx.transfers)
@@ -592,6 +614,22 @@ def _export(ctx: ExportContext, run_id: str, experiment_id: str, directory: Path
     outcome.name = export(ctx.src, run_id, directory)["info"]["run_name"]
 
 
+def _unchanged(ctx: ExportContext, run_id: str, _experiment_id: str, directory: Path) -> bool:
+    """Whether a run written by an earlier (interrupted or complete) export of the same
+    selection still reads the same at the source: it had ended, and its info, params, tags,
+    inputs, outputs and metric keys are as written. Points or files added to an ended run
+    under keys it already had are not seen; ``overwrite`` exports everything anew."""
+    try:
+        doc = read_json(directory / RUN_FILE)
+        if not RunStatus.is_terminated(RunStatus.from_string(doc["info"]["status"])):
+            return False
+        run = ctx.src.client.get_run(run_id)
+        fresh = to_doc(run, doc["metrics"]["points"], doc["artifacts"]["files"])
+    except Exception:  # noqa: BLE001 - written again, which reports what goes wrong
+        return False
+    return json.loads(dumps(fresh)) == doc
+
+
 NAME = "runs"
 KIND = Kind(
     name=NAME,
@@ -599,9 +637,11 @@ KIND = Kind(
                     check_files=lambda directory: validate_metric_history(
                         directory / METRICS_FILE),
                     facts=_facts,
-                    references=lambda doc: [("experiments", doc["info"]["experiment_id"])]),
+                    references=lambda doc: [("experiments", doc["info"]["experiment_id"])],
+                    parent=f"tags[{MLFLOW_PARENT_RUN_ID!r}]"),
     depends_on=("experiments",),
     export=_export,
+    unchanged=_unchanged,
     inventory=lambda experiment_id: {"experiment_id": experiment_id},
     export_needs=lambda experiment_id: [("experiments", experiment_id)],
     plan=_plan,

@@ -1,6 +1,13 @@
-"""Documents of a minimal valid bundle, shared by the unit tests."""
+"""Documents of a minimal valid bundle, and the bundle itself, shared by the unit tests."""
 
 from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from mlflow_exim.bundle.format import FORMAT_NAME, FORMAT_VERSION, MANIFEST_FILE
+from mlflow_exim.bundle.jsonio import read_json, write_json
 
 RUN_ID = "0123456789abcdef0123456789abcdef"
 RUN_DIR = f"runs/{RUN_ID}"
@@ -35,3 +42,42 @@ RUN_DOC = {
     "outputs": {"models": []},
     "artifacts": {"files": 1},
 }
+
+
+def make_bundle(root: Path, **manifest_changes) -> Path:
+    """Write a minimal valid bundle at ``root``; keyword arguments replace manifest fields."""
+    (root / "experiments/1").mkdir(parents=True, exist_ok=True)
+    (root / ARTIFACT).parent.mkdir(parents=True, exist_ok=True)
+    write_json(root / "experiments/1/experiment.json", EXPERIMENT_DOC)
+    write_json(root / RUN_DIR / "run.json", RUN_DOC)
+    (root / RUN_DIR / "metrics.jsonl").write_text(
+        '{"key":"loss","step":0,"timestamp":1700000000123,"value":"NaN"}\n')
+    (root / ARTIFACT).write_bytes(ARTIFACT_BYTES)
+    manifest = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "source": {"tracking_uri": "http://dev:5000"},
+        "inventory": {
+            "experiments": [{"id": "1", "name": "churn", "path": "experiments/1"}],
+            "runs": [{"id": RUN_ID, "experiment_id": "1", "path": RUN_DIR}],
+        },
+        "checksums": {ARTIFACT: {"sha256": hashlib.sha256(ARTIFACT_BYTES).hexdigest(),
+                                 "size": len(ARTIFACT_BYTES)}},
+        **manifest_changes,
+    }
+    write_json(root / MANIFEST_FILE, manifest)
+    return root
+
+
+def rehash(root: Path) -> Path:
+    """Record the size and SHA-256 of every file but the manifest, as a format 3 writer
+    does, so that the reader goes on to read what the files hold."""
+    manifest = read_json(root / MANIFEST_FILE)
+    manifest["checksums"] = {
+        path.relative_to(root).as_posix(): {"sha256": hashlib.sha256(path.read_bytes())
+                                            .hexdigest(), "size": path.stat().st_size}
+        for path in sorted(root.rglob("*")) if path.is_file() and not path.is_symlink()
+        and path.name != MANIFEST_FILE}
+    manifest["checksums_scope"] = "all"
+    (root / MANIFEST_FILE).write_text(json.dumps(manifest))  # NaN too: it may be mutated
+    return root

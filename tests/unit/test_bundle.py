@@ -30,33 +30,8 @@ from tests.unit.samples import (
     RUN_DIR,
     RUN_DOC,
     RUN_ID,
+    make_bundle,
 )
-
-
-def make_bundle(root: Path, **manifest_changes) -> Path:
-    """Write a minimal valid bundle at ``root``; keyword arguments replace manifest fields."""
-    (root / "experiments/1").mkdir(parents=True, exist_ok=True)
-    (root / ARTIFACT).parent.mkdir(parents=True, exist_ok=True)
-    write_json(root / "experiments/1/experiment.json", EXPERIMENT_DOC)
-    write_json(root / RUN_DIR / "run.json", RUN_DOC)
-    (root / RUN_DIR / "metrics.jsonl").write_text(
-        '{"key":"loss","step":0,"timestamp":1700000000123,"value":"NaN"}\n')
-    (root / ARTIFACT).write_bytes(ARTIFACT_BYTES)
-    manifest = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "source": {"tracking_uri": "http://dev:5000"},
-        "inventory": {
-            "experiments": [{"id": "1", "name": "churn", "path": "experiments/1"}],
-            "runs": [{"id": RUN_ID, "experiment_id": "1", "path": RUN_DIR}],
-        },
-        "checksums": {ARTIFACT: {"sha256": hashlib.sha256(ARTIFACT_BYTES).hexdigest(),
-                                 "size": len(ARTIFACT_BYTES)}},
-        **manifest_changes,
-    }
-    write_json(root / MANIFEST_FILE, manifest)
-    return root
-
 
 # bundle.paths -----------------------------------------------------------------------------
 
@@ -294,17 +269,58 @@ def test_open_refuses_unfinished_export(tmp_path, name, progress):
 
 # bundle.writer ----------------------------------------------------------------------------
 
-def _writer(out: Path, **options) -> BundleWriter:
+def _writer(out: Path, overwrite: bool = False, **options) -> BundleWriter:
     return BundleWriter(out, [kind.section for kind in KINDS], command="export-test",
-                        source={"tracking_uri": "http://dev:5000"}, options=options)
+                        source={"tracking_uri": "http://dev:5000"}, options=options,
+                        overwrite=overwrite)
 
 
-def test_writer_refuses_existing_bundle(tmp_path):
+def test_writer_refuses_a_manifest_of_no_bundle_even_with_overwrite(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / MANIFEST_FILE).write_text("{}")
-    with pytest.raises(EximError, match="already holds a bundle"):
-        _writer(tmp_path / "out")
+    for overwrite in (False, True):
+        with pytest.raises(EximError, match="is not the manifest of an mlflow-exim bundle"):
+            BundleWriter(tmp_path / "out", [], command="export-test", source={},
+                         options={}, overwrite=overwrite)
     assert not (tmp_path / "out.partial").exists()
+    assert (tmp_path / "out" / MANIFEST_FILE).read_text() == "{}"
+
+
+def _finished(out: Path, **options) -> Path:
+    writer = _writer(out, **options)
+    directory = writer.object_dir("experiments", "1")
+    directory.mkdir(parents=True)
+    write_json(directory / "experiment.json", EXPERIMENT_DOC)
+    writer.add("experiments", "1", name="churn")
+    return writer.finish([])
+
+
+def test_writer_refreshes_a_bundle_of_the_same_export_and_refuses_another(tmp_path):
+    out = _finished(tmp_path / "out")
+    with pytest.raises(EximError, match=r"another export \(its options differ\).*`overwrite`"):
+        _writer(out, export_deleted_runs=True)
+    assert (out / MANIFEST_FILE).is_file()
+
+    writer = _writer(out)  # the same export again: the bundle is taken up to be refreshed
+    assert writer.refreshes and not out.exists()
+    assert (writer.root / "experiments/1/experiment.json").is_file()
+    assert writer.is_written("experiments", "1") and not (writer.root / MANIFEST_FILE).exists()
+    gone = writer.object_dir("experiments", "2")  # an object that left the source
+    gone.mkdir()
+    writer.add("experiments", "1", name="churn")
+    writer.finish([])
+    assert not (out / "experiments/2").exists()
+    assert list(open_bundle(out).documents["experiments"]) == ["1"]
+
+
+def test_writer_overwrite_replaces_any_bundle_once_the_new_one_is_complete(tmp_path):
+    out = _finished(tmp_path / "out", export_deleted_runs=True)
+    writer = _writer(out, overwrite=True)
+    assert writer.replaces and (out / MANIFEST_FILE).is_file()  # the old one stays meanwhile
+    writer.finish([])
+    assert read_json(out / MANIFEST_FILE)["options"] == {}
+    assert read_json(out / MANIFEST_FILE)["inventory"]["experiments"] == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
 def test_writer_refuses_non_empty_directory_and_files(tmp_path):
@@ -347,12 +363,17 @@ def test_writer_builds_under_partial_and_renames_on_finish(tmp_path, precreate_e
         "logged_models": [],
         "registered_models": [],
         "prompts": [],
+        "traces": [],
         "evaluation_datasets": [],
         "scorers": [],
     }
     assert manifest["not_carried"] == {}
-    assert manifest["checksums"] == {ARTIFACT: {
-        "sha256": hashlib.sha256(ARTIFACT_BYTES).hexdigest(), "size": len(ARTIFACT_BYTES)}}
+    every_file = [p for p in out.rglob("*") if p.is_file() and p.name != MANIFEST_FILE]
+    assert manifest["checksums"] == {p.relative_to(out).as_posix(): {
+        "sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "size": p.stat().st_size}
+        for p in every_file}
+    assert len(every_file) == 4 and manifest["checksums"][ARTIFACT]["size"] == len(ARTIFACT_BYTES)
+    assert manifest["checksums_scope"] == "all"
     assert manifest["export_failures"] == []
     assert set(open_bundle(out).documents["runs"]) == {RUN_ID}
 

@@ -6,6 +6,7 @@ import pytest
 
 from mlflow_exim import endpoint
 from mlflow_exim.endpoint import display_uri, redact
+from mlflow_exim.errors import EximError
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -16,6 +17,10 @@ from mlflow_exim.endpoint import display_uri, redact
     ("http://host:5000/api", "http://host:5000/api"),
     ("sqlite:///tmp/mlflow.db", "sqlite:///tmp/mlflow.db"),
     ("no url here, mail me @ home", "no url here, mail me @ home"),
+    ("GET http://h:1/api?key=s3cret&b=2 failed", "GET http://h:1/api?key=***&b=*** failed"),
+    ("Max retries exceeded with url: /?key=s3cret/version (Caused by",
+     "Max retries exceeded with url: /?key=*** (Caused by"),
+    ("server http://h/?k=s3cret: refused", "server http://h/?k=***: refused"),
 ])
 def test_redact(text, expected):
     assert redact(text) == expected
@@ -26,11 +31,11 @@ def test_redact_password_with_at_sign():
 
 
 @pytest.mark.parametrize("uri, expected", [
-    ("https://user:pw@host:8443/path?q=1#f", "https://host:8443/path?q=1#f"),
+    ("https://user:pw@host:8443/path?q=1#f", "https://host:8443/path?q=***#f"),
     ("http://token@host/", "http://host/"),
     ("http://user:pw@host", "http://host"),
     ("http://host:5000", "http://host:5000"),
-    ("https://host/api?x=1", "https://host/api?x=1"),
+    ("https://host/api?token=s3cret&flag", "https://host/api?token=***&flag"),
     ("sqlite:///mlflow.db", "sqlite:///mlflow.db"),
     ("sqlite:////abs/path/mlflow.db", "sqlite:////abs/path/mlflow.db"),
 ])
@@ -57,10 +62,14 @@ class _Flaky:
         return run_id
 
 
+def _retrying(target):
+    return endpoint._Retrying(target, endpoint._Health("http://host:5000"))
+
+
 def test_contention_is_sent_again_until_it_succeeds(monkeypatch):
     monkeypatch.setattr(endpoint.time, "sleep", lambda seconds: None)
     flaky = _Flaky(2, "BAD_REQUEST: QueuePool limit of size 5 overflow 10 reached")
-    store = endpoint._ContentionRetrying(flaky)
+    store = _retrying(flaky)
     assert store.log_inputs("r1") == "r1" and flaky.calls == 3
     assert store.limit == 5  # attributes pass through
 
@@ -69,9 +78,43 @@ def test_other_errors_and_lasting_contention_are_raised(monkeypatch):
     monkeypatch.setattr(endpoint.time, "sleep", lambda seconds: None)
     wrong = _Flaky(1, "INVALID_PARAMETER_VALUE: no such run")
     with pytest.raises(RuntimeError, match="no such run"):
-        endpoint._ContentionRetrying(wrong).log_inputs("r1")
+        _retrying(wrong).log_inputs("r1")
     assert wrong.calls == 1
     locked = _Flaky(99, "database is locked")
     with pytest.raises(RuntimeError, match="locked"):
-        endpoint._ContentionRetrying(locked).log_inputs("r1")
+        _retrying(locked).log_inputs("r1")
     assert locked.calls == endpoint.CONTENTION_ATTEMPTS
+
+
+def test_an_outage_that_outlasted_the_retries_stops_later_calls_at_once():
+    down = _Flaky(99, "API request to http://u:pw@host:5000/api failed with exception "
+                      "HTTPConnectionPool: Max retries exceeded (Connection refused)")
+    store = _retrying(down)
+    with pytest.raises(RuntimeError, match="Max retries"):
+        store.log_inputs("r1")
+    with pytest.raises(EximError, match="unreachable after its retries") as caught:
+        store.log_inputs("r2")
+    assert down.calls == 1 and "pw" not in str(caught.value)
+
+
+@pytest.mark.parametrize("attempts, timeout", [(0, None), (None, 0), (True, None), (2.5, 3)])
+def test_retry_policy_refuses_what_is_not_a_whole_number(attempts, timeout):
+    with pytest.raises(EximError):
+        endpoint.RetryPolicy(attempts, timeout)
+
+
+def test_retry_policy_is_carried_by_mlflows_environment():
+    assert endpoint.RetryPolicy(3, 20).environment() == {
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+    assert endpoint.RetryPolicy(None, 5).merged(endpoint.RetryPolicy(4)) == \
+        endpoint.RetryPolicy(4, 5)
+
+
+def test_a_token_endpoint_opens_its_client_only_where_the_environment_holds_the_token(
+        monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_TOKEN", raising=False)
+    side = endpoint.Endpoint("http://127.0.0.1:9", endpoint.Credentials(token="s3cret"))
+    assert side.uri == "http://127.0.0.1:9" and side.needs_own_process
+    with pytest.raises(EximError, match="MLFLOW_TRACKING_TOKEN") as caught:
+        _ = side.client
+    assert "s3cret" not in str(caught.value) and "s3cret" not in repr(side)
