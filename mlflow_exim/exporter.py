@@ -207,7 +207,7 @@ def export_traces(experiments: Selection, output_dir: str | Path, *,
 
 def export_prompts(prompts: Selection, output_dir: str | Path, *,
                    tracking_uri: str | Endpoint | None = None,
-                   workers: int = DEFAULT_WORKERS) -> Report:
+                   workers: int = DEFAULT_WORKERS, overwrite: bool = False) -> Report:
     """Export the prompts named by ``prompts`` (as for :func:`export_experiments`), each
     with every version, its aliases and tags; read through the registry, never with
     ``load_prompt`` (which writes to the source)."""
@@ -215,12 +215,13 @@ def export_prompts(prompts: Selection, output_dir: str | Path, *,
     plan = _Plan(src)
     plan.add_prompts(select(prompts, prompt_entity.all_prompts(src), name=lambda p: p.name,
                             key=lambda p: p.name, what="prompt", where=src.display_uri))
-    return _write_bundle(plan, output_dir, "export-prompts", {"selection": prompts}, workers)
+    return _write_bundle(plan, output_dir, "export-prompts", {"selection": prompts}, workers,
+                         overwrite=overwrite)
 
 
 def export_evaluation_datasets(datasets: Selection, output_dir: str | Path, *,
                                tracking_uri: str | Endpoint | None = None,
-                               workers: int = DEFAULT_WORKERS) -> Report:
+                               workers: int = DEFAULT_WORKERS, overwrite: bool = False) -> Report:
     """Export the evaluation datasets named by ``datasets`` (names or ``d-…`` ids, as for
     :func:`export_experiments`), each with every record."""
     src = Endpoint.connect(tracking_uri, must_exist=True)
@@ -232,7 +233,7 @@ def export_evaluation_datasets(datasets: Selection, output_dir: str | Path, *,
                              key=lambda d: d.dataset_id, what="evaluation dataset",
                              where=src.display_uri))
     return _write_bundle(plan, output_dir, "export-evaluation-datasets",
-                         {"selection": datasets}, workers)
+                         {"selection": datasets}, workers, overwrite=overwrite)
 
 
 def _filter_options(run_filter: RunFilter) -> dict:
