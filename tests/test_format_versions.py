@@ -73,3 +73,40 @@ def test_v2_fixture_imports_logged_and_registered_models(workdir):
     # Version 2 was deleted at the source: its number stays free on the target too.
     versions = client.search_model_versions("name = 'fixture-v2-model'")
     assert sorted(int(v.version) for v in versions) == [1, 3]
+
+
+V3_RUN, V3_TRACE = "fc7f21f426a1490aa5f14c735baee365", "tr-d8d4175f98cb709087cba59227447def"
+
+
+def test_v3_fixture_imports_traces_prompts_and_datasets(workdir):
+    uri = f"sqlite:///{workdir / 'target.db'}"
+    report = mlflow_exim.import_all(FIXTURES / "bundle-v3", tracking_uri=uri)
+    assert report.ok, report.summary()
+    new_run = report.extra["id_map"]["runs"][V3_RUN]
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("fixture/v3 \u2713")
+    assert experiment.tags["mlflow.note.content"] == "format v3 fixture"
+    trace = client.get_trace(V3_TRACE)  # the trace keeps its id
+    assert trace.info.experiment_id == experiment.experiment_id
+    assert trace.info.trace_metadata["mlflow.sourceRun"] == new_run
+    assert trace.info.tags["team"] == "s\u00f8k"
+    spans = {span.name: span for span in trace.data.spans}
+    assert spans["lookup"].parent_id == spans["agent"].span_id
+    assert [event.name for event in spans["lookup"].events] == ["retry"]
+    assert spans["agent"].get_attribute("depth") == 3
+    assert spans["lookup"].outputs == {"rows": [1, 2]}
+    assessments = {a.name: a for a in trace.info.assessments}
+    assert assessments["quality"].feedback.value is True
+    assert assessments["answer"].expectation.value == {"text": "hello"}
+    registry = client._get_registry_client().store
+    assert int(registry.get_prompt_version_by_alias("fixture-v3-prompt",
+                                                    "production").version) == 2
+    assert registry.get_prompt_version("fixture-v3-prompt", 2).template == "Hello {{name}}!"
+    assert registry.get_prompt_version("fixture-v3-prompt", 1).commit_message == "first"
+    (dataset,) = client._tracking_client.store.search_datasets(
+        experiment_ids=[experiment.experiment_id])
+    assert dataset.name == "fixture-v3-set"
+    records = client._tracking_client.store._load_dataset_records(dataset.dataset_id)
+    records = records[0] if isinstance(records, tuple) else records
+    assert [(r.inputs, r.expectations) for r in records] == [
+        ({"question": "hi"}, {"answer": "hello"})]

@@ -28,6 +28,7 @@ import mlflow_exim
 from mlflow_exim import cli
 from mlflow_exim.catalog import open_bundle
 from tests.servers import Mlflow2Server
+from tests.unit.samples import rehash
 
 PREFIX = "g" + uuid.uuid4().hex[:6]
 TEXT, CHAT = f"{PREFIX}-qa", f"{PREFIX}-chat"
@@ -291,6 +292,7 @@ def test_a_scorer_the_target_refuses_fails_alone(stack, exported, tmp_path):
     doc = json.loads(scorer_file.read_text())
     doc["versions"][0]["serialized_scorer"] = json.dumps(exact.model_dump())
     scorer_file.write_text(json.dumps(doc))
+    rehash(bundle)  # the bundle stays whole: the server is what refuses the scorer
     report = mlflow_exim.import_experiments(
         bundle, tracking_uri=stack.target.uri,
         experiment_renames=[(f"{PREFIX}-agent", f"{PREFIX}-refused")])

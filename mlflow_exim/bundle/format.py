@@ -2,8 +2,11 @@
 
 Readers accept every version in READABLE_VERSIONS. Version 2 added logged models and
 registered models; a version 1 bundle is a version 2 bundle without them, so one reader
-serves both. Which sections a bundle holds is declared by the entity modules (each kind's
-``Section``), not here: this package knows files, not MLflow objects.
+serves both. Version 3 added the MLflow 3 GenAI sections (prompts, traces, evaluation
+datasets, scorers), a checksum for every file and the manifest's ``not_carried``; a reader
+of version 3 reads an older bundle as one without those sections. Which sections a bundle
+holds is declared by the entity modules (each kind's ``Section``), not here: this package
+knows files, not MLflow objects.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 FORMAT_NAME = "mlflow-exim-bundle"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 
 # The manifest's ``checksums`` cover every file of every object directory (documents,
 # metric histories, streams, artifacts) when its ``checksums_scope`` is CHECKSUMS_ALL, which
