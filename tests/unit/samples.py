@@ -45,7 +45,10 @@ RUN_DOC = {
 
 
 def make_bundle(root: Path, **manifest_changes) -> Path:
-    """Write a minimal valid bundle at ``root``; keyword arguments replace manifest fields."""
+    """Write a minimal valid bundle at ``root``; keyword arguments replace manifest fields.
+    It is a format 2 bundle (checksums of artifacts only), so that a test can change a
+    document and reach the reader's checks of what it holds; :func:`rehash` makes it one
+    of format 3, whose checksums cover every file."""
     (root / "experiments/1").mkdir(parents=True, exist_ok=True)
     (root / ARTIFACT).parent.mkdir(parents=True, exist_ok=True)
     write_json(root / "experiments/1/experiment.json", EXPERIMENT_DOC)
@@ -55,7 +58,7 @@ def make_bundle(root: Path, **manifest_changes) -> Path:
     (root / ARTIFACT).write_bytes(ARTIFACT_BYTES)
     manifest = {
         "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
+        "format_version": 2,
         "source": {"tracking_uri": "http://dev:5000"},
         "inventory": {
             "experiments": [{"id": "1", "name": "churn", "path": "experiments/1"}],
@@ -79,5 +82,6 @@ def rehash(root: Path) -> Path:
         for path in sorted(root.rglob("*")) if path.is_file() and not path.is_symlink()
         and path.name != MANIFEST_FILE}
     manifest["checksums_scope"] = "all"
+    manifest["format_version"] = FORMAT_VERSION
     (root / MANIFEST_FILE).write_text(json.dumps(manifest))  # NaN too: it may be mutated
     return root

@@ -31,6 +31,7 @@ from tests.unit.samples import (
     RUN_DOC,
     RUN_ID,
     make_bundle,
+    rehash,
 )
 
 # bundle.paths -----------------------------------------------------------------------------
@@ -181,7 +182,8 @@ def test_json_lines_writer_counts_and_writes_compact_lines(tmp_path):
 def test_open_valid_minimal_bundle(tmp_path):
     root = make_bundle(tmp_path / "b")
     bundle = open_bundle(root)
-    assert bundle.format_version == FORMAT_VERSION
+    assert bundle.format_version == 2
+    assert open_bundle(rehash(root)).format_version == FORMAT_VERSION
     assert bundle.documents["experiments"] == {"1": EXPERIMENT_DOC}
     assert bundle.documents["runs"] == {RUN_ID: RUN_DOC}
     assert bundle.dirs["runs"][RUN_ID] == root / RUN_DIR
