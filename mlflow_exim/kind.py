@@ -56,6 +56,13 @@ class Step:
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
 
+    def already_present(self, changed: list[str]) -> None:
+        """Plan an object the target holds already: UPDATE what ``changed`` names (what
+        differs from the bundle), or SKIP it when nothing does."""
+        self.action = UPDATE if changed else SKIP
+        self.reason = "already present" + (f"; {', '.join(changed)} brought up to date"
+                                           if changed else "")
+
     def planned_outcome(self) -> Outcome:
         """The outcome a dry run reports: skipped when nothing would change, planned
         when something would be written, failed when the plan already fails."""

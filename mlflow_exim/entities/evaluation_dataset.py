@@ -31,8 +31,6 @@ from mlflow_exim.errors import BundleError, EximError
 from mlflow_exim.idmap import IdMap
 from mlflow_exim.kind import (
     CREATE,
-    SKIP,
-    UPDATE,
     ExportContext,
     ImportContext,
     Kind,
@@ -214,9 +212,7 @@ def _plan_present(ctx: ImportContext, doc: dict, step: Step, found: EvaluationDa
                                           doc.get("experiment_names", {}), lambda _: None))
     if not wanted <= set(ctx.dst.store.get_dataset_experiment_ids(found.dataset_id)):
         changed.append("experiments")
-    step.action = UPDATE if changed else SKIP
-    step.reason = "already present" + (f"; {', '.join(changed)} brought up to date"
-                                       if changed else "")
+    step.already_present(changed)
 
 
 def _apply(ctx: ImportContext, steps: list[Step]) -> None:

@@ -234,9 +234,7 @@ def _plan_prompt(ctx: ImportContext, doc: dict, step: Step) -> None:
         changed = [f"tag {k}" for k in _changed_tags(existing.tags, wanted)]
         if (existing.description or "") != doc["description"]:
             changed.append("description")
-        step.action = UPDATE if changed else SKIP
-        step.reason = "already present" + (f"; {', '.join(changed)} brought up to date"
-                                           if changed else "")
+        step.already_present(changed)
     ctx.idmap.add(NAME, doc["name"], step.name)
     for v in doc["versions"]:
         part = Step(VERSIONS, f"{doc['name']}/{v['version']}", step.name, CREATE,

@@ -515,9 +515,7 @@ def _plan_model(ctx: ImportContext, doc: dict, step: Step) -> None:
             f"tag {key}" for key, value in _model_tags(doc, options).items()
             if existing.tags.get(key) != value] + (
             ["description"] if (existing.description or "") != doc["description"] else [])
-        step.action = UPDATE if changed else SKIP
-        step.reason = "already present" + (f"; {', '.join(changed)} brought up to date"
-                                           if changed else "")
+        step.already_present(changed)
     versions_on_target = versions(ctx.dst, step.name) if existing is not None else []
     run_uris: dict[str, str] = {}
     for v in doc["versions"]:

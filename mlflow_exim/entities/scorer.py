@@ -24,7 +24,6 @@ from mlflow_exim.errors import BundleError, EximError
 from mlflow_exim.kind import (
     CREATE,
     SKIP,
-    UPDATE,
     ExportContext,
     ImportContext,
     Kind,
@@ -152,9 +151,7 @@ def _plan_present(ctx: ImportContext, doc: dict, step: Step, experiment_id: str)
     config_differs = doc.get("online_config") != _online_config(ctx.dst, latest.scorer_id)
     changed = ([f"version(s) {', '.join(missing)}"] if missing else []) + (
         ["online configuration"] if config_differs and doc.get("online_config") else [])
-    step.action = UPDATE if changed else SKIP
-    step.reason = "already present" + (f"; {', '.join(changed)} brought up to date"
-                                       if changed else "")
+    step.already_present(changed)
 
 
 def _apply(ctx: ImportContext, steps: list[Step]) -> None:
