@@ -261,9 +261,11 @@ class _ServerSide:
             else [])
         datasets = [self.dataset(d.dataset_id) for d in listed
                     if linked(self.endpoint.store.get_dataset_experiment_ids(d.dataset_id))]
+        # A server lists no scorers of a deleted experiment (and the export takes none)
+        active = {x.experiment_id for x in paged(self.client.search_experiments)}
         scorers = [scorer_entity.to_doc(self.endpoint, s.experiment_id, s.name)
-                   for e in (experiment_ids if experiment_ids is not None else [
-                       x.experiment_id for x in paged(self.client.search_experiments)])
+                   for e in sorted(active if experiment_ids is None
+                                   else active & experiment_ids)
                    for s in scorer_entity.search(self.endpoint, e)]
         return {"prompts": prompts, "evaluation_datasets": datasets, "scorers": scorers}
 
