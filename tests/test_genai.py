@@ -3,7 +3,8 @@
 ``seeded`` builds, on the shared source, one experiment with a run, a text prompt with a
 gap in its versions, aliases, a response format, a model config, version tags set later
 and links to the experiment and the run; a chat prompt linked to no experiment; an
-evaluation dataset built by hand with records of every source type; two registered
+evaluation dataset built by hand with records of every source type, one naming a trace
+of the experiment that is linked to a prompt version; two registered
 scorers, one with several versions and one judged by a gateway endpoint with an online
 sampling configuration; and the gateway endpoint that judge names, which the tool does not
 carry. Names carry a
@@ -22,11 +23,19 @@ import pytest
 import requests
 from click.testing import CliRunner
 from mlflow import MlflowClient
+from mlflow.entities import Span
 from mlflow.genai.scorers import Guidelines, scorer
+from mlflow.store.model_registry.rest_store import RestStore as RegistryStore
+from mlflow.store.tracking.rest_store import RestStore
+from mlflow.tracing.constant import TraceTagKey
+from mlflow.tracing.utils.prompt import update_linked_prompts_tag
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanContext, TraceFlags
 
 import mlflow_exim
-from mlflow_exim import cli
+from mlflow_exim import cli, lineage
 from mlflow_exim.catalog import open_bundle
+from mlflow_exim.kind import UPDATE
 from tests.servers import Mlflow2Server
 from tests.unit.samples import rehash
 
@@ -96,10 +105,22 @@ def seeded(stack) -> dict:
     client.set_tag(run_id, "mlflow.linkedPrompts",
                    json.dumps([{"name": TEXT, "version": "2"}]))
     client.delete_prompt_tag(CHAT, "_mlflow_experiment_ids")  # linked to no experiment
+    # a trace linked to prompt version 2, as MLflow's client links them: an association
+    # and a tag (the client's own call reads the process-wide tracking URI)
+    store = client._tracking_client.store
+    store.log_spans(experiment_id, [Span(ReadableSpan(
+        "agent", SpanContext(int(TRACE_ID[3:], 16), 1, False, TraceFlags(1)),
+        attributes={"mlflow.traceRequestId": json.dumps(TRACE_ID),
+                    "mlflow.spanType": json.dumps("AGENT")},
+        start_time=1_700_000_000_000_000_000, end_time=1_700_000_001_000_000_000))])
+    store.start_trace(store.get_trace_info(TRACE_ID))  # its info, as a client writes it
+    version = client.get_prompt_version(TEXT, 2)
+    store.link_prompts_to_trace(TRACE_ID, [version])
+    client.set_trace_tag(TRACE_ID, TraceTagKey.LINKED_PROMPTS,
+                         update_linked_prompts_tag(None, [version]))
     # evaluation dataset built by hand
     dataset = client.create_dataset(f"{PREFIX}-golden", experiment_id=[experiment_id],
                                     tags={"stage": "gold"})
-    store = client._tracking_client.store
     store.upsert_dataset_records(dataset.dataset_id, [
         {"inputs": {"question": "capital of France?"}, "expectations": {"answer": "Paris"},
          "tags": {"lang": "en"}},
@@ -149,9 +170,36 @@ def exported(stack, seeded, tmp_path_factory) -> tuple[Path, Path, mlflow_exim.R
     return root / "experiment", root / "prompts", report
 
 
+def _after(calls: int, original):
+    """``original`` for ``calls`` calls, then a kill."""
+    left = [calls]
+
+    def stopping(*args, **kwargs):
+        if left[0] == 0:
+            raise KeyboardInterrupt
+        left[0] -= 1
+        return original(*args, **kwargs)
+    return stopping
+
+
+# Where each import below is killed, in the order of the kinds: a prompt's second version
+# made (still pending), a dataset's records sent (still pending), the second version of a
+# scorer not yet registered.
+KILLS = ((RegistryStore, "delete_model_version_tag", 1), (RestStore, "delete_dataset_tag", 0),
+         (RestStore, "register_scorer", 2))
+
+
 @pytest.fixture(scope="module")
 def imported(stack, exported) -> dict:
+    """Killed three times in the GenAI phases, then run again to the end."""
     experiment, prompts, _ = exported
+    for owner, method, calls in KILLS:
+        with pytest.MonkeyPatch.context() as patched:
+            patched.setattr(owner, method, _after(calls, getattr(owner, method)))
+            with pytest.raises(KeyboardInterrupt):
+                report = mlflow_exim.import_experiments(
+                    experiment, tracking_uri=stack.target.uri, workers=1)
+                pytest.fail(f"not killed in {method}: {report.summary()}")
     first = mlflow_exim.import_experiments(experiment, tracking_uri=stack.target.uri)
     chat = mlflow_exim.import_prompts(prompts, tracking_uri=stack.target.uri)
     assert first.ok and chat.ok, (first.summary(), chat.summary())
@@ -316,8 +364,54 @@ def test_a_target_without_genai_fails_one_line_per_object(mlflow2, exported):
     experiment, _, _ = exported
     report = mlflow_exim.import_experiments(experiment, tracking_uri=mlflow2.uri)
     failed = {(o.kind, o.name): o.reason for o in report.failures}
-    assert set(failed) == {("evaluation_datasets", f"{PREFIX}-golden"),
+    assert set(failed) == {("traces", None), ("evaluation_datasets", f"{PREFIX}-golden"),
                            ("scorers", "polite"), ("scorers", "grounded")}, failed
     assert all("(MLflow 2.22" in reason for reason in failed.values()), failed
     assert "has no evaluation datasets" in failed[("evaluation_datasets", f"{PREFIX}-golden")]
     assert report.counts()["runs"]["ok"] == 1
+
+
+def test_an_import_killed_in_each_genai_phase_resumes_with_nothing_twice(stack, seeded,
+                                                                          imported):
+    actions = {(o.kind, o.name): o.action for o in imported["first"].outcomes}
+    assert actions[("scorers", "polite")] == UPDATE, actions
+    dst = MlflowClient(stack.target.uri)
+    assert sorted(int(v.version) for v in dst.search_prompt_versions(TEXT)) == [1, 2, 4]
+    assert not any(lineage.PENDING in v.tags for v in dst.search_prompt_versions(TEXT))
+    target_experiment = imported["ids"]["experiments"][seeded["experiment_id"]]
+    store = dst._tracking_client.store
+    assert [v.scorer_version for v in store.list_scorer_versions(target_experiment,
+                                                                 "polite")] == [1, 2]
+    dataset_id = imported["ids"]["evaluation_datasets"][seeded["dataset_id"]]
+    assert len(store._load_dataset_records(dataset_id)[0]) == 4
+    assert lineage.PENDING not in dst.get_dataset(dataset_id).tags
+
+
+def test_a_trace_names_its_prompt_version_on_the_target(stack, seeded, imported):
+    dst = MlflowClient(stack.target.uri)
+    target_experiment = imported["ids"]["experiments"][seeded["experiment_id"]]
+    trace_id = imported["ids"]["traces"].get(TRACE_ID, TRACE_ID)
+    assert json.loads(dst.get_trace(trace_id).info.tags[TraceTagKey.LINKED_PROMPTS]) == \
+        [{"name": TEXT, "version": "2"}]
+    found = dst.search_traces(locations=[target_experiment],  # the server's link table
+                              filter_string=f"tags.`{TraceTagKey.LINKED_PROMPTS}` = "
+                                            f"'{TEXT}/2'")
+    assert [t.info.trace_id for t in found] == [trace_id]
+
+
+@pytest.mark.xfail(strict=True, reason="a second copy finds the first copy's dataset (same "
+                   "name, same source id), links it to the copy's experiment and keeps its "
+                   "records, which name the first copy's traces")
+def test_a_second_copy_s_dataset_names_the_copy_s_traces(stack, seeded, exported, imported):
+    experiment, _, _ = exported
+    copy = mlflow_exim.import_experiments(
+        experiment, tracking_uri=stack.target.uri,
+        experiment_renames=[(f"{PREFIX}-agent", f"{PREFIX}-copy")])
+    assert copy.ok, copy.summary()
+    moved = copy.extra["id_map"]["traces"][TRACE_ID]
+    assert moved != TRACE_ID
+    dataset_id = copy.extra["id_map"]["evaluation_datasets"][seeded["dataset_id"]]
+    records = MlflowClient(stack.target.uri)._tracking_client.store._load_dataset_records(
+        dataset_id)[0]
+    assert [r["source"]["source_data"]["trace_id"] for r in (r.to_dict() for r in records)
+            if r.get("source", {}).get("source_type") == "TRACE"] == [moved]

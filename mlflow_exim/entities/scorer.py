@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlflow.exceptions import MlflowException
+
 from mlflow_exim.bundle.format import Section
 from mlflow_exim.bundle.jsonio import write_json
 from mlflow_exim.endpoint import Endpoint
@@ -64,8 +66,15 @@ def key(experiment_id: str, name: str) -> str:
 
 
 def _versions(endpoint: Endpoint, experiment_id: str, name: str) -> list:
-    return sorted(endpoint.store.list_scorer_versions(experiment_id, name),
-                  key=lambda s: int(s.scorer_version))
+    """The scorer's versions, oldest first; none when the experiment has no such scorer
+    (the server says so with an error, as on a re-run after an import killed before)."""
+    try:
+        found = endpoint.store.list_scorer_versions(experiment_id, name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        return []
+    return sorted(found, key=lambda s: int(s.scorer_version))
 
 
 def _online_config(endpoint: Endpoint, scorer_id: str | None) -> dict | None:

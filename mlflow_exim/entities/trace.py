@@ -35,9 +35,11 @@ from pathlib import Path
 
 from google.protobuf.json_format import MessageToDict, ParseDict
 from mlflow.entities import Span, TraceInfo, ViewType
+from mlflow.entities.model_registry import PromptVersion
 from mlflow.protos.service_pb2 import TraceInfoV3 as ProtoTraceInfo
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.store.tracking.abstract_store import AbstractStore
+from mlflow.tracing.constant import TraceTagKey
 
 from mlflow_exim import lineage
 from mlflow_exim.bundle.format import ARTIFACTS_DIR, Section
@@ -564,7 +566,8 @@ def write_batch(ctx: ImportContext, directory: Path, placed: list[_Placed], expe
         info = target_info(p.line, p, experiment_id, refs, outcome.warn)
         overriding = [a for a in info.assessments if a.overrides]
         info.assessments = [a for a in info.assessments if not a.overrides]
-        pending = bool(overriding or p.line["attachments"] or p.line["run_links"])
+        prompts = json.loads(info.tags.get(TraceTagKey.LINKED_PROMPTS, "[]"))
+        pending = bool(overriding or p.line["attachments"] or p.line["run_links"] or prompts)
         if pending:
             marked.append(p)
         else:
@@ -575,6 +578,11 @@ def write_batch(ctx: ImportContext, directory: Path, placed: list[_Placed], expe
         for assessment in sorted(overriding, key=lambda a: a.create_time_ms or 0):
             _settle(outcomes, [p], f"its assessment {assessment.name!r} could not be written",
                     lambda a=assessment: ctx.dst.store.create_assessment(a))
+        if prompts and p.target_id in infos:  # the tag alone is not the server's link
+            _settle(outcomes, [p], "its prompt links could not be written",
+                    lambda p=p, prompts=prompts: ctx.dst.store.link_prompts_to_trace(
+                        p.target_id, [PromptVersion(v["name"], int(v["version"]), template="")
+                                      for v in prompts]))
         if p.line["attachments"] and p.target_id in infos:
             _settle(outcomes, [p], "its attachments could not be uploaded",
                     lambda p=p: _upload_attachments(ctx.dst, infos[p.target_id], directory,
