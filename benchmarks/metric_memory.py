@@ -49,12 +49,14 @@ def seed(uri: str, points: int, artifacts: Path) -> str:
 
 
 def measure(args: list[str], cwd: Path) -> tuple[float, int]:
+    """Run ``mlflow-exim args`` in a child Python: its wall seconds and peak RSS in MB
+    (benchmarks/traces.py measures with it too)."""
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", MEASURE, *args], cwd=cwd,
                           capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
-        sys.exit(f"{args[0]} failed:\n{done.stderr}")
+        sys.exit(f"{args[0]} failed:\n{done.stderr[-3000:]}")
     peak = [line for line in done.stderr.splitlines() if line.startswith("PEAK_RSS_KB")]
     return seconds, int(peak[-1].split()[1]) // 1024
 

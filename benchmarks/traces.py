@@ -19,7 +19,6 @@ import base64
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from contextlib import ExitStack
@@ -30,19 +29,12 @@ from mlflow.entities import Span, TraceInfo, TraceLocation, TraceState
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmarks.metric_memory import measure  # noqa: E402
 from tests.servers import MlflowServer  # noqa: E402
 
 SERVER_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
 BATCH = 50
 T0_NS = 1_700_000_000_000_000_000
-MEASURE = """
-import resource, sys
-from mlflow_exim.cli import main
-try:
-    main(sys.argv[1:], standalone_mode=False)
-finally:
-    sys.stderr.write(f"PEAK_RSS_KB {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n")
-"""
 
 
 def _b64(data: bytes) -> str:
@@ -93,17 +85,6 @@ def ingest(uri: str, experiment_id: str, traces: list[tuple[TraceInfo, list[Span
                 info.trace_location = TraceLocation.from_experiment_id(experiment_id)
                 store.start_trace(info)
     return time.perf_counter() - start
-
-
-def measure(args: list[str], cwd: Path) -> tuple[float, int]:
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", MEASURE, *args], cwd=cwd,
-                          capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        sys.exit(f"{args[0]} failed:\n{done.stderr[-3000:]}")
-    peak = [line for line in done.stderr.splitlines() if line.startswith("PEAK_RSS_KB")]
-    return seconds, int(peak[-1].split()[1]) // 1024
 
 
 def main() -> None:
