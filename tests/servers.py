@@ -23,6 +23,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _inherited() -> dict[str, str]:
+    """The test process's environment without pytest's marker: with PYTEST_CURRENT_TEST
+    set, MLflow's SQL store runs its own test-time checks, which a real server does not."""
+    return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+
+
 class Process:
     """A child process in its own session, stopped by its own id (never by name)."""
 
@@ -31,7 +37,7 @@ class Process:
         self.log_path = log_dir / f"{name}.log"
         self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **(env or {})},
+                                     env={**_inherited(), **(env or {})},
                                      start_new_session=True)
 
     def wait_http(self, url: str, timeout: float = 120.0) -> None:
