@@ -40,8 +40,13 @@ $(AZURITE_STAMP):
 		azurite@$(AZURITE_VERSION)
 	touch $(AZURITE_STAMP)
 
+# Two test processes (pytest-xdist), a test file each at a time: each starts its own
+# servers, and while one waits on a server (a restart, a lease, a backoff) the other runs.
+TEST_WORKERS ?= 2
+
 test: install mlflow2 azurite
-	AZURITE_DIR=$(AZURITE_DIR) $(BIN)/python -m pytest $(PYTEST_ARGS)
+	AZURITE_DIR=$(AZURITE_DIR) $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile \
+		$(PYTEST_ARGS)
 
 # The unit tests alone (tests/unit: no server, no store), for the inner loop.
 test-fast: install
