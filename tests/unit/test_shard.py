@@ -4,11 +4,19 @@ in one shard."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+from pathlib import Path
+
 import pytest
+import yaml
+from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mlflow_exim import cli
 from mlflow_exim.errors import EximError
+from mlflow_exim.report import FAILED, OK, PLANNED, SKIPPED, Outcome, Report, merge_reports
 from mlflow_exim.shard import (
     EXPERIMENTS,
     PROMPTS,
@@ -20,6 +28,8 @@ from mlflow_exim.shard import (
     part_key,
     split,
 )
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def test_shard_text_is_I_of_N_counting_from_one():
@@ -112,3 +122,65 @@ def test_a_registered_model_joins_the_experiments_of_its_versions_runs():
     (shard,) = holder
     taken = split(nodes, edges, Shard(shard, 3))
     assert {"4", "17"} <= taken[EXPERIMENTS] and {"r4", "r17"} <= taken[RUNS]
+
+
+def test_the_kubernetes_example_runs_shard_index_plus_one_of_completions():
+    manifest = yaml.safe_load((EXAMPLES / "kubernetes" / "migrate-shards.yaml").read_text())
+    spec = manifest["spec"]
+    (container,) = spec["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    assert spec["completionMode"] == "Indexed" and int(env["SHARDS"]) == spec["completions"]
+    shell, flag, script = *container["command"], container["args"][0]
+    seen = []
+    for index in range(spec["completions"]):
+        printed = subprocess.run(  # mlflow-exim replaced by a function printing its arguments
+            [shell, flag, "mlflow_exim() { printf '%s\\n' \"$@\"; }; "
+             + script.replace("mlflow-exim ", "mlflow_exim ")],
+            env={**env, "JOB_COMPLETION_INDEX": str(index)}, capture_output=True, text=True,
+            check=True).stdout.splitlines()
+        assert printed[0] == "migrate"
+        params = cli.migrate_command.make_context("migrate", printed[1:]).params
+        seen.append(params["shard"])
+    assert seen == [Shard(i, spec["completions"]) for i in range(1, spec["completions"] + 1)]
+
+
+def _shard_report(path: Path, command: str, outcomes: list[tuple[str, str, str]],
+                  id_map: dict) -> Path:
+    report = Report(command)
+    for kind, source_id, status in outcomes:
+        report.add(Outcome(kind, source_id, status=status, reason="boom" if status == FAILED
+                           else None))
+    report.extra["id_map"] = id_map
+    report.write(path)
+    return path
+
+
+def test_report_merge_sums_the_shards_and_fails_if_one_did(tmp_path):
+    first = _shard_report(tmp_path / "1.json", "migrate", [("runs", "a", OK), ("runs", "b", OK)],
+                          {"runs": {"a": "A", "b": "B"}})
+    second = _shard_report(tmp_path / "2.json", "migrate",
+                           [("runs", "c", SKIPPED), ("experiments", "1", OK)],
+                           {"runs": {"c": "C"}, "experiments": {"1": "7"}})
+    out = tmp_path / "merged.json"
+    result = CliRunner().invoke(cli.main, ["report", "merge", str(first), str(second),
+                                           "--report", str(out)])
+    assert result.exit_code == 0, result.output
+    merged = json.loads(out.read_text())
+    assert merged["command"] == "migrate" and merged["ok"]
+    assert merged["counts"]["runs"] == {OK: 2, SKIPPED: 1, PLANNED: 0, FAILED: 0}
+    assert merged["id_map"] == {"runs": {"a": "A", "b": "B", "c": "C"}, "experiments": {"1": "7"}}
+    assert [m["report"] for m in merged["merged"]] == [str(first), str(second)]
+    assert Report.read(out).counts() == merge_reports([first, second]).counts()
+
+    failed = _shard_report(tmp_path / "3.json", "migrate", [("runs", "d", FAILED)], {})
+    result = CliRunner().invoke(cli.main, ["report", "merge", str(first), str(failed),
+                                           "--output", "json"])
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["counts"]["runs"][FAILED] == 1
+    assert "FAILED run d: boom" in result.stderr
+
+
+def test_report_merge_refuses_a_file_that_is_no_report(tmp_path):
+    (tmp_path / "x.json").write_text('{"not": "a report"}')
+    result = CliRunner().invoke(cli.main, ["report", "merge", str(tmp_path / "x.json")])
+    assert result.exit_code == 2 and "x.json: not a report of mlflow-exim" in result.stderr
