@@ -394,8 +394,9 @@ class _Plan:
         self.add_registered_model(registered, versions)
 
     def narrow(self, shard: Shard | None) -> None:
-        """Keep only what falls into ``shard`` (see :mod:`mlflow_exim.shard`); the graph is
-        the one an import reads from the bundle of the whole plan."""
+        """Keep only what falls into ``shard`` (see :mod:`mlflow_exim.shard`), and the
+        planning failures of its objects; the graph is the one an import reads from the
+        bundle of the whole plan."""
         if shard is None:
             return
         items = self.items
@@ -416,10 +417,19 @@ class _Plan:
                                   for name, p in items[PROMPTS].items()})
         edges += linked(DATASETS, {i: self.src.store.get_dataset_experiment_ids(i)
                                    for i in items[DATASETS]})
-        taken = split([(kind, i) for kind, objects in items.items() for i in objects], edges,
-                      shard)
+        nodes = {(kind, i) for kind, objects in items.items() for i in objects}
+        taken = split(nodes, edges, shard)
         self.items = {kind: {i: item for i, item in objects.items() if i in taken.get(kind, ())}
                       for kind, objects in items.items()}
+
+        def in_shard(outcome) -> bool:  # a failure of planning: where its object would be
+            node = ((REGISTERED_MODELS, outcome.name) if outcome.kind == MODEL_VERSIONS
+                    else (EXPERIMENTS, outcome.source_id) if outcome.kind == SCORERS
+                    else (outcome.kind, outcome.source_id))
+            return (node[1] in taken[node[0]] if node in nodes
+                    else shard.takes(f"{node[0]}:{node[1]}"))
+
+        self.report.outcomes = [o for o in self.report.outcomes if in_shard(o)]
 
     def _version_entry(self, version: ModelVersion) -> tuple[ModelVersion, dict, list]:
         """The version, where its files are, and the (kind, id) pairs written with it."""

@@ -8,6 +8,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,20 +18,31 @@ from mlflow.entities import ViewType
 
 import mlflow_exim
 from mlflow_exim.catalog import open_bundle
-from mlflow_exim.shard import Shard, bucket, bundle_graph, split
+from mlflow_exim.shard import DATASETS, PROMPTS, Shard, bucket, bundle_graph, split
 from tests.seed import make_run, seed_bulk_workload
 
-KINDS = ("experiments", "runs", "logged_models", "registered_models", "model_versions")
+KINDS = ("experiments", "runs", "logged_models", "registered_models", "model_versions",
+         "prompts", "evaluation_datasets")
 
 
 @pytest.fixture(scope="module")
-def workload(stack, tmp_path_factory) -> tuple[str, Path]:
+def workload(stack, tmp_path_factory) -> Iterator[tuple[str, Path]]:
     """The bulk workload, a second registered model with versions from runs of two
-    experiments (so that both stay in its shard), and lone experiments until each of two
-    shards holds one at least."""
+    experiments (so that both stay in its shard), a prompt and an evaluation dataset
+    linked to experiments of their own, and lone experiments until each of two shards
+    holds one at least."""
     prefix = "shard" + os.urandom(3).hex()
     seeded = seed_bulk_workload(stack.source.uri, prefix, runs=4, points=10)
-    client = MlflowClient(stack.source.uri)
+    client = MlflowClient(stack.source.uri, stack.source.uri)
+    prompt = f"{prefix}-prompt"
+    client.register_prompt(prompt, "Answer {{question}}")
+    for thread in threading.enumerate():  # MLflow's client links it to Default in a thread
+        if thread.name.startswith("link_prompt_to_experiment_thread"):
+            thread.join()
+    client.set_prompt_tag(prompt, "_mlflow_experiment_ids",
+                          f",{client.create_experiment(f'{prefix}-prompted')},")
+    dataset = client.create_dataset(f"{prefix}-golden", experiment_id=[
+        client.create_experiment(f"{prefix}-evaluated")])
     both = f"{prefix}-both"
     client.create_registered_model(both)
     for run in (seeded["runs"]["rich"], seeded["runs"]["bulk-3"]):
@@ -44,7 +57,12 @@ def workload(stack, tmp_path_factory) -> tuple[str, Path]:
                                       experiments=f"{prefix}-*", models=f"{prefix}-*",
                                       export_deleted_runs=True)
     assert exported.ok, exported.summary()
-    return prefix, bundle
+    holds = open_bundle(bundle).documents
+    assert (len(holds[PROMPTS]), len(holds[DATASETS])) == (1, 1)
+    yield prefix, bundle
+    client.delete_dataset(dataset.dataset_id)  # later whole-server exports would take them
+    client.delete_prompt_version(prompt, "1")
+    client.delete_prompt(prompt)
 
 
 def _cli(*args) -> subprocess.Popen:
@@ -107,7 +125,7 @@ def test_two_shards_import_one_bundle_at_once_into_one_target(stack, workload, u
     parts = [_source_ids(json.loads(path.read_text())) for path in reports]
     whole = open_bundle(bundle)
     assert parts[0]["experiments"] and parts[1]["experiments"]
-    for kind in ("experiments", "runs", "logged_models", "registered_models"):
+    for kind in ("experiments", "runs", "logged_models", "registered_models", PROMPTS, DATASETS):
         assert not parts[0][kind] & parts[1][kind], f"{kind} imported by both shards"
         assert parts[0][kind] | parts[1][kind] == set(whole.documents[kind]), kind
 
