@@ -34,6 +34,7 @@ _LAZY = {
     "open_bundle": "mlflow_exim.catalog",
     "migrate": "mlflow_exim.migrate",
     "Report": "mlflow_exim.report",
+    "merge_reports": "mlflow_exim.report",
     "verify": "mlflow_exim.verify",
     "verify_bundle": "mlflow_exim.verify",
 }
@@ -66,6 +67,7 @@ __all__ = [
     "import_prompts",
     "import_run",
     "import_traces",
+    "merge_reports",
     "open_bundle",
     "migrate",
     "verify",

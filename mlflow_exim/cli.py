@@ -310,6 +310,27 @@ def dry_run_option(*, configurable: bool = False):
     return click.option("--dry-run", is_flag=True, help=help_text)
 
 
+def _shard(_ctx, _param, value: str | None):
+    if value is None:
+        return None
+    from mlflow_exim.shard import Shard
+
+    try:
+        return Shard.of(value)
+    except EximError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def shard_option():
+    return click.option(
+        "--shard", metavar="I/N", callback=_shard,
+        help="Take only part I of N of the selection (1 <= I <= N, e.g. 2/4), so that N "
+             "processes, one per part, take all of it and nothing twice. An experiment stays "
+             "whole with its runs, logged models, traces and scorers, a registered model with "
+             "every version (and so with the experiments of their runs), a prompt or dataset "
+             "with its linked experiments. The same I/N makes the same part in every command.")
+
+
 def retry_options(func):
     """--src-attempts, --src-timeout, --dst-attempts, --dst-timeout: each side's
     ``RetryPolicy`` (source_retry and target_retry of the library call)."""
@@ -508,6 +529,7 @@ def import_experiment_command(input_dir, **options):
 @tracking_uri_option()
 @export_deleted_option()
 @run_filter_options
+@shard_option()
 @workers_option()
 @run_command
 def export_experiments_command(experiments, output_dir, **options):
@@ -517,6 +539,7 @@ def export_experiments_command(experiments, output_dir, **options):
 
 @click.command("import-experiments", epilog=EXIT_CODES)
 @import_options
+@shard_option()
 @rename_options("experiment")
 @run_command
 def import_experiments_command(input_dir, **options):
@@ -531,6 +554,7 @@ def import_experiments_command(input_dir, **options):
 @experiments_option()
 @models_option()
 @run_filter_options
+@shard_option()
 @workers_option()
 @run_command
 def export_all_command(output_dir, **options):
@@ -545,6 +569,7 @@ def export_all_command(output_dir, **options):
 @experiments_option()
 @models_option()
 @stage_to_alias_option()
+@shard_option()
 @rename_options("experiment", "model")
 @run_command
 def import_all_command(input_dir, **options):
@@ -782,6 +807,7 @@ def copy_model_version_command(report_path, as_json, **kwargs):
 @export_deleted_option(configurable=True)
 @stage_to_alias_option(configurable=True)
 @dry_run_option(configurable=True)
+@shard_option()
 @retry_options
 @report_option()
 @program
@@ -866,6 +892,27 @@ def check_command(input_dir, as_json):
     sys.exit(0 if result.ok else 1)
 
 
+@click.group("report")
+def report_group():
+    """Work with the JSON reports that --report writes."""
+
+
+@report_group.command("merge", epilog="Exit codes: 0 every object of every report ok; 1 at "
+                      "least one failed; 2 a file is not a report (one line on stderr).")
+@click.argument("reports", nargs=-1, required=True, metavar="REPORT...",
+                type=click.Path(exists=True, dir_okay=False))
+@report_option()
+@output_options
+@program
+def report_merge_command(reports, report_path, as_json):
+    """Join the reports of several commands, such as the shards of one migration
+    (--shard), into one: every object's outcome (the counts add up), the id maps joined,
+    and each report's result."""
+    merged = mlflow_exim.merge_reports(reports)
+    _finish(merged, report_path, stdout=json.dumps(merged.to_dict(), indent=2, sort_keys=True)
+            if as_json else None)
+
+
 @click.group("mlflow-exim")
 @click.version_option(package_name="mlflow-exim")
 def main():
@@ -885,7 +932,7 @@ COMMANDS = (export_run_command, import_run_command, export_experiment_command,
             export_evaluation_datasets_command, import_evaluation_datasets_command,
             copy_run_command, copy_model_version_command,
             migrate_command, verify_command, inspect_command,
-            check_command)
+            check_command, report_group)
 
 for _command in COMMANDS:
     main.add_command(_command)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from mlflow.entities import Experiment, LifecycleStage, LoggedModel, ViewType
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from mlflow_exim import not_carried
 from mlflow_exim.bundle import BundleWriter
@@ -40,6 +41,7 @@ from mlflow_exim.selection import (
     select_experiments,
     select_registered_models,
 )
+from mlflow_exim.shard import Shard, linked, model_runs, split
 from mlflow_exim.work import DEFAULT_WORKERS, Workers, paged, progress_bar
 
 EXPERIMENTS, RUNS = experiment_entity.NAME, run_entity.NAME
@@ -88,17 +90,22 @@ def export_experiment(experiment: str, output_dir: str | Path, *,
 def export_experiments(experiments: Selection, output_dir: str | Path, *,
                        tracking_uri: str | Endpoint | None = None,
                        export_deleted_runs: bool = False, run_filter: RunFilter | None = None,
-                       workers: int = DEFAULT_WORKERS, overwrite: bool = False) -> Report:
+                       workers: int = DEFAULT_WORKERS, overwrite: bool = False,
+                       shard: Shard | str | None = None) -> Report:
     """Export the experiments named by ``experiments`` (``all``, a comma list of names or
     ids, globs, ``re:`` regexes, a ``.txt`` file; see :func:`selection.parse_selection`) with
-    their runs (all, or those ``run_filter`` takes) and logged models."""
+    their runs (all, or those ``run_filter`` takes) and logged models. With ``shard``
+    (``"2/4"``), only that shard's part of them (see :mod:`mlflow_exim.shard`)."""
     src = Endpoint.connect(tracking_uri, must_exist=True)
+    shard = Shard.of(shard)
     plan = _Plan(src, run_filter=run_filter or RunFilter())
     plan.add_experiments(select_experiments(src, experiments, include_deleted=export_deleted_runs),
                          export_deleted_runs)
+    plan.narrow(shard)
     return _write_bundle(plan, output_dir, "export-experiments",
                          {"export_deleted_runs": export_deleted_runs, "selection": experiments,
-                          **_filter_options(plan.run_filter)}, workers, overwrite=overwrite)
+                          **_filter_options(plan.run_filter), **_shard_option(shard)}, workers,
+                         overwrite=overwrite)
 
 
 def export_model(model: str, output_dir: str | Path, *,
@@ -161,13 +168,16 @@ def export_models(models: Selection, output_dir: str | Path, *,
 def export_all(output_dir: str | Path, *, tracking_uri: str | Endpoint | None = None,
                export_deleted_runs: bool = False, experiments: Selection = "all",
                models: Selection = "all", run_filter: RunFilter | None = None,
-               workers: int = DEFAULT_WORKERS, overwrite: bool = False) -> Report:
+               workers: int = DEFAULT_WORKERS, overwrite: bool = False,
+               shard: Shard | str | None = None) -> Report:
     """Export everything the bundle format carries: every experiment (or those
     ``experiments`` selects) with its runs and logged models, and every registered model
     (or those ``models`` selects; ``"none"`` for none) with its versions. ``run_filter``
     narrows the runs; its ``since`` also narrows logged models and model versions to those
-    changed since then (an incremental sync)."""
+    changed since then (an incremental sync). With ``shard`` (``"2/4"``), only that shard's
+    part of it (see :mod:`mlflow_exim.shard`)."""
     src = Endpoint.connect(tracking_uri, must_exist=True)
+    shard = Shard.of(shard)
     plan = _Plan(src, export_deleted_runs=export_deleted_runs,
                  run_filter=run_filter or RunFilter())
     plan.add_experiments(select_experiments(src, experiments, include_deleted=export_deleted_runs),
@@ -178,10 +188,12 @@ def export_all(output_dir: str | Path, *, tracking_uri: str | Endpoint | None = 
     if experiments == "all":  # else add_experiments took those of the experiments selected
         plan.add_prompts(prompt_entity.all_prompts(src))
         plan.add_datasets(dataset_entity.search(src))
+    plan.narrow(shard)
     return _write_bundle(plan, output_dir, "export-all",
                          {"export_deleted_runs": export_deleted_runs,
                           "experiments": experiments, "models": models,
-                          **_filter_options(plan.run_filter)}, workers, overwrite=overwrite)
+                          **_filter_options(plan.run_filter), **_shard_option(shard)}, workers,
+                         overwrite=overwrite)
 
 
 def export_traces(experiments: Selection, output_dir: str | Path, *,
@@ -242,6 +254,11 @@ def _filter_options(run_filter: RunFilter) -> dict:
             for key, value in asdict(run_filter).items() if value}
 
 
+def _shard_option(shard: Shard | None) -> dict:
+    """The shard as the manifest records it (nothing without one)."""
+    return {"shard": str(shard)} if shard else {}
+
+
 # The plan -------------------------------------------------------------------------------
 
 @dataclass
@@ -255,15 +272,18 @@ class _Plan:
     run_filter: RunFilter = field(default_factory=RunFilter)
     report: Report = field(default_factory=lambda: Report("export"))
     items: dict[str, dict] = field(default_factory=lambda: {k.name: {} for k in KINDS})
+    parents: dict[str, str] = field(default_factory=dict)  # run id -> its parent's, if any
 
     def add_experiment(self, experiment_id: str) -> None:
         experiments = self.items[EXPERIMENTS]
         if experiment_id not in experiments:
             experiments[experiment_id] = self.src.client.get_experiment(experiment_id)
 
-    def add_run(self, run_id: str, experiment_id: str) -> None:
+    def add_run(self, run_id: str, experiment_id: str, parent: str | None = None) -> None:
         self.add_experiment(experiment_id)
         self.items[RUNS].setdefault(run_id, experiment_id)
+        if parent:
+            self.parents[run_id] = parent
 
     def add_logged_model(self, model: LoggedModel) -> None:
         self.add_experiment(model.experiment_id)
@@ -290,8 +310,8 @@ class _Plan:
                                  experiment.name)
                 del self.items[EXPERIMENTS][experiment.experiment_id]
                 continue
-            for run_id in run_ids:
-                self.add_run(run_id, experiment.experiment_id)
+            for run_id, parent in run_ids.items():
+                self.add_run(run_id, experiment.experiment_id, parent)
             for model in models:
                 self.items[LOGGED_MODELS].setdefault(model.model_id, model)
             if traced:
@@ -373,6 +393,44 @@ class _Plan:
             return
         self.add_registered_model(registered, versions)
 
+    def narrow(self, shard: Shard | None) -> None:
+        """Keep only what falls into ``shard`` (see :mod:`mlflow_exim.shard`), and the
+        planning failures of its objects; the graph is the one an import reads from the
+        bundle of the whole plan."""
+        if shard is None:
+            return
+        items = self.items
+        edges = [((RUNS, run_id), (EXPERIMENTS, experiment_id))
+                 for run_id, experiment_id in items[RUNS].items()]
+        edges += [((RUNS, run_id), (RUNS, parent)) for run_id, parent in self.parents.items()]
+        edges += [((TRACES, i), (EXPERIMENTS, i)) for i in items[TRACES]]
+        edges += [((SCORERS, key), (EXPERIMENTS, item.experiment_id))
+                  for key, item in items[SCORERS].items()]
+        for model_id, model in items[LOGGED_MODELS].items():
+            edges.append(((LOGGED_MODELS, model_id), (EXPERIMENTS, model.experiment_id)))
+            edges += [((LOGGED_MODELS, model_id), (RUNS, run_id))
+                      for run_id in model_runs(model.source_run_id, model.metrics)]
+        edges += [((REGISTERED_MODELS, name), need) for name, item in
+                  items[REGISTERED_MODELS].items() for _, _, needs in item.versions
+                  for need in needs]
+        edges += linked(PROMPTS, {name: prompt_entity.linked_experiments(p)
+                                  for name, p in items[PROMPTS].items()})
+        edges += linked(DATASETS, {i: self.src.store.get_dataset_experiment_ids(i)
+                                   for i in items[DATASETS]})
+        nodes = {(kind, i) for kind, objects in items.items() for i in objects}
+        taken = split(nodes, edges, shard)
+        self.items = {kind: {i: item for i, item in objects.items() if i in taken.get(kind, ())}
+                      for kind, objects in items.items()}
+
+        def in_shard(outcome) -> bool:  # a failure of planning: where its object would be
+            node = ((REGISTERED_MODELS, outcome.name) if outcome.kind == MODEL_VERSIONS
+                    else (EXPERIMENTS, outcome.source_id) if outcome.kind == SCORERS
+                    else (outcome.kind, outcome.source_id))
+            return (node[1] in taken[node[0]] if node in nodes
+                    else shard.takes(f"{node[0]}:{node[1]}"))
+
+        self.report.outcomes = [o for o in self.report.outcomes if in_shard(o)]
+
     def _version_entry(self, version: ModelVersion) -> tuple[ModelVersion, dict, list]:
         """The version, where its files are, and the (kind, id) pairs written with it."""
         needs = []
@@ -381,7 +439,8 @@ class _Plan:
             run = self.src.client.get_run(version.run_id)
             if run.info.lifecycle_stage == LifecycleStage.DELETED and not self.export_deleted_runs:
                 raise EximError(f"its source run {version.run_id} is deleted")
-            self.add_run(run.info.run_id, run.info.experiment_id)
+            self.add_run(run.info.run_id, run.info.experiment_id,
+                         run.data.tags.get(MLFLOW_PARENT_RUN_ID))
             run_artifact_uri = run.info.artifact_uri
             needs.append((RUNS, run.info.run_id))
         ref = registered_model_entity.source_ref(version, run_artifact_uri)
@@ -392,17 +451,19 @@ class _Plan:
             for run_id in {model.source_run_id, *(m.run_id for m in model.metrics or [])}:
                 if run_id and run_id not in self.items[RUNS]:
                     run = self.src.client.get_run(run_id)
-                    self.add_run(run_id, run.info.experiment_id)
+                    self.add_run(run_id, run.info.experiment_id,
+                                 run.data.tags.get(MLFLOW_PARENT_RUN_ID))
         return version, ref, needs
 
 
-def _run_ids(src: Endpoint, experiment_id: str, view: int, searches: list[str]) -> list[str]:
-    """The ids of the runs any of ``searches`` finds, each once."""
-    ids: dict[str, None] = {}
+def _run_ids(src: Endpoint, experiment_id: str, view: int,
+             searches: list[str]) -> dict[str, str | None]:
+    """The ids of the runs any of ``searches`` finds, each once, with their parents' ids."""
+    ids: dict[str, str | None] = {}
     for filter_string in searches:
-        ids.update(dict.fromkeys(run.info.run_id for run in paged(
-            src.client.search_runs, [experiment_id], filter_string, run_view_type=view)))
-    return list(ids)
+        ids.update((run.info.run_id, run.data.tags.get(MLFLOW_PARENT_RUN_ID)) for run in paged(
+            src.client.search_runs, [experiment_id], filter_string, run_view_type=view))
+    return ids
 
 
 # Writing --------------------------------------------------------------------------------

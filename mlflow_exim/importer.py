@@ -35,6 +35,7 @@ from mlflow_exim.errors import EximError
 from mlflow_exim.kind import ImportContext
 from mlflow_exim.report import Report, log
 from mlflow_exim.selection import Renames, Selection, rename, select
+from mlflow_exim.shard import Shard, bundle_graph, narrow, split
 from mlflow_exim.work import DEFAULT_WORKERS, Workers
 
 EXPERIMENTS, RUNS = experiment_entity.NAME, run_entity.NAME
@@ -80,15 +81,16 @@ def import_experiment(input_dir: str | Path, *, experiment_name: str | None = No
 def import_experiments(input_dir: str | Path, *, tracking_uri: str | Endpoint | None = None,
                        import_source_tags: bool = False,
                        experiment_renames: Renames = (), workers: int = DEFAULT_WORKERS,
-                       dry_run: bool = False) -> Report:
+                       dry_run: bool = False, shard: Shard | str | None = None) -> Report:
     """Import every experiment of a bundle, with its runs and logged models, under its own
     name (or as ``experiment_renames``, (old prefix, new prefix) rules, say). Registered
-    models in the bundle are left alone (use import-models or import-all)."""
+    models in the bundle are left alone (use import-models or import-all). With ``shard``
+    (``"2/4"``), only that shard's part (see :mod:`mlflow_exim.shard`)."""
     bundle = open_bundle(input_dir)
     return _Import(bundle, Endpoint.connect(tracking_uri), "import-experiments",
                    source_tags=import_source_tags,
                    names=_experiment_names(bundle, experiment_renames),
-                   workers=workers, dry_run=dry_run).run()
+                   workers=workers, dry_run=dry_run, shard=Shard.of(shard)).run()
 
 
 def import_all(input_dir: str | Path, *, tracking_uri: str | Endpoint | None = None,
@@ -96,7 +98,7 @@ def import_all(input_dir: str | Path, *, tracking_uri: str | Endpoint | None = N
                stage_to_alias: dict[str, str] | None = None, experiment_renames: Renames = (),
                model_renames: Renames = (), experiments: Selection = "all",
                models: Selection = "all", workers: int = DEFAULT_WORKERS,
-               dry_run: bool = False) -> Report:
+               dry_run: bool = False, shard: Shard | str | None = None) -> Report:
     """Import everything a bundle holds (made by ``export-all`` or any other export), or
     the ``experiments`` and registered ``models`` selected from it (the grammar of
     :func:`selection.parse_selection`; ``"none"`` for no models), with what they need: the
@@ -105,7 +107,8 @@ def import_all(input_dir: str | Path, *, tracking_uri: str | Endpoint | None = N
     first matching (old prefix, new prefix) rule of ``experiment_renames`` and
     ``model_renames``. Running it again completes what is missing and duplicates nothing;
     ``dry_run`` reports the plan (what would be created, skipped as present or brought up
-    to date) and writes nothing."""
+    to date) and writes nothing. With ``shard`` (``"2/4"``), only that shard's part of it
+    (see :mod:`mlflow_exim.shard`): N imports, one per shard, take it all, nothing twice."""
     bundle = open_bundle(input_dir)
     return _Import(bundle, Endpoint.connect(tracking_uri), "import-all",
                    source_tags=import_source_tags,
@@ -115,7 +118,7 @@ def import_all(input_dir: str | Path, *, tracking_uri: str | Endpoint | None = N
                    model_renames={name: rename(name, model_renames)
                                   for name in bundle.documents[REGISTERED_MODELS]},
                    selected=_selection(bundle, experiments, models),
-                   workers=workers, dry_run=dry_run).run()
+                   workers=workers, dry_run=dry_run, shard=Shard.of(shard)).run()
 
 
 def import_traces(input_dir: str | Path, *, tracking_uri: str | Endpoint | None = None,
@@ -262,7 +265,8 @@ class _Import:
     empty when missing); otherwise ``names`` maps source experiment ids to target names
     (default: the source names). ``models`` says how registered models arrive; None
     leaves them out. ``model_renames`` maps source model names to target names.
-    ``selected`` narrows the bundle to some objects per kind (see :func:`_selection`).
+    ``selected`` narrows the bundle to some objects per kind (see :func:`_selection`),
+    and ``shard`` to that shard's part of them (see :mod:`mlflow_exim.shard`).
     An embedded store takes one writer at a time (sqlite locks the whole file)."""
 
     def __init__(self, bundle: Bundle, dst: Endpoint, command: str, *,
@@ -270,9 +274,11 @@ class _Import:
                  names: dict[str, str] | None = None, models: ImportOptions | None = None,
                  model_renames: dict[str, str] | None = None,
                  selected: dict[str, set[str]] | None = None, workers: int = DEFAULT_WORKERS,
-                 dry_run: bool = False):
-        self.bundle, self.dst, self.dry_run = bundle, dst, dry_run
+                 dry_run: bool = False, shard: Shard | None = None):
+        self.bundle, self.dst, self.dry_run, self.shard = bundle, dst, dry_run, shard
         self.workers = workers if dst.is_http else 1
+        if shard:
+            selected = narrow(selected or {}, split(*bundle_graph(bundle), shard))
         self.settings = dict(
             source_tags=source_tags, experiment_name=experiment_name,
             names=names or {i: d["name"] for i, d in bundle.documents[EXPERIMENTS].items()},
@@ -287,7 +293,8 @@ class _Import:
         none."""
         if self.dry_run:
             return self._run()
-        key = json.dumps(["import", self.bundle.manifest], sort_keys=True, default=str)
+        work = ["import", self.bundle.manifest] + ([str(self.shard)] if self.shard else [])
+        key = json.dumps(work, sort_keys=True, default=str)
         with lease.held(self.dst, key, f"{self.report.command} of bundle {self.bundle.root}",
                         wait=lease.TTL_SECONDS + 5):
             return self._run()

@@ -24,6 +24,7 @@ from mlflow_exim.config import MigrationConfig, connect, load_config
 from mlflow_exim.endpoint import Endpoint, RetryPolicy
 from mlflow_exim.report import Report
 from mlflow_exim.selection import Renames, RunFilter, Selection
+from mlflow_exim.shard import Shard
 from mlflow_exim.work import DEFAULT_WORKERS
 
 COMMAND = "migrate"
@@ -38,7 +39,7 @@ def migrate(source: str | Endpoint | None = None, target: str | Endpoint | None 
             stage_to_alias: dict[str, str] | None = None, workers: int | None = None,
             dry_run: bool | None = None, report: str | Path | None = None,
             source_retry: RetryPolicy | None = None,
-            target_retry: RetryPolicy | None = None) -> Report:
+            target_retry: RetryPolicy | None = None, shard: Shard | str | None = None) -> Report:
     """Copy the selected experiments (with their runs and logged models) and registered
     models from ``source`` to ``target``, renamed as asked.
 
@@ -60,13 +61,17 @@ def migrate(source: str | Endpoint | None = None, target: str | Endpoint | None 
     ``source.attempts``, ``source.timeout``). A side whose token or retry policy this
     process's environment lacks has its phase run in a child process with it
     (:mod:`mlflow_exim.sides`): the export reads the source only, the import writes the
-    target only."""
+    target only.
+
+    ``shard`` (``"2/4"``) migrates only that shard's part (see :mod:`mlflow_exim.shard`):
+    N migrations, one per shard, at once or not, take everything and nothing twice. Its
+    bundle is ``bundle_dir/bundle-2-of-4``."""
     loaded = load_config(config) if isinstance(config, (str, Path)) else config
     given = {"bundle_dir": bundle_dir, "experiments": experiments, "models": models,
              "experiment_renames": experiment_renames, "model_renames": model_renames,
              "import_source_tags": import_source_tags,
              "export_deleted_runs": export_deleted_runs, "stage_to_alias": stage_to_alias,
-             "workers": workers, "dry_run": dry_run, "report": report}
+             "workers": workers, "dry_run": dry_run, "report": report, "shard": Shard.of(shard)}
     settings = dict(_DEFAULTS)
     for layer in (loaded.arguments() if loaded else {}, given):
         settings.update({key: value for key, value in layer.items() if value is not None})
@@ -87,16 +92,17 @@ def migrate(source: str | Endpoint | None = None, target: str | Endpoint | None 
 _DEFAULTS = {"bundle_dir": None, "experiments": "all", "models": "all", "run_filter": RunFilter(),
              "experiment_renames": (), "model_renames": (), "import_source_tags": False,
              "export_deleted_runs": False, "stage_to_alias": {}, "workers": DEFAULT_WORKERS,
-             "dry_run": False, "report": None}
+             "dry_run": False, "report": None, "shard": None}
 
 
 def _migrate(src: Endpoint, dst: Endpoint, *, bundle_dir, experiments, models, run_filter,
              experiment_renames, model_renames, import_source_tags, export_deleted_runs,
-             stage_to_alias, workers, dry_run) -> Report:
-    with _bundle_location(None if dry_run else bundle_dir) as location:
+             stage_to_alias, workers, dry_run, shard) -> Report:
+    with _bundle_location(None if dry_run else bundle_dir, shard) as location:
         exported = sides.call(src, "export_all", location, experiments=experiments,
                               models=models, run_filter=run_filter,
-                              export_deleted_runs=export_deleted_runs, workers=workers)
+                              export_deleted_runs=export_deleted_runs, workers=workers,
+                              shard=shard)
         imported = sides.call(dst, "import_all", location,
                               import_source_tags=import_source_tags,
                               stage_to_alias=stage_to_alias,
@@ -118,12 +124,13 @@ def _migrate(src: Endpoint, dst: Endpoint, *, bundle_dir, experiments, models, r
 
 
 @contextmanager
-def _bundle_location(bundle_dir: str | Path | None) -> Iterator[Path]:
+def _bundle_location(bundle_dir: str | Path | None, shard: Shard | None) -> Iterator[Path]:
     if bundle_dir is None:
         with tempfile.TemporaryDirectory(prefix="mlflow-exim-migrate-") as scratch:
             yield Path(scratch) / "bundle"
         return
-    path = Path(bundle_dir) / "bundle"
+    path = Path(bundle_dir) / ("bundle" if shard is None
+                               else f"bundle-{shard.index}-of-{shard.count}")
     if (path / MANIFEST_FILE).exists():
         shutil.rmtree(path)  # the previous migration's; this one exports anew
     yield path

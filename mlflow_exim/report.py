@@ -10,6 +10,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from mlflow_exim.bundle.format import singular
 from mlflow_exim.endpoint import redact
+from mlflow_exim.errors import EximError
 
 log = logging.getLogger("mlflow_exim")
 
@@ -133,6 +135,21 @@ class Report:
             **self.extra,
         }
 
+    @classmethod
+    def read(cls, path: str | Path) -> Report:
+        """A report written by :meth:`write` (``--report``) or printed by ``--output json``."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            report = cls(data["command"])
+            report.started_at = datetime.fromisoformat(data["started_at"])
+            report.outcomes = [Outcome(**o) for o in data["objects"]]
+        except OSError as exc:
+            raise EximError(f"{path}: cannot read report: {exc.strerror}") from None
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise EximError(f"{path}: not a report of mlflow-exim ({one_line(exc)})") from None
+        report.extra = {key: value for key, value in data.items() if key not in _COMPUTED}
+        return report
+
     def write(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
@@ -170,3 +187,29 @@ class Report:
         if warned:
             lines.append(f"  {warned} warning(s); see the report for details")
         return "\n".join(lines)
+
+
+_COMPUTED = ("command", "started_at", "finished_at", "ok", "counts", "objects")
+
+
+def merge_reports(paths: Sequence[str | Path]) -> Report:
+    """One report of the reports at ``paths`` (the shards of one migration, say): every
+    object's outcome, so that the counts add up and one failure fails it; the id maps
+    joined; and under ``merged`` each report's file, command, result and counts."""
+    if not paths:
+        raise EximError("no report to merge")
+    reports = [Report.read(path) for path in paths]
+    commands = sorted({r.command for r in reports})
+    merged = Report(commands[0] if len(commands) == 1 else "+".join(commands))
+    merged.started_at = min(r.started_at for r in reports)
+    id_map: dict[str, dict[str, str]] = {}
+    for report in reports:
+        merged.outcomes += report.outcomes
+        for kind, ids in (report.extra.get("id_map") or {}).items():
+            id_map.setdefault(kind, {}).update(ids)
+    merged.extra["merged"] = [
+        {"report": str(path), "command": r.command, "ok": r.ok, "counts": r.counts()}
+        for path, r in zip(paths, reports, strict=True)]
+    if id_map:
+        merged.extra["id_map"] = id_map
+    return merged
