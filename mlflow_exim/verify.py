@@ -359,7 +359,8 @@ class _ServerSide:
         return trace_entity.read_lines(self.endpoint, experiment_id, links)
 
     def run_links(self, experiment_ids: list[str]) -> trace_entity.RunLinks:
-        """The run links of the traces of these experiments to the runs of any of them."""
+        """The run links of the traces of these experiments to the runs of any of them
+        (as an export reads them: see :class:`trace_entity.RunLinks`)."""
         return trace_entity.RunLinks(self.endpoint, experiment_ids, experiment_ids)
 
     def is_extra(self, kind: str, target: dict) -> bool:

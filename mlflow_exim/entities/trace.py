@@ -77,12 +77,12 @@ SPANS_IN_STORE = ("TRACKING_STORE", "ARCHIVE_REPO")
 
 class RunLinks:
     """Trace id -> the runs it was linked to with ``link_traces_to_run`` (the runs named by
-    its ``mlflow.sourceRun`` are not links), for the traces of the experiments
-    ``traced`` and the runs of the experiments ``runs_of`` (so a link to a run of another
-    of these experiments is found too), read once, when first asked. A server reads links
-    only run by run: one trace search per run (across the traced experiments, at most
-    :data:`LOCATIONS` a request). Both collections may still grow until then (an export's
-    plan). Only linked traces are held."""
+    its ``mlflow.sourceRun`` are not links), for the traces of the experiments ``traced``
+    and the runs of the experiments ``runs_of`` (a link to a run of another experiment is
+    found too), read once, when first asked (both may grow until then, as an export's plan
+    does). A server reads links only run by run: one trace search per run, across the
+    traced experiments that hold traces (at most :data:`LOCATIONS` a request). Only linked
+    traces are held."""
 
     def __init__(self, endpoint: Endpoint, traced: Iterable[str], runs_of: Iterable[str]):
         self.endpoint, self.traced, self.runs_of = endpoint, traced, runs_of
@@ -96,9 +96,9 @@ class RunLinks:
         return self._links.get(trace_id, [])
 
     def _read(self) -> dict[str, list[str]]:
-        traced = list(dict.fromkeys(self.traced))
+        traced = [e for e in dict.fromkeys(self.traced) if has_traces(self.endpoint, e)]
         links: dict[str, list[str]] = {}
-        for experiment_id in dict.fromkeys(self.runs_of):
+        for experiment_id in dict.fromkeys(self.runs_of) if traced else ():
             for run in paged(self.endpoint.client.search_runs, [experiment_id],
                              run_view_type=ViewType.ALL):
                 run_id = run.info.run_id
