@@ -273,6 +273,10 @@ class _Plan:
     report: Report = field(default_factory=lambda: Report("export"))
     items: dict[str, dict] = field(default_factory=lambda: {k.name: {} for k in KINDS})
     parents: dict[str, str] = field(default_factory=dict)  # run id -> its parent's, if any
+    # warnings for the outcomes of some objects, by kind and source id
+    notes: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    # the run links of the traces taken, to the runs of every experiment taken
+    run_links: trace_entity.RunLinks | None = None
 
     def add_experiment(self, experiment_id: str) -> None:
         experiments = self.items[EXPERIMENTS]
@@ -326,6 +330,10 @@ class _Plan:
             return
         active = [i for i in taken
                   if self.items[EXPERIMENTS][i].lifecycle_stage == LifecycleStage.ACTIVE]
+        if self.src.supports(SCORERS):
+            for experiment_id in set(taken) - set(active):
+                self.notes.setdefault((EXPERIMENTS, experiment_id), []).append(
+                    scorer_entity.NOT_LISTED)
         for experiment_id in active:  # a server lists no scorers of a deleted experiment
             try:
                 for item in scorer_entity.search(self.src, experiment_id):
@@ -352,8 +360,11 @@ class _Plan:
         """The traces of an experiment (all, or those ``filter_string`` finds, started
         since ``since``), whether or not they belong to a run."""
         self.items[EXPERIMENTS].setdefault(experiment.experiment_id, experiment)
+        if self.run_links is None:
+            self.run_links = trace_entity.RunLinks(self.src, self.items[TRACES],
+                                                   self.items[EXPERIMENTS])
         self.items[TRACES][experiment.experiment_id] = trace_entity.ExportItem(
-            experiment.experiment_id, filter_string, since)
+            experiment.experiment_id, filter_string, since, self.run_links)
 
     def _wanted(self, model: LoggedModel, run_ids: set[str]) -> bool:
         rule = self.run_filter
@@ -486,6 +497,9 @@ def _write_bundle(plan: _Plan, output_dir, command: str, options: dict,
     with Workers(workers, "export") as pool:
         for kind in KINDS:
             _write_kind(ctx, kind, plan.items[kind.name], pool)
+    for outcome in report.outcomes:
+        for note in plan.notes.get((outcome.kind, outcome.source_id), []):
+            outcome.warn(note)
     left = not_carried.survey(src, plan.items[EXPERIMENTS])
     not_carried.warn(left, src.display_uri)
     if left:

@@ -143,6 +143,13 @@ class ImportContext:
             self._step_index[kind] = {s.source_id: s for s in self.steps.get(kind, [])}
         return self._step_index[kind].get(source_id)
 
+    def require(self, capability: str) -> None:
+        """Fail the object being planned when the target cannot take ``capability``, naming
+        what it lacks (see :meth:`Endpoint.lacks`)."""
+        missing = self.dst.lacks(capability, "target")
+        if missing:
+            raise EximError(f"cannot arrive: {missing}")
+
     def target_experiment(self, source_experiment_id: str) -> str | None:
         """The target id of a source experiment: None when it is still to be created."""
         return self.idmap.get("experiments", source_experiment_id)

@@ -9,7 +9,14 @@ embedded store is not asked: its gateway, webhooks and users live in no store.
 
 Label schemas are not asked for: a server answers the first listing of an experiment's
 label schemas by writing its default schema into it, and an export never writes to its
-source. They are named, uncounted, in the documentation of what is not carried.
+source (MLflow 3.17 reads them otherwise only one by id or by name). They are named,
+uncounted, in the documentation of what is not carried.
+
+A server lists neither its routes nor its kinds of object (MLflow 3.17 serves no OpenAPI
+document); what it does say is which optional features it runs (``features_enabled`` in
+``/api/3.0/mlflow/server-info``). An enabled feature this tool does not know is reported
+as ``feature:<name>``, present, uncounted: a newer server's objects are not left behind
+without a word where the server says it has such a feature.
 """
 
 from __future__ import annotations
@@ -52,6 +59,8 @@ _PROBES = (
     _Probe("review_queues", "GET", "/api/3.0/mlflow/review-queues/list", "review_queues",
            per_experiment=True),
 )
+# The features of server-info's ``features_enabled`` whose objects the probes above count.
+_KNOWN_FEATURES = frozenset({"gateway"})
 _ABSENT = (404, 501, 503)  # no such endpoint, or a feature the server runs without
 _PAGES = 100  # at most this many pages per list; more is reported as "at least"
 
@@ -76,7 +85,17 @@ def survey(src: Endpoint, experiment_ids: Iterable[str]) -> dict[str, int]:
             total += count
         if total:
             found[probe.name] = total
-    return found
+    return {**found, **unknown_features(src.server_info.get("server_info") or {})}
+
+
+def unknown_features(server_info: dict) -> dict[str, int]:
+    """The enabled features a server's ``server-info`` names that this tool does not know,
+    each as present with a count unknown (-1)."""
+    features = server_info.get("features_enabled")
+    if not isinstance(features, dict):
+        return {}
+    return {f"feature:{name}": -1 for name, enabled in sorted(features.items())
+            if enabled and name not in _KNOWN_FEATURES}
 
 
 def _count(src: Endpoint, probe: _Probe, experiment_id: str | None) -> int | None:

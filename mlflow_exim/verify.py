@@ -286,10 +286,12 @@ class _ServerSide:
         return {**dataset_entity.to_doc(found, ids, {}),
                 "records": list(dataset_entity.records(self.endpoint, dataset_id))}
 
-    def dataset_imported_from(self, doc: dict) -> dict | None:
+    def dataset_imported_from(self, doc: dict, experiments: list[str]) -> dict | None:
+        """The dataset an import made of ``doc`` for these target experiments, by the rule
+        the import follows (see :func:`dataset_entity.find`)."""
         if not self.endpoint.supports(dataset_entity.CAPABILITY):
             return None
-        found = dataset_entity.find(self.endpoint, doc)
+        found = dataset_entity.find(self.endpoint, doc, experiments, bool(experiments))
         return self.dataset(found.dataset_id) if found is not None else None
 
     def scorer(self, experiment_id: str, name: str) -> dict | None:
@@ -353,8 +355,13 @@ class _ServerSide:
             artifact_uri=doc["artifact_location"], tracking_uri=self.endpoint.uri,
             dst_path=str(scratch)))
 
-    def traces(self, experiment_id: str) -> Iterator[dict]:
-        return trace_entity.read_lines(self.endpoint, experiment_id)
+    def traces(self, experiment_id: str, links: trace_entity.RunLinks) -> Iterator[dict]:
+        return trace_entity.read_lines(self.endpoint, experiment_id, links)
+
+    def run_links(self, experiment_ids: list[str]) -> trace_entity.RunLinks:
+        """The run links of the traces of these experiments to the runs of any of them
+        (as an export reads them: see :class:`trace_entity.RunLinks`)."""
+        return trace_entity.RunLinks(self.endpoint, experiment_ids, experiment_ids)
 
     def is_extra(self, kind: str, target: dict) -> bool:
         """Whether a target object that matches nothing here is a difference: always."""
@@ -415,7 +422,10 @@ class _BundleSide:
             yield key, _points((p["step"], p["timestamp"], decode_float(p["value"]))
                                for p in points)
 
-    def traces(self, experiment_id: str) -> Iterator[dict]:
+    def run_links(self, experiment_ids: list[str]) -> None:
+        """None: a bundle's trace lines hold their run links as exported."""
+
+    def traces(self, experiment_id: str, links=None) -> Iterator[dict]:
         doc = self.bundle.documents.get(trace_entity.NAME, {}).get(experiment_id)
         if doc is None:
             return iter(())
@@ -694,8 +704,13 @@ class _Comparison:
                     self._diff_run)
         self._score("logged_models", [p for m in matched.values() for p in m.models],
                     _model_label, self._diff_logged_model)
+        # run links are read across the compared experiments: a trace may be linked to a
+        # run of another one
+        sources = [s["experiment_id"] for s, _ in found]
+        src_links = self.src.run_links(sources)
+        dst_links = self.dst.run_links([t["experiment_id"] for _, t in found])
         for source, target in found:
-            self._score_traces(source, target)
+            self._score_traces(source, target, src_links, dst_links)
         for model, target in self._score(
                 "registered_models", [(m, self.ids.target_registered_model(m)) for m in models],
                 lambda m: f"registered model {m['name']!r}", self._diff_registered_model):
@@ -704,12 +719,13 @@ class _Comparison:
 
     def run_genai(self, sources: dict[str, list[dict]]) -> Scorecard:
         """Compare prompts (by name), evaluation datasets (by the source id an import
-        tags them with) and scorers (by experiment and name), field by field, each
-        reference through the target object matched to the source one."""
+        tags them with, among those of their target experiments) and scorers (by
+        experiment and name), field by field, each reference through the target object
+        matched to the source one."""
         self._score("prompts", [(p, self.dst.prompt(p["name"]))
                                 for p in sources["prompts"]],
                     lambda p: f"prompt {p['name']!r}", self._diff_prompt)
-        self._score("evaluation_datasets", [(d, self.dst.dataset_imported_from(d))
+        self._score("evaluation_datasets", [(d, self._target_dataset(d))
                                             for d in sources["evaluation_datasets"]],
                     lambda d: f"evaluation dataset {d['name']!r}", self._diff_dataset)
         self._score("scorers", [(s, self._target_scorer(s)) for s in sources["scorers"]],
@@ -727,6 +743,10 @@ class _Comparison:
             elif source_id == links.DEFAULT_EXPERIMENT:
                 found.append(source_id)
         return found
+
+    def _target_dataset(self, d: dict) -> dict | None:
+        return self.dst.dataset_imported_from(d, self._target_experiment_ids(
+            d["experiment_ids"], d.get("experiment_names", {})))
 
     def _target_scorer(self, s: dict) -> dict | None:
         target = self.ids.experiment(s["experiment_id"]).target
@@ -758,14 +778,16 @@ class _Comparison:
             if t is None:
                 continue
             where = f"{label} version {v['version']}"
-            expected = dict(v["tags"])
-            runs = expected.get(prompt_entity.ASSOCIATED_RUNS_TAG)
-            if runs:
-                expected[prompt_entity.ASSOCIATED_RUNS_TAG] = ",".join(
-                    filter(None, (self.ids.target_run_id(r) for r in runs.split(","))))
+            expected, actual = dict(v["tags"]), dict(t["tags"])
+            key = prompt_entity.ASSOCIATED_RUNS_TAG
+            if expected.get(key):
+                expected[key] = ",".join(
+                    filter(None, (self.ids.target_run_id(r) for r in expected[key].split(","))))
+                if set(expected[key].split(",")) <= set(actual.get(key, "").split(",")):
+                    actual[key] = expected[key]  # an import adds runs, never removes one
             problems += _diff_fields(where, v, t, ("description", "source"))
             problems += _diff_dicts(f"{where} tags", _without_lineage(expected),
-                                    _without_lineage(t["tags"]))
+                                    _without_lineage(actual))
         return problems
 
     def _diff_dataset(self, s: dict, d: dict, label: str) -> list[str]:
@@ -827,17 +849,16 @@ class _Comparison:
         self.card.differences.extend(f"{label_of(t)} only on the target" for t in targets
                                      if self.src.is_extra(kind, t))
 
-    def _score_traces(self, experiment: dict, target: dict) -> None:
+    def _score_traces(self, experiment: dict, target: dict, src_links, dst_links) -> None:
         """The experiment's traces, a batch at a time, each with the target trace it became
         (see :func:`trace_entity.find_lines`); then the target's traces nothing matched."""
         target_id, name = target["experiment_id"], experiment["name"]
         mapped = self.ids.given.get(trace_entity.NAME, {})
-        lines = iter(self.src.traces(experiment["experiment_id"]))
-        links, matched = None, 0
+        lines = iter(self.src.traces(experiment["experiment_id"], src_links))
+        matched = 0
         while batch := list(islice(lines, trace_entity.BATCH)):
-            if links is None:
-                links = trace_entity.run_links(self.dst.endpoint, target_id)
-            found = trace_entity.find_lines(self.dst.endpoint, batch, target_id, mapped, links)
+            found = trace_entity.find_lines(self.dst.endpoint, batch, target_id, mapped,
+                                            dst_links)
             matched += len(found)
             self._score(trace_entity.NAME,
                         [(line, found.get(line["info"]["trace_id"])) for line in batch],

@@ -399,9 +399,6 @@ def test_a_trace_names_its_prompt_version_on_the_target(stack, seeded, imported)
     assert [t.info.trace_id for t in found] == [trace_id]
 
 
-@pytest.mark.xfail(strict=True, reason="a second copy finds the first copy's dataset (same "
-                   "name, same source id), links it to the copy's experiment and keeps its "
-                   "records, which name the first copy's traces")
 def test_a_second_copy_s_dataset_names_the_copy_s_traces(stack, seeded, exported, imported):
     experiment, _, _ = exported
     copy = mlflow_exim.import_experiments(
@@ -415,3 +412,42 @@ def test_a_second_copy_s_dataset_names_the_copy_s_traces(stack, seeded, exported
         dataset_id)[0]
     assert [r["source"]["source_data"]["trace_id"] for r in (r.to_dict() for r in records)
             if r.get("source", {}).get("source_type") == "TRACE"] == [moved]
+    assert dataset_id != imported["ids"]["evaluation_datasets"][seeded["dataset_id"]]
+    # verify pairs each copy with its own dataset, as the import does
+    for ids in (copy.extra["id_map"], imported["ids"]):
+        card = mlflow_exim.verify_bundle(experiment, stack.target.uri, id_map=ids)
+        assert card.ok and card.totals["evaluation_datasets"] == 1, card.text()
+    again = mlflow_exim.import_experiments(
+        experiment, tracking_uri=stack.target.uri,
+        experiment_renames=[(f"{PREFIX}-agent", f"{PREFIX}-copy")])
+    assert again.counts()["evaluation_datasets"]["skipped"] == 1, again.summary()
+    assert again.extra["id_map"]["evaluation_datasets"][seeded["dataset_id"]] == dataset_id
+
+
+def test_scorer_numbers_and_deleted_experiments_are_said(tmp_path):
+    """On embedded stores: a scorer whose version 2 was deleted arrives as 1 and 2, with a
+    warning naming the numbers; a deleted experiment's scorers, which no server lists,
+    are said to be left behind."""
+    src, dst = f"sqlite:///{tmp_path / 'src.db'}", f"sqlite:///{tmp_path / 'dst.db'}"
+    client = MlflowClient(src, src)
+    store = client._tracking_client.store
+    kept = client.create_experiment("gaps")
+    for guidelines in (["one"], ["two"], ["three"]):
+        store.register_scorer(kept, "judge", json.dumps(
+            Guidelines(name="judge", guidelines=guidelines).model_dump()))
+    store.delete_scorer(kept, "judge", 2)
+    gone = client.create_experiment("gone")
+    store.register_scorer(gone, "judge", json.dumps(
+        Guidelines(name="judge", guidelines=["x"]).model_dump()))
+    client.delete_experiment(gone)
+    exported = mlflow_exim.export_experiments("gaps,gone", tmp_path / "bundle",
+                                              tracking_uri=src, export_deleted_runs=True)
+    assert exported.ok, exported.summary()
+    (deleted,) = [o for o in exported.outcomes if o.kind == "experiments"
+                  and o.source_id == gone]
+    assert any("its scorers, if it has any, are not exported" in w for w in deleted.warnings)
+    assert len(open_bundle(tmp_path / "bundle").documents["scorers"]) == 1
+    report = mlflow_exim.import_experiments(tmp_path / "bundle", tracking_uri=dst)
+    assert report.ok, report.summary()
+    (judge,) = [o for o in report.outcomes if o.kind == "scorers"]
+    assert any("3 as 2" in w for w in judge.warnings), judge.warnings

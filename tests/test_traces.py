@@ -18,6 +18,7 @@ from mlflow import MlflowClient
 
 import mlflow_exim
 from mlflow_exim import cli, lineage
+from mlflow_exim.catalog import open_bundle
 from mlflow_exim.entities import trace as trace_entity
 from mlflow_exim.kind import CREATE, REDO, SKIP
 from mlflow_exim.report import FAILED, OK, PLANNED, SKIPPED
@@ -250,3 +251,43 @@ def test_a_store_that_cannot_take_spans_fails_each_trace_and_takes_the_rest(
     assert {o.status for o in traced} == {FAILED}
     assert all("cannot store spans" in o.reason for o in traced), traced[0].reason
     assert {o.status for o in report.outcomes if o.kind == "runs"} == {OK}
+
+
+def test_a_link_to_a_run_of_another_experiment_arrives(tmp_path):
+    """On embedded stores: a trace of one experiment linked to a run of another
+    (``link_traces_to_run``) is linked to the migrated run, and verify sees it."""
+    from mlflow.entities import Span
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.trace import SpanContext, TraceFlags
+
+    src, dst = f"sqlite:///{tmp_path / 'src.db'}", f"sqlite:///{tmp_path / 'dst.db'}"
+    client = MlflowClient(src, src)
+    store = client._tracking_client.store
+    runs = client.create_experiment("runs-here")
+    run_id = client.create_run(runs).info.run_id
+    traced = client.create_experiment("traces-here")
+    trace_id = "tr-" + os.urandom(16).hex()
+    store.log_spans(traced, [Span(ReadableSpan(
+        "agent", SpanContext(int(trace_id[3:], 16), 1, False, TraceFlags(1)),
+        attributes={"mlflow.traceRequestId": json.dumps(trace_id)},
+        start_time=1_700_000_000_000_000_000, end_time=1_700_000_001_000_000_000))])
+    store.start_trace(store.get_trace_info(trace_id))
+    store.link_traces_to_run([trace_id], run_id)
+    bundle = tmp_path / "bundle"
+    exported = mlflow_exim.export_experiments("runs-here,traces-here", bundle,
+                                              tracking_uri=src)
+    assert exported.ok, exported.summary()
+    opened = open_bundle(bundle)
+    (line,) = trace_entity.lines_of(opened.dirs["traces"][traced],
+                                    opened.documents["traces"][traced])
+    assert line["run_links"] == [run_id]
+    report = mlflow_exim.import_experiments(bundle, tracking_uri=dst)
+    assert report.ok, report.summary()
+    ids = report.extra["id_map"]
+    found = MlflowClient(dst).search_traces(
+        locations=[ids["experiments"][traced]],
+        filter_string=f"attribute.run_id = '{ids['runs'][run_id]}'")
+    assert [t.info.trace_id for t in found] == [trace_id]
+    for card in (mlflow_exim.verify(src, dst, experiments="runs-here,traces-here"),
+                 mlflow_exim.verify_bundle(bundle, dst, id_map=ids)):
+        assert card.ok and card.totals["traces"] == 1, card.text()

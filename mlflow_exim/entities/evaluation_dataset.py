@@ -7,16 +7,19 @@ record keeps its inputs, outputs, expectations, tags and source (type and data).
 
 Dataset and record ids cannot be chosen on a target: an imported dataset gets a new
 ``d-…`` id, kept in the report's id map, and carries its source id in the tag
-``mlflow_exim.field.dataset_id``, by which a re-run recognises it. A record's trace id and
-run id (in its source data) are remapped through the id map where they changed; trace ids
-are normally kept by the traces kind, so an id it does not map is left as it is. Records
+``mlflow_exim.field.dataset_id``, by which a re-run recognises it: a target dataset of the
+same name and source id that belongs to one of the target experiments the import links it
+to (or to none yet). A second copy of its experiments on the same target (renamed) gets a
+dataset of its own, of the same name. A record's trace id and run id (in its source data)
+are remapped through the id map where they changed (a copy's traces get new ids); trace
+ids are normally kept by the traces kind, so an id it does not map is left as it is. Records
 are upserted by their inputs, so sending them again (a re-run, an interrupted import)
 creates none twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from itertools import islice
 from pathlib import Path
 
@@ -27,7 +30,7 @@ from mlflow_exim.bundle.format import Section
 from mlflow_exim.bundle.jsonio import JsonLinesWriter, iter_json_lines, write_json
 from mlflow_exim.endpoint import Endpoint
 from mlflow_exim.entities import links
-from mlflow_exim.errors import BundleError, EximError
+from mlflow_exim.errors import BundleError
 from mlflow_exim.idmap import IdMap
 from mlflow_exim.kind import (
     CREATE,
@@ -174,16 +177,39 @@ def target_tags(doc: dict) -> dict[str, str]:
 
 # Import ---------------------------------------------------------------------------------
 
-def find(dst: Endpoint, doc: dict) -> EvaluationDataset | None:
-    """The target dataset an earlier import made of ``doc``: same name, same source id."""
+def find(dst: Endpoint, doc: dict, experiments: Collection[str],
+         linked: bool) -> EvaluationDataset | None:
+    """The target dataset an earlier import made of ``doc`` for the target experiments
+    ``experiments`` (those known now; ``linked``: the dataset will belong to some): same
+    name, same source id, and belonging to one of them, or else to none at all (it is
+    linked then). A dataset that will belong to no experiment is any such one. So a
+    second copy of the experiments (renamed, on the same target) finds none: its dataset
+    is another one, of the same name (names need not be unique), whose records name the
+    copy's traces."""
     name = doc["name"].replace("'", "_")
     operator = "LIKE" if "'" in doc["name"] else "="
+    unlinked = None
     for found in paged(dst.client.search_datasets, filter_string=f"name {operator} '{name}'",
                        max_results=50):
-        if found.name == doc["name"] and (found.tags or {}).get(SOURCE_DATASET_ID) == \
+        if found.name != doc["name"] or (found.tags or {}).get(SOURCE_DATASET_ID) != \
                 doc["dataset_id"]:
+            continue
+        if not linked:
             return found
-    return None
+        belongs = set(dst.store.get_dataset_experiment_ids(found.dataset_id))
+        if belongs & set(experiments):
+            return found
+        if not belongs and unlinked is None:
+            unlinked = found
+    return unlinked
+
+
+def target_experiments_now(ctx: ImportContext, doc: dict) -> tuple[list[str], bool]:
+    """The target experiments the dataset belongs to as far as the plan knows them, and
+    whether it will belong to any (one the import creates is not known yet)."""
+    known = links.target_experiments(ctx, doc["experiment_ids"],
+                                     doc.get("experiment_names", {}), lambda _: None)
+    return known, bool(known) or links.to_be_created(ctx, doc["experiment_ids"])
 
 
 def _plan(ctx: ImportContext) -> list[Step]:
@@ -192,10 +218,9 @@ def _plan(ctx: ImportContext) -> list[Step]:
         doc = ctx.bundle.documents[NAME][source_id]
         step = Step(NAME, source_id, doc["name"], CREATE, "would be created")
         with planning(step):
-            missing = ctx.dst.lacks(CAPABILITY, "target")
-            if missing:
-                raise EximError(f"cannot arrive: {missing}")
-            found = None if ctx.empty_target else find(ctx.dst, doc)
+            ctx.require(CAPABILITY)
+            found = None if ctx.empty_target else find(ctx.dst, doc,
+                                                       *target_experiments_now(ctx, doc))
             if found is not None:
                 _plan_present(ctx, doc, step, found)
         steps.append(step)
@@ -208,9 +233,9 @@ def _plan_present(ctx: ImportContext, doc: dict, step: Step, found: EvaluationDa
     changed = [f"tag {k}" for k, v in target_tags(doc).items() if (found.tags or {}).get(k) != v]
     if lineage.PENDING in (found.tags or {}):
         changed.append("records (left half-written)")
-    wanted = set(links.target_experiments(ctx, doc["experiment_ids"],
-                                          doc.get("experiment_names", {}), lambda _: None))
-    if not wanted <= set(ctx.dst.store.get_dataset_experiment_ids(found.dataset_id)):
+    known, _ = target_experiments_now(ctx, doc)
+    if links.to_be_created(ctx, doc["experiment_ids"]) or not set(known) <= set(
+            ctx.dst.store.get_dataset_experiment_ids(found.dataset_id)):
         changed.append("experiments")
     step.already_present(changed)
 

@@ -31,10 +31,16 @@ def target_experiments(ctx: ImportContext, experiment_ids: list[str], names: dic
                        warn) -> list[str]:
     """The target ids of linked source experiments: the experiment this import brings, or
     else the target's experiment of the same name (the Default experiment is everywhere);
-    a link to an experiment found neither way is dropped, with a warning."""
+    a link to an experiment found neither way is dropped, with a warning. An experiment
+    the import brings is never looked up by its source name (the import may rename it):
+    while planning, one still to be created is left out (see :func:`to_be_created`)."""
     kept: list[str] = []
     for source_id in experiment_ids:
         target_id = ctx.idmap.get("experiments", source_id)
+        if target_id is None and ctx.takes("experiments", source_id):
+            warn(f"its link to experiment {source_id} is dropped: that experiment did not "
+                 "arrive")
+            continue
         if target_id is None and source_id in names and not ctx.empty_target:
             found = ctx.dst.client.get_experiment_by_name(names[source_id])
             target_id = found.experiment_id if found is not None else None
@@ -47,3 +53,9 @@ def target_experiments(ctx: ImportContext, experiment_ids: list[str], names: dic
         elif target_id not in kept:
             kept.append(target_id)
     return kept
+
+
+def to_be_created(ctx: ImportContext, experiment_ids: list[str]) -> bool:
+    """Whether this import brings one of these experiments and has yet to create it."""
+    return any(ctx.takes("experiments", i) and ctx.target_experiment(i) is None
+               for i in experiment_ids)

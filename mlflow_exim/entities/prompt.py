@@ -188,15 +188,24 @@ def target_tags(ctx: ImportContext, doc: dict, warn) -> dict[str, str]:
     return tags
 
 
-def keeping_links(present: dict | None, tags: dict[str, str]) -> dict[str, str]:
-    """``tags`` with the experiment links a target prompt already has kept: an import adds
-    links, never removes one (a second copy under renamed experiments links both)."""
+def keeping_links(present: dict | None, tags: dict[str, str],
+                  key: str = EXPERIMENT_IDS_TAG) -> dict[str, str]:
+    """``tags`` with the links of tag ``key`` a target prompt (or, for
+    ``mlflow.prompt.associatedRunIds``, version) already has kept: an import adds links,
+    never removes one (a second copy under renamed experiments links both copies)."""
     present = present or {}
-    if EXPERIMENT_IDS_TAG not in tags or EXPERIMENT_IDS_TAG not in present:
+    if key not in tags or key not in present:
         return tags
-    linked = linked_experiments_of({"tags": present})
-    linked += [i for i in linked_experiments_of({"tags": tags}) if i not in linked]
-    return {**tags, EXPERIMENT_IDS_TAG: f",{','.join(linked)}," if linked else ""}
+    linked = _ids(present[key])
+    linked += [i for i in _ids(tags[key]) if i not in linked]
+    joined = ",".join(linked)
+    if key == EXPERIMENT_IDS_TAG:  # ``,1,4,``
+        joined = f",{joined}," if linked else ""
+    return {**tags, key: joined}
+
+
+def _ids(value: str) -> list[str]:
+    return [i.strip() for i in value.split(",") if i.strip()]
 
 
 def target_version_tags(v: dict, idmap: IdMap, warn) -> dict[str, str]:
@@ -232,6 +241,9 @@ def _plan_prompt(ctx: ImportContext, doc: dict, step: Step) -> None:
         present = {str(v.version): v for v in versions(ctx.dst, step.name)}
         wanted = keeping_links(existing.tags, target_tags(ctx, doc, _quiet))
         changed = [f"tag {k}" for k in _changed_tags(existing.tags, wanted)]
+        if EXPERIMENT_IDS_TAG in doc["tags"] and links.to_be_created(
+                ctx, linked_experiments_of(doc)):
+            changed.append("links to new experiments")
         if (existing.description or "") != doc["description"]:
             changed.append("description")
         step.already_present(changed)
@@ -241,8 +253,8 @@ def _plan_prompt(ctx: ImportContext, doc: dict, step: Step) -> None:
                     "would be created", target_id=f"{step.name}/{v['version']}")
         found = present.get(v["version"])
         if found is not None:
-            changed = [f"tag {k}" for k in _changed_tags(
-                found.tags, target_version_tags(v, ctx.idmap, _quiet))]
+            changed = [f"tag {k}" for k in _changed_tags(found.tags, keeping_links(
+                found.tags, target_version_tags(v, ctx.idmap, _quiet), ASSOCIATED_RUNS_TAG))]
             if (found.description or "") != v["description"]:
                 changed.append("description")
             if lineage.PENDING in (found.tags or {}):
@@ -341,6 +353,7 @@ def _apply_version(ctx: ImportContext, name: str, v: dict, part: Step,
         part.target_id = f"{name}/{created.version}"
         store.delete_model_version_tag(name, created.version, lineage.PENDING)
         return
+    tags = keeping_links(present.tags, tags, ASSOCIATED_RUNS_TAG)
     for key in _changed_tags(present.tags, tags):
         store.set_model_version_tag(name, present.version, ModelVersionTag(key, tags[key]))
     if (present.description or "") != v["description"]:

@@ -5,10 +5,12 @@ One ``scorer.json`` per scorer (an experiment and a name) holds every version in
 each as the ``serialized_scorer`` JSON the server stores, and the scorer's online scoring
 configuration (sample rate and trace filter), if it has one. Every registration creates
 the next version, so versions are registered again in order; a target that numbers them
-otherwise (it already holds versions) gets the rest after its own, with a warning. A
+otherwise (it already holds versions, or the source's numbers have gaps, which are not
+reproduced) gets them under its numbers, with a warning naming each. A
 version already on the target under its number with the same serialized form is skipped.
 A target refuses some scorers (custom-code ``@scorer`` ones unless it allows them): that
-is the scorer's failure, with the server's reason.
+is the scorer's failure, with the server's reason. The scorers of a deleted experiment are
+not exported: a server refuses to list them, and the export says so on the experiment.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ from mlflow_exim.report import Outcome
 
 SCORER_FILE = "scorer.json"
 CAPABILITY = "scorers"
+# Said of each deleted experiment an export takes: a server refuses to list its scorers.
+NOT_LISTED = ("deleted at the source: its scorers, if it has any, are not exported (a "
+              "server refuses to list the scorers of a deleted experiment)")
 
 
 @dataclass(frozen=True)
@@ -128,9 +133,7 @@ def _plan(ctx: ImportContext) -> list[Step]:
         doc = ctx.bundle.documents[NAME][source_id]
         step = Step(NAME, source_id, doc["name"], CREATE, "would be created")
         with planning(step):
-            missing = ctx.dst.lacks(CAPABILITY, "target")
-            if missing:
-                raise EximError(f"cannot arrive: {missing}")
+            ctx.require(CAPABILITY)
             if not ctx.takes("experiments", doc["experiment_id"]):
                 raise EximError(f"its experiment {doc['experiment_id']} is not part of this "
                                 "import")
@@ -174,14 +177,18 @@ def _apply_one(ctx: ImportContext, step: Step) -> None:
         if experiment_id is None:
             raise EximError(f"its experiment {doc['experiment_id']} did not arrive")
         present = step.present or {}
+        renumbered = []
         for v in doc["versions"]:
             if v["version"] in present:
                 continue
             created = ctx.dst.store.register_scorer(experiment_id, doc["name"],
                                                     v["serialized_scorer"])
             if str(created.scorer_version) != v["version"]:
-                outcome.warn(f"version {v['version']} arrived as version "
-                             f"{created.scorer_version}")
+                renumbered.append(f"{v['version']} as {created.scorer_version}")
+        if renumbered:
+            outcome.warn(f"version(s) arrived under other numbers: {', '.join(renumbered)} "
+                         "(a target numbers a scorer's versions one after another, after "
+                         "those it holds: gaps at the source are not reproduced)")
         config = doc.get("online_config")
         if config and step.action != SKIP:
             ctx.dst.store.upsert_online_scoring_config(

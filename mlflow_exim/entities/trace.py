@@ -27,8 +27,9 @@ import base64
 import hashlib
 import json
 import shutil
+import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 from pathlib import Path
@@ -59,6 +60,7 @@ TRACES_FILE = "traces.json"
 CHUNK = 200  # traces per file, and per page read from the source
 BATCH = 50  # traces looked up and written together on the target
 LINKS_PER_REQUEST = 100  # link_traces_to_run takes at most 100 trace ids
+LOCATIONS = 100  # experiments searched together for the traces linked to a run
 ATTACHMENTS = "attachments"
 ATTACHMENT_REF = "mlflow-attachment://"  # how a span's inputs or outputs name an attachment
 SOURCE_RUN = "mlflow.sourceRun"
@@ -73,14 +75,52 @@ ARTIFACT_LOCATION = SERVER_TAGS[0]
 SPANS_IN_STORE = ("TRACKING_STORE", "ARCHIVE_REPO")
 
 
+class RunLinks:
+    """Trace id -> the runs it was linked to with ``link_traces_to_run`` (the runs named by
+    its ``mlflow.sourceRun`` are not links), for the traces of the experiments ``traced``
+    and the runs of the experiments ``runs_of`` (a link to a run of another experiment is
+    found too), read once, when first asked (both may grow until then, as an export's plan
+    does). A server reads links only run by run: one trace search per run, across the
+    traced experiments that hold traces (at most :data:`LOCATIONS` a request). Only linked
+    traces are held."""
+
+    def __init__(self, endpoint: Endpoint, traced: Iterable[str], runs_of: Iterable[str]):
+        self.endpoint, self.traced, self.runs_of = endpoint, traced, runs_of
+        self._lock = threading.Lock()
+        self._links: dict[str, list[str]] | None = None
+
+    def get(self, trace_id: str) -> list[str]:
+        with self._lock:
+            if self._links is None:
+                self._links = self._read()
+        return self._links.get(trace_id, [])
+
+    def _read(self) -> dict[str, list[str]]:
+        traced = [e for e in dict.fromkeys(self.traced) if has_traces(self.endpoint, e)]
+        links: dict[str, list[str]] = {}
+        for experiment_id in dict.fromkeys(self.runs_of) if traced else ():
+            for run in paged(self.endpoint.client.search_runs, [experiment_id],
+                             run_view_type=ViewType.ALL):
+                run_id = run.info.run_id
+                for start in range(0, len(traced), LOCATIONS):
+                    for page in _pages(self.endpoint, traced[start:start + LOCATIONS],
+                                       f"attribute.run_id = '{run_id}'", 500):
+                        for info in page:
+                            if info.trace_metadata.get(SOURCE_RUN) != run_id:
+                                links.setdefault(info.trace_id, []).append(run_id)
+        return links
+
+
 @dataclass(frozen=True)
 class ExportItem:
     """The traces of one experiment that an export takes: all, or those ``filter_string``
-    (an MLflow trace search filter) finds, and with ``since`` those started since then."""
+    (an MLflow trace search filter) finds, and with ``since`` those started since then;
+    ``links`` their run links (by default, to the runs of their own experiment)."""
 
     experiment_id: str
     filter_string: str | None = None
     since: datetime | None = None
+    links: RunLinks | None = field(default=None, compare=False)
 
     def search_filter(self) -> str | None:
         clauses = [self.filter_string] if self.filter_string else []  # MLflow's filters
@@ -188,11 +228,12 @@ def has_traces(src: Endpoint, experiment_id: str) -> bool:
     return bool(infos)
 
 
-def _pages(src: Endpoint, experiment_id: str, filter_string: str | None,
+def _pages(src: Endpoint, experiments: str | list[str], filter_string: str | None,
            size: int = CHUNK) -> Iterator[list[TraceInfo]]:
+    locations = [experiments] if isinstance(experiments, str) else experiments
     token = None
     while True:
-        infos, token = src.store.search_traces(locations=[experiment_id],
+        infos, token = src.store.search_traces(locations=locations,
                                                filter_string=filter_string,
                                                max_results=size, page_token=token)
         if infos:
@@ -220,18 +261,9 @@ def _with_spans(src: Endpoint, infos: list[TraceInfo]) -> list:
     return traces
 
 
-def run_links(src: Endpoint, experiment_id: str) -> dict[str, list[str]]:
-    """Trace id -> the runs of the experiment it was linked to with ``link_traces_to_run``
-    (the runs named by its ``mlflow.sourceRun`` are not links). The server's ``run_id``
-    search finds both kinds; only links are kept, so this holds the linked traces only."""
-    links: dict[str, list[str]] = {}
-    for run in paged(src.client.search_runs, [experiment_id], run_view_type=ViewType.ALL):
-        run_id = run.info.run_id
-        for page in _pages(src, experiment_id, f"attribute.run_id = '{run_id}'", 500):
-            for info in page:
-                if info.trace_metadata.get(SOURCE_RUN) != run_id:
-                    links.setdefault(info.trace_id, []).append(run_id)
-    return links
+def run_links(src: Endpoint, experiment_id: str) -> RunLinks:
+    """The run links of an experiment's traces to the runs of that experiment."""
+    return RunLinks(src, [experiment_id], [experiment_id])
 
 
 def _attachment_files(src: Endpoint, trace) -> tuple[object, list]:
@@ -273,13 +305,13 @@ def export(src: Endpoint, item: ExportItem, directory: Path) -> dict:
            "traces": 0, "spans": 0, "attachments": 0, "chunks": []}
     try:
         if has_traces(src, item.experiment_id):
-            links = run_links(src, item.experiment_id)
+            links = item.links or run_links(src, item.experiment_id)
             for infos in _pages(src, item.experiment_id, item.search_filter()):
                 doc["chunks"].append(chunk_name(len(doc["chunks"]) + 1))
                 with JsonLinesWriter(directory / doc["chunks"][-1]) as out:
                     for trace in _with_spans(src, infos):
                         names = _download_attachments(src, trace, directory)
-                        out.write(to_line(trace, links.get(trace.info.trace_id, []), names))
+                        out.write(to_line(trace, links.get(trace.info.trace_id), names))
                         doc["spans"] += len(trace.data.spans)
                         doc["attachments"] += len(names)
                 doc["traces"] += out.count
@@ -292,19 +324,20 @@ def export(src: Endpoint, item: ExportItem, directory: Path) -> dict:
 
 # Verify: traces read from a server as bundle lines -----------------------------------
 
-def read_lines(endpoint: Endpoint, experiment_id: str) -> Iterator[dict]:
+def read_lines(endpoint: Endpoint, experiment_id: str,
+               links: RunLinks | None = None) -> Iterator[dict]:
     """Every trace of an experiment as a bundle line, a page at a time."""
     if not has_traces(endpoint, experiment_id):
         return
-    links = run_links(endpoint, experiment_id)
+    links = links or run_links(endpoint, experiment_id)
     for infos in _pages(endpoint, experiment_id, None):
         for trace in _with_spans(endpoint, infos):
             names = [f.path.rpartition("/")[2] for f in _attachment_files(endpoint, trace)[1]]
-            yield to_line(trace, links.get(trace.info.trace_id, []), names)
+            yield to_line(trace, links.get(trace.info.trace_id), names)
 
 
 def find_lines(dst: Endpoint, lines: list[dict], experiment_id: str, mapped: dict[str, str],
-               links: dict[str, list[str]]) -> dict[str, dict]:
+               links: RunLinks) -> dict[str, dict]:
     """The target's traces (as bundle lines) that the source ``lines`` became in target
     experiment ``experiment_id``, by source id: through ``mapped`` (an import's id map),
     else the same id, else the id a moved trace gets. Left out: missing, or pending."""
@@ -324,7 +357,7 @@ def find_lines(dst: Endpoint, lines: list[dict], experiment_id: str, mapped: dic
                 trace.info.experiment_id != experiment_id:
             continue
         names = [f.path.rpartition("/")[2] for f in _attachment_files(dst, trace)[1]]
-        found[source_id] = to_line(trace, links.get(target_id, []), names)
+        found[source_id] = to_line(trace, links.get(target_id), names)
     return found
 
 
