@@ -29,6 +29,14 @@ def _inherited() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
 
 
+# The environment of jobs that tests run side by side against one sqlite server (shards,
+# copies): they keep some of MLflow's own retries, as a user's job does (8 tries by
+# default), since such a server answers 503 to a request that waited 20 s for the file's
+# lock, and may take longer than a minute to answer while it serves them all.
+CONCURRENT_JOBS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "4",
+                   "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+
+
 class Process:
     """A child process in its own session, stopped by its own id (never by name)."""
 

@@ -26,7 +26,7 @@ from mlflow_exim import lineage
 from mlflow_exim.entities.run import source_id_of
 from tests.faultproxy import FaultProxy
 from tests.seed import T0, _upload, make_run
-from tests.servers import Process, free_port
+from tests.servers import CONCURRENT_JOBS, Process, free_port
 
 RUNS = 4
 
@@ -223,15 +223,10 @@ def test_target_killed_mid_import_and_restarted_within_the_budget(source, own_ta
 
 # Concurrent jobs on one target -------------------------------------------------------------
 
-# Concurrent jobs keep some of MLflow's own retries, as a user's job does (8 tries by
-# default): the shared sqlite target answers 503 to a request that waited 20 s for its lock.
-CONCURRENT = {**FAST_BACKOFF, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "4"}
-
-
 def _at_once(*commands: list) -> list[subprocess.CompletedProcess]:
     children = [subprocess.Popen([sys.executable, "-m", "mlflow_exim", *map(str, c)],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                 env=CONCURRENT)
+                                 env={**os.environ, **CONCURRENT_JOBS})
                 for c in commands]
     results = []
     for child, command in zip(children, commands, strict=True):

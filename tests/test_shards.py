@@ -20,6 +20,7 @@ import mlflow_exim
 from mlflow_exim.catalog import open_bundle
 from mlflow_exim.shard import DATASETS, PROMPTS, Shard, bucket, bundle_graph, split
 from tests.seed import make_run, seed_bulk_workload
+from tests.servers import CONCURRENT_JOBS
 
 KINDS = ("experiments", "runs", "logged_models", "registered_models", "model_versions",
          "prompts", "evaluation_datasets")
@@ -67,7 +68,8 @@ def workload(stack, tmp_path_factory) -> Iterator[tuple[str, Path]]:
 
 def _cli(*args) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "mlflow_exim", *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **CONCURRENT_JOBS})
 
 
 def _at_once(commands: list[list]) -> None:
