@@ -15,8 +15,8 @@ immutable string: nothing is shared between threads but MLflow's own caches.
 A bearer token, and how many times and how long MLflow tries each request, MLflow takes
 only from the process environment (``MLFLOW_TRACKING_TOKEN``, ``MLFLOW_HTTP_REQUEST_*``).
 An endpoint that needs them says so (:attr:`Endpoint.environment`); its client is then
-only opened in a process whose environment holds them: ``migrate`` runs each side's
-phase in a child process of its own (:mod:`mlflow_exim.sides`).
+only opened in a process whose environment holds them: ``migrate``, the copies and
+``verify`` run each side's phase in a child process of its own (:mod:`mlflow_exim.sides`).
 """
 
 from __future__ import annotations
@@ -320,6 +320,11 @@ class Endpoint:
     def __repr__(self) -> str:
         return f"Endpoint({self.display_uri!r})"
 
+    def __reduce__(self):
+        """Pickled as its URI and settings (a side's phase in a child process, see
+        :mod:`mlflow_exim.sides`); the child opens its own client."""
+        return _rebuilt, (self.uri, self.token, self.retry)
+
     @property
     def environment(self) -> dict[str, str]:
         """The MLflow environment variables this side's client needs: its bearer token and
@@ -357,7 +362,8 @@ class Endpoint:
             missing = sorted(k for k, v in self.environment.items() if os.environ.get(k) != v)
             raise EximError(f"{self.display_uri}: this side's client needs {', '.join(missing)} "
                             "in its process's environment (MLflow reads them from there "
-                            "only); migrate runs each side in a process of its own")
+                            "only); mlflow_exim.sides.call runs a side in a process that "
+                            "has them")
         try:
             client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
             _ = client._tracking_client.store
@@ -447,6 +453,11 @@ class Endpoint:
             raise EximError(
                 f"cannot reach tracking server {self.display_uri}: {redact(str(exc))}"
             ) from None
+
+
+def _rebuilt(uri: str, token: str | None, retry: RetryPolicy) -> Endpoint:
+    """An unpickled endpoint: ``uri`` holds a username and password already."""
+    return Endpoint(uri, Credentials(token=token) if token else None, retry)
 
 
 def _no_such_route(response) -> bool:
