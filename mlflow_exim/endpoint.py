@@ -74,6 +74,28 @@ _TRANSPORT = ("Max retries exceeded", "Connection aborted", "Connection refused"
               "Read timed out", "RemoteDisconnected", "error responses")
 
 
+# MLflow's settings of its HTTP requests, read from the environment at each request: a
+# value it cannot read fails every request with a message that reads like an outage.
+_HTTP_SETTINGS = (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", int), ("MLFLOW_HTTP_REQUEST_TIMEOUT", int),
+                  ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", int),
+                  ("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", float))
+
+
+def check_http_settings() -> None:
+    """One line naming the first ``MLFLOW_HTTP_REQUEST_*`` variable MLflow cannot read,
+    and what it takes there, before any request is sent."""
+    for name, kind in _HTTP_SETTINGS:
+        value = os.environ.get(name)
+        if value is None:
+            continue
+        try:
+            kind(value)
+        except ValueError:
+            words = "a whole number (no decimals)" if kind is int else "a number"
+            raise EximError(f"environment variable {name} is {value!r}: MLflow reads it as "
+                            f"{words}") from None
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How one side's requests survive a server that is down, drops connections, answers
@@ -310,6 +332,8 @@ class Endpoint:
             raise EximError(f"{uri.display_uri}: an endpoint already has its credentials "
                             "and retry policy")
         endpoint = uri if isinstance(uri, Endpoint) else cls(uri, credentials, retry)
+        if endpoint.is_http:
+            check_http_settings()
         endpoint._health.reset()  # an outage that ended an earlier command ends only that one
         if must_exist and endpoint.missing_store is not None:
             raise EximError(f"tracking store {endpoint.display_uri}: {endpoint.missing_store} "
