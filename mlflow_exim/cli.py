@@ -61,9 +61,23 @@ def _defaulted(*decls: str, default, shown: str, configurable: bool, help_text: 
 # --- servers and bundles -------------------------------------------------------------------
 
 def tracking_uri_option():
-    """The one server of an export or import."""
-    return click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True,
-                        help=f"Tracking server or store: {URI_HELP}.")
+    """The one server of an export or import, with --attempts and --timeout: how its
+    requests are retried. MLflow reads those from the environment only; a command with
+    one side puts them into its own process's environment (as a user would), so the
+    library runs as it does for any ``MLFLOW_HTTP_REQUEST_*`` settings."""
+    def decorate(func):
+        @functools.wraps(func)
+        def wrapper(attempts, timeout, **kwargs):
+            from mlflow_exim.endpoint import RetryPolicy
+
+            os.environ.update(RetryPolicy(attempts, timeout).environment())
+            return func(**kwargs)
+        for option in reversed(_retry_pair("--attempts", "--timeout", "the server",
+                                           configurable=False)):
+            wrapper = option(wrapper)
+        return click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True,
+                            help=f"Tracking server or store: {URI_HELP}.")(wrapper)
+    return decorate
 
 
 def src_uri_option(*, required: bool = True, dest: str = "src_uri", detail: str = ""):
@@ -107,6 +121,10 @@ def config_option(detail: str):
         help="A YAML migration config (see examples/migrate.yaml): source and target with "
              f"their credentials (as names of environment variables), selection, renames and "
              f"options. {detail}")
+
+
+SIDES_CONFIG = ("Only source and target are taken from it; --src-uri or --dst-uri replaces a "
+               "side (and its credentials).")
 
 
 # --- what is taken ---------------------------------------------------------------------------
@@ -340,20 +358,37 @@ def retry_options(func):
 
         return func(source_retry=RetryPolicy(src_attempts, src_timeout),
                     target_retry=RetryPolicy(dst_attempts, dst_timeout), **kwargs)
-    for flag, side in (("--dst-timeout", "target"), ("--dst-attempts", "target"),
-                       ("--src-timeout", "source"), ("--src-attempts", "source")):
-        if flag.endswith("attempts"):
-            text, metavar, default = (
-                f"Send each request to the {side} at most N times, with exponential backoff "
-                "while it is down, drops connections, answers 5xx or times out.", "N",
-                "MLFLOW_HTTP_REQUEST_MAX_RETRIES + 1")
-        else:
-            text, metavar, default = (
-                f"Seconds each try of a request waits for the {side}'s answer.", "SECONDS",
-                "MLFLOW_HTTP_REQUEST_TIMEOUT")
-        wrapper = click.option(flag, type=click.IntRange(min=1), default=None,
-                               metavar=metavar, help=_configurable(text, default))(wrapper)
+    for option in reversed((*_retry_pair("--src-attempts", "--src-timeout", "the source"),
+                            *_retry_pair("--dst-attempts", "--dst-timeout", "the target"))):
+        wrapper = option(wrapper)
     return wrapper
+
+
+def _retry_pair(attempts: str, timeout: str, side: str, *, configurable: bool = True):
+    """The options that make one side's ``RetryPolicy``; ``configurable`` where a config
+    file's ``attempts`` and ``timeout`` may give them instead."""
+    texts = ((attempts, "N", f"Send each request to {side} at most N times, with exponential "
+              "backoff while it is down, drops connections, answers 5xx or times out.",
+              "MLFLOW_HTTP_REQUEST_MAX_RETRIES + 1"),
+             (timeout, "SECONDS", f"Seconds each try of a request waits for {side}'s answer.",
+              "MLFLOW_HTTP_REQUEST_TIMEOUT"))
+    return [click.option(flag, type=click.IntRange(min=1), default=None, metavar=metavar,
+                         help=_configurable(text, default) if configurable
+                         else f"{text} [default: {default}]")
+            for flag, metavar, text, default in texts]
+
+
+def _connect_sides(config, src, dst, source_retry, target_retry, *, names=("src_uri", "dst_uri"),
+                   dst_must_exist=False):
+    """The two endpoints of a command with two sides: each flag's URI, else the config's
+    side with its credentials; each with its retry settings."""
+    from mlflow_exim.config import connect, load_config
+
+    loaded = load_config(config) if config else None
+    return (connect(src, loaded and loaded.source, names[0], must_exist=True,
+                    retry=source_retry),
+            connect(dst, loaded and loaded.target, names[1], must_exist=dst_must_exist,
+                    retry=target_retry))
 
 
 def report_option():
@@ -744,20 +779,25 @@ def import_model_version_command(input_dir, model, **options):
 @click.command("copy-run", epilog=EXIT_CODES)
 @click.option("--src-run-id", "--run-id", "run_id", required=True,
               help="Id of the run on the source.")
-@src_uri_option()
-@dst_uri_option()
+@src_uri_option(required=False, detail=" Or --config.")
+@dst_uri_option(required=False, detail=" Or --config.")
+@config_option(SIDES_CONFIG)
 @experiment_name_option("--dst-experiment-name", "--experiment-name", required=True)
 @source_tags_option()
+@retry_options
 @run_command
-def copy_run_command(run_id, src_uri, dst_uri, experiment_name, import_source_tags):
+def copy_run_command(run_id, src_uri, dst_uri, config, source_retry, target_retry,
+                     experiment_name, import_source_tags):
     """Copy one run from server to server; nothing is left on disk."""
-    return mlflow_exim.copy_run(run_id, src_uri, dst_uri, experiment_name,
+    src, dst = _connect_sides(config, src_uri, dst_uri, source_retry, target_retry)
+    return mlflow_exim.copy_run(run_id, src, dst, experiment_name,
                                 import_source_tags=import_source_tags)
 
 
 @click.command("copy-model-version", epilog=EXIT_CODES)
-@src_uri_option()
-@dst_uri_option()
+@src_uri_option(required=False, detail=" Or --config.")
+@dst_uri_option(required=False, detail=" Or --config.")
+@config_option(SIDES_CONFIG)
 @click.option("--src-model", required=True, help="Source registered model.")
 @click.option("--src-version", required=True, help="Source version number.")
 @click.option("--dst-model", required=True, help="Target registered model (created when "
@@ -772,13 +812,16 @@ def copy_run_command(run_id, src_uri, dst_uri, experiment_name, import_source_ta
 @source_tags_option("--copy-lineage-tags/--no-copy-lineage-tags", dest="copy_lineage_tags",
                     detail=": here mlflow_exim.src_version.* and the two URIs, by which a "
                            "later run finds the copy")
+@retry_options
 @output_options
 @report_option()
 @program
-def copy_model_version_command(report_path, as_json, **kwargs):
+def copy_model_version_command(report_path, as_json, src_uri, dst_uri, config, source_retry,
+                               target_retry, **kwargs):
     """Deep-copy a model version to another model or server (its run, logged model and
     artifacts travel). Running the same copy again creates nothing and exits 0."""
-    report = mlflow_exim.copy_model_version(**kwargs)
+    src, dst = _connect_sides(config, src_uri, dst_uri, source_retry, target_retry)
+    report = mlflow_exim.copy_model_version(src, dst, **kwargs)
     version = report.extra.get("model_version")
     if version and as_json:
         printed = json.dumps(version, sort_keys=True)
@@ -829,8 +872,7 @@ def migrate_command(report_path, **flags):
 @input_dir_option(required=False,
                   detail=" Compared, instead of a source server, with the target.")
 @dst_uri_option(required=False, dest="target", detail=" Or --config.")
-@config_option("Only source and target are taken from it; --src-uri or --dst-uri replaces a "
-               "side (and its credentials).")
+@config_option(SIDES_CONFIG)
 @experiments_option(paired=True)
 @models_option(paired=True)
 @click.option("--id-map", type=click.Path(exists=True, dir_okay=False), metavar="REPORT.json",
@@ -838,24 +880,30 @@ def migrate_command(report_path, **flags):
                    "on the target through its id map instead of by name.")
 @click.option("--artifact-content/--no-artifact-content", default=True, show_default=True,
               help="Compare artifacts byte for byte (otherwise paths and sizes only).")
+@retry_options
 @output_options
 @program
 def verify_command(source, input_dir, target, config, experiments, models, id_map,
-                   artifact_content, as_json):
+                   artifact_content, source_retry, target_retry, as_json):
     """Compare a source server (or a bundle) with the target field by field; print a
-    scorecard per kind of object; exit 1 on any difference."""
+    scorecard per kind of object; exit 1 on any difference. Sides that need different
+    bearer tokens or retry settings cannot share a process: the source's selection is
+    then exported into a temporary bundle first, and the bundle compared."""
+    from mlflow_exim import sides
     from mlflow_exim.config import connect, load_config
+    from mlflow_exim.migrate import verify_sides
 
-    loaded = load_config(config) if config else None
-    dst = connect(target, loaded and loaded.target, "target", must_exist=True)
     if input_dir:
-        card = mlflow_exim.verify_bundle(input_dir, dst, id_map=id_map,
-                                         compare_artifact_content=artifact_content)
+        loaded = load_config(config) if config else None
+        dst = connect(target, loaded and loaded.target, "target", must_exist=True,
+                      retry=target_retry)
+        card = sides.call(dst, mlflow_exim.verify_bundle, input_dir, dst, id_map=id_map,
+                          compare_artifact_content=artifact_content)
     else:
-        card = mlflow_exim.verify(connect(source, loaded and loaded.source, "source",
-                                          must_exist=True), dst,
-                                  experiments=experiments, models=models, id_map=id_map,
-                                  compare_artifact_content=artifact_content)
+        src, dst = _connect_sides(config, source, target, source_retry, target_retry,
+                                  names=("source", "target"), dst_must_exist=True)
+        card = verify_sides(src, dst, experiments=experiments, models=models, id_map=id_map,
+                            compare_artifact_content=artifact_content)
     _print(card, as_json)
     sys.exit(0 if card.ok else 1)
 

@@ -2,15 +2,23 @@
 (``copy-model-version``, the CI promotion dev → prod). Each goes through a temporary bundle:
 an export, then an import, so a copy is as faithful as a migration and leaves nothing on
 disk.
+
+Each side is read or written by its own phase (:func:`mlflow_exim.sides.call`): the
+source's reads (the version, its export) and the target's work (the lease, finding an
+earlier copy, the import), so that a side whose bearer token or retry policy this process's
+environment lacks does its phase in a child process that has it, as in ``migrate``.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
-from mlflow_exim import lease, lineage
+from mlflow.entities.model_registry import ModelVersion
+
+from mlflow_exim import lease, lineage, sides
 from mlflow_exim.catalog import open_bundle
 from mlflow_exim.endpoint import Endpoint
 from mlflow_exim.entities import registered_model as registered_model_entity
@@ -20,33 +28,44 @@ from mlflow_exim.exporter import export_model_version, export_run
 from mlflow_exim.importer import import_run, import_version_as
 from mlflow_exim.report import SKIPPED, Outcome, Report
 
+Uri = str | Endpoint
+
 # How long a copy waits for another copy of the same object to the same place (a CI retry
 # beside the first) to finish, after which it finds that copy and creates nothing.
 COPY_WAIT_SECONDS = 900
 
 
-def copy_run(run_id: str, src_uri: str, dst_uri: str, experiment_name: str, *,
+def copy_run(run_id: str, src_uri: Uri, dst_uri: Uri, experiment_name: str, *,
              import_source_tags: bool = False) -> Report:
     """Copy one run from server to server through a temporary bundle that is removed
     afterwards. A deleted run is copied and deleted on the target too. Two copies of the
-    same run into the same experiment at once take turns (see copy_model_version)."""
+    same run into the same experiment at once take turns (see copy_model_version). Either
+    side may be an :class:`Endpoint` with its own credentials and retry policy."""
     src, dst = Endpoint.connect(src_uri, must_exist=True), Endpoint.connect(dst_uri)
     key = json.dumps(["copy-run", src.display_uri, run_id, experiment_name])
-    with lease.held(dst, key, f"copy-run of {run_id} into {experiment_name}",
-                    wait=COPY_WAIT_SECONDS), \
-            tempfile.TemporaryDirectory(prefix="mlflow-exim-copy-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="mlflow-exim-copy-") as scratch:
         bundle_dir = Path(scratch) / "bundle"
-        exported = export_run(run_id, bundle_dir, tracking_uri=src, export_deleted_runs=True)
+        exported = sides.call(src, export_run, run_id, bundle_dir, tracking_uri=src,
+                              export_deleted_runs=True)
         exported.command = "copy-run"
         if not exported.ok:
             return exported
-        imported = import_run(bundle_dir, experiment_name, tracking_uri=dst,
-                              import_source_tags=import_source_tags)
+        imported = sides.call(dst, _import_run, dst, key, bundle_dir, run_id, experiment_name,
+                              import_source_tags)
     imported.command = "copy-run"
     return imported
 
 
-def copy_model_version(src_uri: str, dst_uri: str, src_model: str, src_version: str,
+def _import_run(dst: Endpoint, key: str, bundle_dir: Path, run_id: str, experiment_name: str,
+                import_source_tags: bool) -> Report:
+    """The target's phase of copy-run: the import, under the copy's lease."""
+    with lease.held(dst, key, f"copy-run of {run_id} into {experiment_name}",
+                    wait=COPY_WAIT_SECONDS):
+        return import_run(bundle_dir, experiment_name, tracking_uri=dst,
+                          import_source_tags=import_source_tags)
+
+
+def copy_model_version(src_uri: Uri, dst_uri: Uri, src_model: str, src_version: str,
                        dst_model: str, *, dst_experiment_name: str | None = None,
                        copy_stages_and_aliases: bool = False, aliases: tuple[str, ...] = (),
                        copy_lineage_tags: bool = False) -> Report:
@@ -54,7 +73,9 @@ def copy_model_version(src_uri: str, dst_uri: str, src_model: str, src_version: 
     its run, logged model and all artifacts travel, so the target never points at source
     storage. Its run goes into ``dst_experiment_name`` (default: the source experiment's
     name). Idempotent: if ``dst_model`` already holds a copy of the version, nothing is
-    created and the report says which version it is (``extra["model_version"]``).
+    created (nor exported) and the report says which version it is
+    (``extra["model_version"]``). Either side may be an :class:`Endpoint` with its own
+    credentials and retry policy.
 
     A copy is recognised by the lineage tags (``copy_lineage_tags``) or else by what it
     shares with the original: description, user tags, the run's name and start time, and
@@ -63,83 +84,109 @@ def copy_model_version(src_uri: str, dst_uri: str, src_model: str, src_version: 
     under a lease on the target (:mod:`mlflow_exim.lease`): the second finds the first's
     copy, and both report it."""
     src, dst = Endpoint.connect(src_uri, must_exist=True), Endpoint.connect(dst_uri)
-    try:
-        original = registered_model_entity.get_version(src, src_model, str(src_version))
-    except Exception:  # noqa: BLE001 - "not found" and friends
-        raise EximError(f"model version {src_model}/{src_version} not found on "
-                        f"{src.display_uri}") from None
-    key = json.dumps(["copy-model-version", src.display_uri, src_model, str(original.version),
-                      dst_model])
-    with lease.held(dst, key, f"copy-model-version of {src_model}/{original.version} to "
-                              f"{dst_model}", wait=COPY_WAIT_SECONDS):
-        return _copy_version(src, dst, original, dst_model, dst_experiment_name,
-                             copy_stages_and_aliases, aliases, copy_lineage_tags)
-
-
-
-def _copy_version(src: Endpoint, dst: Endpoint, original, dst_model: str,
-                  dst_experiment_name: str | None, copy_stages_and_aliases: bool,
-                  aliases: tuple[str, ...], copy_lineage_tags: bool) -> Report:
-    src_model = original.name
-    existing = _existing_copy(src, dst, original, dst_model)
-    if existing is not None:
-        return _already_copied(dst, original, existing, aliases)
+    original, wanted = sides.call(src, _original, src, src_model, str(src_version))
     options = ImportOptions(
         keep_numbers=False, update_existing=False, copy_stages=copy_stages_and_aliases,
         copy_aliases=copy_stages_and_aliases, extra_aliases=tuple(aliases),
         extra_version_tags=lineage.copy_lineage_tags(
             src_model, {"version": original.version, "run_id": original.run_id},
             src.display_uri, dst.display_uri) if copy_lineage_tags else {})
+    copy = _Copy(dst, src.display_uri, original, wanted, dst_model, dst_experiment_name,
+                 options)
+    done = sides.call(dst, copy.into_target, None)  # copied already: nothing to export
+    if done is not None:
+        return done
     with tempfile.TemporaryDirectory(prefix="mlflow-exim-copy-") as scratch:
         bundle_dir = Path(scratch) / "bundle"
-        exported = export_model_version(src_model, str(original.version), bundle_dir,
-                                        tracking_uri=src)
+        exported = sides.call(src, export_model_version, src_model, str(original.version),
+                              bundle_dir, tracking_uri=src)
         exported.command = "copy-model-version"
         if not exported.ok:
             return exported
-        report = import_version_as(open_bundle(bundle_dir), dst, "copy-model-version",
-                                   dst_model, dst_experiment_name, options)
-    created = report.extra["id_map"][VERSIONS].get(f"{src_model}/{original.version}")
-    if created:
-        version = dst.client.get_model_version(dst_model, created.rpartition("/")[2])
-        report.extra["model_version"] = _version_summary(version, "created")
-    return report
+        return sides.call(dst, copy.into_target, bundle_dir)
 
 
-def _existing_copy(src: Endpoint, dst: Endpoint, original, dst_model: str):
-    """The version of ``dst_model`` that is already a copy of ``original``, if any."""
+def _original(src: Endpoint, name: str, number: str) -> tuple:
+    """The source's phase of copy-model-version: the version, and what a copy of it shares
+    with it (see :func:`registered_model_entity.fingerprint`)."""
     try:
-        candidates = registered_model_entity.versions(dst, dst_model)
-    except Exception:  # noqa: BLE001 - no such model on the target yet
+        original = registered_model_entity.get_version(src, name, number)
+    except Exception:  # noqa: BLE001 - "not found" and friends
+        raise EximError(f"model version {name}/{number} not found on "
+                        f"{src.display_uri}") from None
+    return original, registered_model_entity.fingerprint(src, original)
+
+
+@dataclass(frozen=True)
+class _Copy:
+    """One copy-model-version, as the target's phase needs it."""
+
+    dst: Endpoint
+    src_display: str
+    original: ModelVersion
+    wanted: tuple
+    dst_model: str
+    dst_experiment_name: str | None
+    options: ImportOptions
+
+    def into_target(self, bundle_dir: Path | None) -> Report | None:
+        """Under the copy's lease: the report of the copy already on the target, else
+        the import of ``bundle_dir`` (None: only look for a copy)."""
+        original = self.original
+        key = json.dumps(["copy-model-version", self.src_display, original.name,
+                          str(original.version), self.dst_model])
+        with lease.held(self.dst, key, f"copy-model-version of {original.name}/"
+                                       f"{original.version} to {self.dst_model}",
+                        wait=COPY_WAIT_SECONDS):
+            existing = self.existing()
+            if existing is not None:
+                return self.already_copied(existing)
+            if bundle_dir is None:
+                return None
+            report = import_version_as(open_bundle(bundle_dir), self.dst,
+                                       "copy-model-version", self.dst_model,
+                                       self.dst_experiment_name, self.options)
+        created = report.extra["id_map"][VERSIONS].get(f"{original.name}/{original.version}")
+        if created:
+            version = self.dst.client.get_model_version(self.dst_model,
+                                                        created.rpartition("/")[2])
+            report.extra["model_version"] = _version_summary(version, "created")
+        return report
+
+    def existing(self):
+        """The version of ``dst_model`` that is already a copy of the original, if any."""
+        original = self.original
+        try:
+            candidates = registered_model_entity.versions(self.dst, self.dst_model)
+        except Exception:  # noqa: BLE001 - no such model on the target yet
+            return None
+        for candidate in candidates:
+            tags = candidate.tags or {}
+            if (tags.get(lineage.SRC_VERSION + "name") == original.name
+                    and tags.get(lineage.SRC_VERSION + "version") == str(original.version)
+                    and tags.get(lineage.SRC_CLIENT_URI) == self.src_display):
+                return candidate
+        for candidate in candidates:
+            if ((candidate.description or "") == (original.description or "")
+                    and registered_model_entity.fingerprint(self.dst, candidate)
+                    == self.wanted):  # the description first: the fingerprint reads more
+                return candidate
         return None
-    for candidate in candidates:
-        tags = candidate.tags or {}
-        if (tags.get(lineage.SRC_VERSION + "name") == original.name
-                and tags.get(lineage.SRC_VERSION + "version") == str(original.version)
-                and tags.get(lineage.SRC_CLIENT_URI) == src.display_uri):
-            return candidate
-    wanted = None
-    for candidate in candidates:
-        if (candidate.description or "") != (original.description or ""):
-            continue  # cheap test first; the fingerprint reads runs and models
-        wanted = wanted or registered_model_entity.fingerprint(src, original)
-        if registered_model_entity.fingerprint(dst, candidate) == wanted:
-            return candidate
-    return None
 
-
-def _already_copied(dst: Endpoint, original, existing, aliases: tuple[str, ...]) -> Report:
-    """Nothing is created; asked-for aliases are pointed at the existing copy."""
-    report = Report("copy-model-version")
-    outcome = Outcome(VERSIONS, f"{original.name}/{original.version}", existing.name,
-                      status=SKIPPED, target_id=f"{existing.name}/{existing.version}",
-                      reason=f"already present as {existing.name} version {existing.version}")
-    report.add(outcome)
-    for alias in aliases:
-        if alias not in (existing.aliases or []):
-            dst.client.set_registered_model_alias(existing.name, alias, existing.version)
-    report.extra["model_version"] = _version_summary(existing, "already_present")
-    return report
+    def already_copied(self, existing) -> Report:
+        """Nothing is created; asked-for aliases are pointed at the existing copy."""
+        original = self.original
+        report = Report("copy-model-version")
+        report.add(Outcome(VERSIONS, f"{original.name}/{original.version}", existing.name,
+                           status=SKIPPED, target_id=f"{existing.name}/{existing.version}",
+                           reason=f"already present as {existing.name} version "
+                                  f"{existing.version}"))
+        for alias in self.options.extra_aliases:
+            if alias not in (existing.aliases or []):
+                self.dst.client.set_registered_model_alias(existing.name, alias,
+                                                           existing.version)
+        report.extra["model_version"] = _version_summary(existing, "already_present")
+        return report
 
 
 def _version_summary(version, status: str) -> dict:

@@ -15,8 +15,8 @@ immutable string: nothing is shared between threads but MLflow's own caches.
 A bearer token, and how many times and how long MLflow tries each request, MLflow takes
 only from the process environment (``MLFLOW_TRACKING_TOKEN``, ``MLFLOW_HTTP_REQUEST_*``).
 An endpoint that needs them says so (:attr:`Endpoint.environment`); its client is then
-only opened in a process whose environment holds them: ``migrate`` runs each side's
-phase in a child process of its own (:mod:`mlflow_exim.sides`).
+only opened in a process whose environment holds them: ``migrate``, the copies and
+``verify`` run each side's phase in a child process of its own (:mod:`mlflow_exim.sides`).
 """
 
 from __future__ import annotations
@@ -72,6 +72,28 @@ CONTENTION_ATTEMPTS = 5
 # the server was unreachable, dropped the connection, was too slow or kept answering 5xx.
 _TRANSPORT = ("Max retries exceeded", "Connection aborted", "Connection refused",
               "Read timed out", "RemoteDisconnected", "error responses")
+
+
+# MLflow's settings of its HTTP requests, read from the environment at each request: a
+# value it cannot read fails every request with a message that reads like an outage.
+_HTTP_SETTINGS = (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", int), ("MLFLOW_HTTP_REQUEST_TIMEOUT", int),
+                  ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", int),
+                  ("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", float))
+
+
+def check_http_settings() -> None:
+    """One line naming the first ``MLFLOW_HTTP_REQUEST_*`` variable MLflow cannot read,
+    and what it takes there, before any request is sent."""
+    for name, kind in _HTTP_SETTINGS:
+        value = os.environ.get(name)
+        if value is None:
+            continue
+        try:
+            kind(value)
+        except ValueError:
+            words = "a whole number (no decimals)" if kind is int else "a number"
+            raise EximError(f"environment variable {name} is {value!r}: MLflow reads it as "
+                            f"{words}") from None
 
 
 @dataclass(frozen=True)
@@ -310,6 +332,8 @@ class Endpoint:
             raise EximError(f"{uri.display_uri}: an endpoint already has its credentials "
                             "and retry policy")
         endpoint = uri if isinstance(uri, Endpoint) else cls(uri, credentials, retry)
+        if endpoint.is_http:
+            check_http_settings()
         endpoint._health.reset()  # an outage that ended an earlier command ends only that one
         if must_exist and endpoint.missing_store is not None:
             raise EximError(f"tracking store {endpoint.display_uri}: {endpoint.missing_store} "
@@ -319,6 +343,11 @@ class Endpoint:
 
     def __repr__(self) -> str:
         return f"Endpoint({self.display_uri!r})"
+
+    def __reduce__(self):
+        """Pickled as its URI and settings (a side's phase in a child process, see
+        :mod:`mlflow_exim.sides`); the child opens its own client."""
+        return _rebuilt, (self.uri, self.token, self.retry)
 
     @property
     def environment(self) -> dict[str, str]:
@@ -357,7 +386,8 @@ class Endpoint:
             missing = sorted(k for k, v in self.environment.items() if os.environ.get(k) != v)
             raise EximError(f"{self.display_uri}: this side's client needs {', '.join(missing)} "
                             "in its process's environment (MLflow reads them from there "
-                            "only); migrate runs each side in a process of its own")
+                            "only); mlflow_exim.sides.call runs a side in a process that "
+                            "has them")
         try:
             client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
             _ = client._tracking_client.store
@@ -447,6 +477,11 @@ class Endpoint:
             raise EximError(
                 f"cannot reach tracking server {self.display_uri}: {redact(str(exc))}"
             ) from None
+
+
+def _rebuilt(uri: str, token: str | None, retry: RetryPolicy) -> Endpoint:
+    """An unpickled endpoint: ``uri`` holds a username and password already."""
+    return Endpoint(uri, Credentials(token=token) if token else None, retry)
 
 
 def _no_such_route(response) -> bool:

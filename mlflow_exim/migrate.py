@@ -6,7 +6,8 @@ file's value, as a flag does on the command line. Each side is an
 :class:`~mlflow_exim.endpoint.Endpoint` with its own credentials, so two servers with
 different users are copied in one process without touching its environment. Running it
 again (nightly, with ``since``) moves only what is new: the export takes what changed, and
-the import skips what the target already holds.
+the import skips what the target already holds. :func:`verify_sides` compares two such
+sides.
 """
 
 from __future__ import annotations
@@ -22,9 +23,13 @@ from mlflow_exim import sides
 from mlflow_exim.bundle.format import MANIFEST_FILE
 from mlflow_exim.config import MigrationConfig, connect, load_config
 from mlflow_exim.endpoint import Endpoint, RetryPolicy
+from mlflow_exim.errors import EximError
+from mlflow_exim.exporter import export_all, export_models
+from mlflow_exim.importer import import_all
 from mlflow_exim.report import Report
 from mlflow_exim.selection import Renames, RunFilter, Selection
 from mlflow_exim.shard import Shard
+from mlflow_exim.verify import Scorecard, verify, verify_bundle
 from mlflow_exim.work import DEFAULT_WORKERS
 
 COMMAND = "migrate"
@@ -99,11 +104,12 @@ def _migrate(src: Endpoint, dst: Endpoint, *, bundle_dir, experiments, models, r
              experiment_renames, model_renames, import_source_tags, export_deleted_runs,
              stage_to_alias, workers, dry_run, shard) -> Report:
     with _bundle_location(None if dry_run else bundle_dir, shard) as location:
-        exported = sides.call(src, "export_all", location, experiments=experiments,
+        exported = sides.call(src, export_all, location, tracking_uri=src,
+                              experiments=experiments,
                               models=models, run_filter=run_filter,
                               export_deleted_runs=export_deleted_runs, workers=workers,
                               shard=shard)
-        imported = sides.call(dst, "import_all", location,
+        imported = sides.call(dst, import_all, location, tracking_uri=dst,
                               import_source_tags=import_source_tags,
                               stage_to_alias=stage_to_alias,
                               experiment_renames=experiment_renames,
@@ -135,3 +141,36 @@ def _bundle_location(bundle_dir: str | Path | None, shard: Shard | None) -> Iter
         shutil.rmtree(path)  # the previous migration's; this one exports anew
     yield path
 
+
+
+def verify_sides(src: Endpoint, dst: Endpoint, *, experiments: Selection | None = None,
+                 models: Selection | None = None, id_map=None,
+                 compare_artifact_content: bool = True) -> Scorecard:
+    """:func:`mlflow_exim.verify` of two sides whose clients may each need a process of
+    their own (a bearer token, a retry policy: see :mod:`mlflow_exim.sides`). Sides that
+    need the same environment are compared in one process (this one, or a child that has
+    it). Otherwise no process can hold both, so the selection is first exported from the
+    source into a temporary bundle (in the source's process; deleted experiments and runs
+    included, as verify compares them) and that bundle compared with the target (in the
+    target's process); the scorecard names the source server."""
+    if src.environment == dst.environment:
+        return sides.call(src, verify, src, dst, experiments=experiments, models=models,
+                          id_map=id_map, compare_artifact_content=compare_artifact_content)
+    if experiments is None and models is None:
+        experiments = models = "all"
+    with tempfile.TemporaryDirectory(prefix="mlflow-exim-verify-") as scratch:
+        bundle_dir = Path(scratch) / "bundle"
+        if experiments in (None, "none"):
+            exported = sides.call(src, export_models, models, bundle_dir, tracking_uri=src)
+        else:
+            exported = sides.call(src, export_all, bundle_dir, tracking_uri=src,
+                                  experiments=experiments, models=models or "none",
+                                  export_deleted_runs=True)
+        if not exported.ok:
+            failed = ", ".join(f"{o.kind} {o.source_id}" for o in exported.failures[:5])
+            raise EximError(f"verify: {len(exported.failures)} object(s) of "
+                            f"{src.display_uri} could not be read to be compared ({failed})")
+        card = sides.call(dst, verify_bundle, bundle_dir, dst, id_map=id_map,
+                          compare_artifact_content=compare_artifact_content)
+    card.src = src.display_uri
+    return card

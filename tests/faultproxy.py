@@ -1,9 +1,11 @@
 """A loopback HTTP proxy in front of a real MLflow server that misbehaves on demand.
 
 Faults are armed for the requests whose path contains a text (``"/runs/create"``, or
-``""`` for every request), a given number of times: answer 503 without forwarding, drop
-the connection before forwarding (the server never sees the request) or after it (the
-server did the work; its answer is lost), answer only after a delay, or drop everything
+``""`` for every request; a text ending in ``$`` must end the path, query apart:
+``"/mlflow/logged-models$"`` is the create, not the search), a given number of times:
+answer 503 without forwarding, drop the connection before forwarding (the server never
+sees the request) or after it (the server did the work; its answer is lost), answer only
+after a delay, or drop everything
 for a while (an outage), or run a function first (kill the server behind it). A request
 the server behind cannot take (it is down) has its connection dropped. With ``token`` it
 also plays an authenticating front end: any request without ``Authorization: Bearer
@@ -75,7 +77,8 @@ class FaultProxy:
     def _take(self, path: str) -> _Fault | None:
         with self._lock:
             for fault in self.faults:
-                if fault.times > 0 and fault.path in path:
+                if fault.times > 0 and (path.partition("?")[0].endswith(fault.path[:-1])
+                                        if fault.path.endswith("$") else fault.path in path):
                     fault.times -= 1
                     return fault
         return None

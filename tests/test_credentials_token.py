@@ -5,6 +5,7 @@ searched for each secret."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -94,3 +95,58 @@ def test_a_token_per_side_and_no_secret_in_anything_written(stack, proxies, uniq
     assert refused.returncode == 2 and "wrong or missing credentials" in refused.stderr
     assert DST_TOKEN not in refused.stderr
     assert _leaks(tmp_path, moved, again, unreachable) == []
+
+
+def _command(*args, env: dict | None = None) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "SRC_T": SRC_TOKEN, "DST_T": DST_TOKEN, **(env or {})}
+    environment.pop("MLFLOW_TRACKING_TOKEN", None)
+    return subprocess.run([sys.executable, "-m", "mlflow_exim", *map(str, args)],
+                          env=environment, capture_output=True, text=True, timeout=600)
+
+
+def test_copies_and_verify_take_a_token_per_side(stack, proxies, unique, tmp_path):
+    """The CI promotion between two token-protected servers: copy-model-version and
+    copy-run with each side's token (and retry settings) from a config, verify of the
+    result; each server sees its own token only, and no token reaches any output."""
+    src, dst = proxies
+    client = MlflowClient(stack.source.uri)
+    experiment = client.create_experiment(f"{unique}-exp")
+    run_id = make_run(client, experiment, "r0", 0)
+    _upload(client, run_id, {"model/weights.txt": b"weights\n"})
+    client.create_registered_model(f"{unique}-model")
+    client.create_model_version(f"{unique}-model", f"runs:/{run_id}/model", run_id=run_id)
+    config = tmp_path / "sides.yaml"
+    config.write_text(f"source: {{tracking_uri: '{src.uri}', token_env: SRC_T, attempts: 3}}\n"
+                      f"target: {{tracking_uri: '{dst.uri}', token_env: DST_T}}\n")
+    src.authorizations.clear()
+    dst.authorizations.clear()
+
+    copy = ["copy-model-version", "--config", config, "--src-model", f"{unique}-model",
+            "--src-version", 1, "--dst-model", f"{unique}-prod", "--dst-experiment-name",
+            f"{unique}-prod-exp", "--dst-timeout", 30, "--output", "json"]
+    first = _command(*copy, "--report", tmp_path / "copy.json")
+    assert first.returncode == 0, first.stderr
+    again = _command(*copy)
+    assert again.returncode == 0, again.stderr
+    assert [json.loads(r.stdout)["status"] for r in (first, again)] == [
+        "created", "already_present"]
+    target = MlflowClient(stack.target.uri)
+    (version,) = target.search_model_versions(f"name = '{unique}-prod'")
+    assert [a.path for a in target.list_artifacts(version.run_id, "model")] == [
+        "model/weights.txt"]
+
+    run = _command("copy-run", "--config", config, "--run-id", run_id,
+                   "--dst-experiment-name", f"{unique}-runs", "--report", tmp_path / "run.json")
+    assert run.returncode == 0, run.stderr
+    copied = target.get_experiment_by_name(f"{unique}-runs")
+    assert len(target.search_runs([copied.experiment_id])) == 1
+
+    # Two tokens cannot share a process: the source's side is exported first, then compared.
+    verified = _command("verify", "--config", config, "--models", f"{unique}-model",
+                        "--id-map", tmp_path / "copy.json", "--json")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    card = json.loads(verified.stdout)
+    assert card["src"] == src.uri and card["totals"]["model_versions"] == 1
+    assert set(src.authorizations) == {f"Bearer {SRC_TOKEN}"}
+    assert set(dst.authorizations) == {f"Bearer {DST_TOKEN}"}
+    assert _leaks(tmp_path, first, again, run, verified) == []

@@ -338,3 +338,57 @@ def test_a_lease_is_refused_while_held_and_taken_over_once_expired(tmp_path, mon
         tags = store.client.get_registered_model(lease.name_of("job")).tags
         assert tags[lease.OWNER] != "killed"
     assert store.client.search_registered_models() == []
+
+
+# Creates sent again after a lost answer ------------------------------------------------------
+
+def test_a_create_sent_again_after_a_lost_answer_makes_one_version_and_one_model(
+        stack, unique):
+    """The server creates a model version (or a logged model), then the connection drops
+    before its answer; MLflow sends the create again and the server creates another. The
+    import keeps one, with the source's number, and deletes the other in the same run, in
+    a migrate (numbers kept) and in a copy-model-version (next number). (A resend of a
+    version whose number is kept uses that number up: a later version arrives under the
+    next one, with a warning, as for any number already taken.)"""
+    client = MlflowClient(stack.source.uri)
+    experiment = client.create_experiment(f"{unique}-src")
+    run_id = make_run(client, experiment, "r0", 0)
+    logged = client.create_logged_model(experiment, name="net", source_run_id=run_id,
+                                        model_type="demo", params={"depth": "3"})
+    client.finalize_logged_model(logged.model_id, "READY")
+    model = f"{unique}-model"
+    client.create_registered_model(model)
+    client.create_model_version(model, f"models:/{logged.model_id}", run_id=run_id,
+                                model_id=logged.model_id)
+    client.create_model_version(model, f"runs:/{run_id}/model", run_id=run_id)
+    proxy = FaultProxy(stack.target.uri)
+    try:
+        # The first version's create goes through; the second's is sent three times.
+        proxy.arm("/model-versions/create", "delay", 1, seconds=0)
+        proxy.arm("/model-versions/create", "drop-after", 2)
+        proxy.arm("/mlflow/logged-models$", "drop-after", 1)
+        moved = cli("migrate", "--src-uri", stack.source.uri, "--dst-uri", proxy.uri,
+                    "--experiments", f"{unique}-src", "--models", model,
+                    "--experiment-rename", f"{unique}-src={unique}-dst", "--dst-attempts", 4)
+        assert moved.returncode == 0, moved.stderr
+        assert "arrived as version" not in moved.stderr
+        assert proxy.fired() == 3
+        proxy.arm("/model-versions/create", "drop-after", 1)
+        copied = cli("copy-model-version", "--src-uri", stack.source.uri, "--dst-uri",
+                     proxy.uri, "--src-model", model, "--src-version", 2, "--dst-model",
+                     f"{unique}-prod", "--dst-experiment-name", f"{unique}-prod",
+                     "--dst-attempts", 4, "--output", "json")
+        assert copied.returncode == 0, copied.stderr
+        assert proxy.fired() == 4
+    finally:
+        proxy.close()
+    target = MlflowClient(stack.target.uri)
+    versions = target.search_model_versions(f"name = '{model}'")
+    assert sorted(v.version for v in versions) == ["1", "2"]
+    assert all(lineage.PENDING not in v.tags for v in versions)
+    (only,) = target.search_model_versions(f"name = '{unique}-prod'")
+    assert json.loads(copied.stdout)["version"] == only.version == "1"
+    moved_to = target.get_experiment_by_name(f"{unique}-dst").experiment_id
+    (net,) = target.search_logged_models([moved_to])
+    assert lineage.PENDING not in net.tags
+    assert {v.source for v in versions} >= {f"models:/{net.model_id}"}

@@ -29,7 +29,7 @@ from mlflow_exim.entities.run import MAX_METRICS_PER_BATCH
 from mlflow_exim.errors import BundleError, EximError
 from mlflow_exim.idmap import IdMap
 from mlflow_exim.kind import CREATE, REDO, SKIP, ExportContext, ImportContext, Kind, Step, planning
-from mlflow_exim.report import Outcome
+from mlflow_exim.report import Outcome, log, one_line
 from mlflow_exim.work import Workers, paged, progress_bar
 
 LOGGED_MODEL_FILE = "logged_model.json"
@@ -263,6 +263,7 @@ def _plan(ctx: ImportContext) -> list[Step]:
             if present is not None:
                 step.action, step.reason = SKIP, "already present"
                 step.target_id = present.model_id
+                step.leftovers = half_written.get(source_id, [])  # see _delete_resent
                 ctx.idmap.add(NAME, source_id, present.model_id)
             elif source_id in half_written:
                 step.action, step.leftovers = REDO, half_written[source_id]
@@ -293,6 +294,28 @@ def _apply(ctx: ImportContext, steps: list[Step]) -> None:
 
     ctx.objects.each(apply, steps)
     bar.close()
+    _delete_resent(ctx, steps)
+
+
+def _delete_resent(ctx: ImportContext, steps: list[Step]) -> None:
+    """Delete the logged models created twice. MLflow sends a create again when its
+    answer was lost (a dropped connection, a timeout; see MLFLOW_HTTP_REQUEST_MAX_RETRIES),
+    and the server may have created the model each time: the copy not used stays tagged
+    pending with its source id beside the complete one. One listing per experiment that
+    got a model; under the import's lease no other job writes there. A failure here is a
+    warning: a re-run deletes what is left."""
+    experiments = {ctx.target_experiment(ctx.bundle.facts[NAME][step.source_id]
+                                         ["experiment_id"])
+                   for step in steps if step.action in (CREATE, REDO) or step.leftovers}
+    for experiment in sorted(e for e in experiments if e is not None):
+        try:
+            complete, half_written = find_imported(ctx.dst, experiment)
+            for source_id in complete.keys() & half_written.keys():
+                for model_id in half_written[source_id]:
+                    ctx.dst.client.delete_logged_model(model_id)
+        except Exception as exc:  # noqa: BLE001 - the import itself is done
+            log.warning("logged models of experiment %s created twice were not deleted: %s",
+                        experiment, one_line(exc))
 
 
 def _export(ctx: ExportContext, model_id: str, model: LoggedModel, directory: Path,

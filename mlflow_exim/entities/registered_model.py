@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
+from mlflow.exceptions import MlflowException
 
 from mlflow_exim import lineage
 from mlflow_exim.bundle.format import Section, singular
@@ -374,16 +376,20 @@ def _import_version(dst: Endpoint, doc: dict, v: dict, name: str,
     source, run_id, model_id = target
     tags = _version_tags(doc, v, options)
     keep_number = options.keep_numbers
+    wanted = int(v["version"])
+    placeholders: list[str] = []
 
     def create() -> ModelVersion:
-        return create_model_version(
-            dst, name, source, run_id=run_id, tags={**tags, lineage.PENDING: "true"},
+        nonce = uuid.uuid4().hex  # the pending marker's value: this create's, and a resend's
+        created = create_model_version(
+            dst, name, source, run_id=run_id, tags={**tags, lineage.PENDING: nonce},
             run_link=v.get("run_link"), description=v["description"] or None,
             model_id=model_id)
+        kept, resent = _one_of_resent(dst, name, created, nonce, wanted if keep_number else 0)
+        placeholders.extend(resent)
+        return kept
 
     created = create()
-    wanted = int(v["version"])
-    placeholders = []
     while keep_number and int(created.version) < wanted:
         dst.client.delete_model_version(name, created.version)  # a placeholder for a gap
         placeholders.append(str(created.version))
@@ -397,6 +403,32 @@ def _import_version(dst: Endpoint, doc: dict, v: dict, name: str,
         _set_stage(dst, name, created.version, v["current_stage"])
     dst.client.delete_model_version_tag(name, created.version, lineage.PENDING)
     return str(created.version)
+
+
+def _one_of_resent(dst: Endpoint, name: str, created: ModelVersion, nonce: str,
+                   floor: int) -> tuple[ModelVersion, list[str]]:
+    """The one version kept of a create MLflow may have sent more than once, and the
+    numbers of the others, deleted. MLflow sends a request again when its answer was lost
+    (a dropped connection, a timeout; see MLFLOW_HTTP_REQUEST_MAX_RETRIES), and the server
+    may have created the version each time: the copies carry the same pending marker,
+    numbered just below the one the last answer gave. The first numbered at least
+    ``floor`` (the wanted number, when numbers are kept) is kept, else the last."""
+    copies = [created]
+    while int(copies[0].version) > 1:
+        try:
+            below = get_version(dst, name, str(int(copies[0].version) - 1))
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            break  # deleted (a placeholder), or never there
+        if (below.tags or {}).get(lineage.PENDING) != nonce:
+            break
+        copies.insert(0, below)
+    kept = next((c for c in copies if int(c.version) >= floor), copies[-1])
+    resent = [str(c.version) for c in copies if c is not kept]
+    for number in resent:
+        dst.client.delete_model_version(name, number)
+    return kept, resent
 
 
 def create_model_version(dst: Endpoint, name: str, source: str, *, run_id: str | None,

@@ -616,18 +616,26 @@ def _export(ctx: ExportContext, run_id: str, experiment_id: str, directory: Path
 
 def _unchanged(ctx: ExportContext, run_id: str, _experiment_id: str, directory: Path) -> bool:
     """Whether a run written by an earlier (interrupted or complete) export of the same
-    selection still reads the same at the source: it had ended, and its info, params, tags,
-    inputs, outputs and metric keys are as written. Points or files added to an ended run
-    under keys it already had are not seen; ``overwrite`` exports everything anew."""
+    selection still reads the same at the source: it had ended, its info, params, tags,
+    inputs, outputs and metric keys are as written, and each metric's latest point (the
+    one the run itself reports) has the step and time of the last one written, so that a
+    point logged later to an ended run is seen without reading its history. Files added
+    to an ended run are not seen; ``overwrite`` exports everything anew."""
     try:
         doc = read_json(directory / RUN_FILE)
         if not RunStatus.is_terminated(RunStatus.from_string(doc["info"]["status"])):
             return False
         run = ctx.src.client.get_run(run_id)
         fresh = to_doc(run, doc["metrics"]["points"], doc["artifacts"]["files"])
+        if json.loads(dumps(fresh)) != doc:
+            return False
+        written: dict[str, tuple[int, int]] = {}
+        for point in _read_metric_history(directory / METRICS_FILE):
+            written[point.key] = max(written.get(point.key, (point.step, point.timestamp)),
+                                     (point.step, point.timestamp))
     except Exception:  # noqa: BLE001 - written again, which reports what goes wrong
         return False
-    return json.loads(dumps(fresh)) == doc
+    return written == {m.key: (m.step, m.timestamp) for m in run.data._metric_objs}
 
 
 NAME = "runs"

@@ -118,3 +118,32 @@ def test_a_token_endpoint_opens_its_client_only_where_the_environment_holds_the_
     with pytest.raises(EximError, match="MLFLOW_TRACKING_TOKEN") as caught:
         _ = side.client
     assert "s3cret" not in str(caught.value) and "s3cret" not in repr(side)
+
+
+@pytest.mark.parametrize("name, value, words", [
+    ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0.5", "a whole number"),
+    ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "many", "a whole number"),
+    ("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "some", "a number"),
+])
+def test_an_http_setting_mlflow_cannot_read_is_one_line_before_any_request(
+        monkeypatch, name, value, words):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(EximError) as caught:  # no server there: the setting comes first
+        endpoint.Endpoint.connect("http://127.0.0.1:9")
+    assert str(caught.value) == (f"environment variable {name} is {value!r}: MLflow reads "
+                                 f"it as {words}" + (" (no decimals)" if "whole" in words
+                                                     else ""))
+    monkeypatch.setenv(name, "1")
+    with pytest.raises(EximError, match="cannot reach"):
+        endpoint.Endpoint.connect("http://127.0.0.1:9")
+
+
+def test_an_endpoint_travels_to_a_child_with_its_credentials_and_retry_policy():
+    import pickle
+
+    side = endpoint.Endpoint("http://127.0.0.1:9", endpoint.Credentials(token="t0k"),
+                             endpoint.RetryPolicy(3, 7))
+    again = pickle.loads(pickle.dumps(side))
+    assert (again.uri, again.token, again.retry) == (side.uri, "t0k", side.retry)
+    basic = endpoint.Endpoint("http://h:1", endpoint.Credentials("al", "pw"))
+    assert pickle.loads(pickle.dumps(basic)).uri == "http://al:pw@h:1"

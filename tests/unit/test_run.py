@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from mlflow.entities import Metric, Param, RunTag
 
 from mlflow_exim.entities.run import _log_batches
@@ -22,3 +24,34 @@ def test_log_batches_of_an_empty_run_and_of_a_small_one():
     assert list(_log_batches([], [], iter([]))) == []
     (only,) = _log_batches([Param("a", "1")], [RunTag("b", "2")], [Metric("m", 1.0, 0, 0)])
     assert [len(part) for part in only] == [1, 1, 1]
+
+
+def test_a_refresh_sees_points_logged_to_a_run_that_had_ended(tmp_path):
+    """On an embedded store: an export into its own complete bundle keeps an ended run
+    that is unchanged, and writes again one that got a metric point after it ended."""
+    from mlflow import MlflowClient
+
+    import mlflow_exim
+    from mlflow_exim.bundle.jsonio import read_json
+
+    uri = f"sqlite:///{tmp_path / 'src.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("refresh")
+    runs = []
+    for name in ("still", "grows"):
+        run = client.create_run(experiment, run_name=name).info.run_id
+        client.log_batch(run, metrics=[Metric("loss", 1.0 / s, 1000 + s, s) for s in (1, 2)])
+        client.set_terminated(run)
+        runs.append(run)
+    bundle = tmp_path / "bundle"
+
+    def export() -> dict[str, Path]:
+        assert mlflow_exim.export_experiment("refresh", bundle, tracking_uri=uri).ok
+        return {run: next(bundle.rglob(f"{run}/run.json")) for run in runs}
+
+    first = export()
+    kept = {run: path.stat().st_ino for run, path in first.items()}
+    client.log_metric(runs[1], "loss", 0.1, timestamp=1003, step=3)
+    again = export()
+    assert again[runs[0]].stat().st_ino == kept[runs[0]]  # unchanged: kept
+    assert read_json(again[runs[1]])["metrics"]["points"] == 3  # written again
