@@ -20,14 +20,18 @@ from pathlib import Path
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-# Runs one CLI command in this process and reports the process's own peak RSS.
+# Runs one CLI command in this process and reports the process's own peak RSS: VmHWM of
+# its memory after exec (getrusage's ru_maxrss would not do: Linux keeps in it the peak of
+# the image before exec, that of the benchmark that forked it).
 MEASURE = """
-import resource, sys
+import sys
 from mlflow_exim.cli import main
 try:
     main(sys.argv[1:], standalone_mode=False)
 finally:
-    sys.stderr.write(f"PEAK_RSS_KB {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n")
+    with open("/proc/self/status") as status:
+        peak = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    sys.stderr.write(f"PEAK_RSS_KB {peak}\\n")
 """
 
 
