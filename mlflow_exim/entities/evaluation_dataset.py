@@ -219,21 +219,21 @@ def _plan(ctx: ImportContext) -> list[Step]:
         step = Step(NAME, source_id, doc["name"], CREATE, "would be created")
         with planning(step):
             ctx.require(CAPABILITY)
-            found = None if ctx.empty_target else find(ctx.dst, doc,
-                                                       *target_experiments_now(ctx, doc))
+            known, linked = target_experiments_now(ctx, doc)
+            found = None if ctx.empty_target else find(ctx.dst, doc, known, linked)
             if found is not None:
-                _plan_present(ctx, doc, step, found)
+                _plan_present(ctx, doc, step, found, known)
         steps.append(step)
     return steps
 
 
-def _plan_present(ctx: ImportContext, doc: dict, step: Step, found: EvaluationDataset) -> None:
+def _plan_present(ctx: ImportContext, doc: dict, step: Step, found: EvaluationDataset,
+                  known: list[str]) -> None:
     step.target_id, step.present = found.dataset_id, found
     ctx.idmap.add(NAME, step.source_id, found.dataset_id)
     changed = [f"tag {k}" for k, v in target_tags(doc).items() if (found.tags or {}).get(k) != v]
     if lineage.PENDING in (found.tags or {}):
         changed.append("records (left half-written)")
-    known, _ = target_experiments_now(ctx, doc)
     if links.to_be_created(ctx, doc["experiment_ids"]) or not set(known) <= set(
             ctx.dst.store.get_dataset_experiment_ids(found.dataset_id)):
         changed.append("experiments")
@@ -261,8 +261,8 @@ def _apply_one(ctx: ImportContext, step: Step) -> None:
             ctx.idmap.add(NAME, step.source_id, found.dataset_id)
             _send_records(ctx, step.source_id, found.dataset_id, outcome)
         else:
-            missing = [i for i in experiments
-                       if i not in ctx.dst.store.get_dataset_experiment_ids(found.dataset_id)]
+            belongs = set(ctx.dst.store.get_dataset_experiment_ids(found.dataset_id))
+            missing = [i for i in experiments if i not in belongs]
             if missing:
                 ctx.dst.client.add_dataset_to_experiments(found.dataset_id, missing)
             changed = {k: v for k, v in tags.items() if (found.tags or {}).get(k) != v}
