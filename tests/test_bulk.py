@@ -148,7 +148,8 @@ def test_sigkill_while_writing_then_rerun_verifies_100_percent(stack, workload):
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     assert writing, "the import had ended before the kill"
-    complete = {run.data.tags[lineage.SOURCE_RUN_ID] for run in _runs_of(client, workload.prefix)
+    complete = {run.data.tags[lineage.SOURCE_RUN_ID]
+                for run in _settled_runs_of(client, workload.prefix)
                 if lineage.SOURCE_RUN_ID in run.data.tags and lineage.PENDING not in run.data.tags}
     print(f"random seed {seed}: killed once {kill_at} runs were on the target; "
           f"{len(complete)} of {len(bundle_runs)} were complete")
@@ -164,6 +165,23 @@ def test_sigkill_while_writing_then_rerun_verifies_100_percent(stack, workload):
     assert all(card.identical[kind] == card.totals[kind] for kind in card.totals)
     again = mlflow_exim.import_all(workload.bundle, tracking_uri=stack.target.uri)
     assert _statuses(again) == {SKIPPED}
+
+
+def _settled_runs_of(client: MlflowClient, prefix: str) -> list:
+    """The runs of :func:`_runs_of` once the server has finished the requests the killed
+    import had in flight: a request sent just before SIGKILL (a run's last step, deleting
+    its pending tag) still completes on the server, so the runs are read until three reads
+    half a second apart agree."""
+    def state(runs: list) -> list:
+        return sorted((r.info.run_id, r.info.status, r.info.lifecycle_stage,
+                       sorted(r.data.tags.items())) for r in runs)
+    reads = [_runs_of(client, prefix)]
+    deadline = time.monotonic() + 60
+    while len(reads) < 3 or len({repr(state(runs)) for runs in reads[-3:]}) > 1:
+        assert time.monotonic() < deadline, "the target's runs still changed 60 s after the kill"
+        time.sleep(0.5)
+        reads.append(_runs_of(client, prefix))
+    return reads[-1]
 
 
 def _runs_of(client: MlflowClient, prefix: str) -> list:
