@@ -38,7 +38,7 @@ import math
 import re
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import groupby, islice
 from operator import itemgetter
@@ -259,8 +259,10 @@ class _ServerSide:
         listed = dataset_entity.search(self.endpoint) if experiment_ids is None else (
             dataset_entity.search(self.endpoint, sorted(experiment_ids)) if experiment_ids
             else [])
-        datasets = [self.dataset(d.dataset_id) for d in listed
-                    if linked(self.endpoint.store.get_dataset_experiment_ids(d.dataset_id))]
+        belongs = {d.dataset_id: self.endpoint.store.get_dataset_experiment_ids(d.dataset_id)
+                   for d in listed}
+        datasets = [self.dataset(d.dataset_id, belongs[d.dataset_id]) for d in listed
+                    if linked(belongs[d.dataset_id])]
         # A server lists no scorers of a deleted experiment (and the export takes none)
         active = {x.experiment_id for x in paged(self.client.search_experiments)}
         scorers = [scorer_entity.to_doc(self.endpoint, s.experiment_id, s.name)
@@ -278,12 +280,12 @@ class _ServerSide:
             found, prompt_entity.versions(self.endpoint, name), links.experiment_names(
                 self.endpoint, prompt_entity.linked_experiments(found)))
 
-    def dataset(self, dataset_id: str) -> dict | None:
+    def dataset(self, dataset_id: str, experiment_ids: Collection[str]) -> dict | None:
+        """The dataset as a bundle document, with the experiments it belongs to (known)."""
         found = _get_or_none(self.client.get_dataset, dataset_id)
         if found is None:
             return None
-        ids = self.endpoint.store.get_dataset_experiment_ids(dataset_id)
-        return {**dataset_entity.to_doc(found, ids, {}),
+        return {**dataset_entity.to_doc(found, list(experiment_ids), {}),
                 "records": list(dataset_entity.records(self.endpoint, dataset_id))}
 
     def dataset_imported_from(self, doc: dict, experiments: list[str]) -> dict | None:
@@ -292,7 +294,8 @@ class _ServerSide:
         if not self.endpoint.supports(dataset_entity.CAPABILITY):
             return None
         found = dataset_entity.find(self.endpoint, doc, experiments, bool(experiments))
-        return self.dataset(found.dataset_id) if found is not None else None
+        return None if found is None else self.dataset(found.dataset.dataset_id,
+                                                       sorted(found.experiment_ids))
 
     def scorer(self, experiment_id: str, name: str) -> dict | None:
         if not self.endpoint.supports(scorer_entity.CAPABILITY):

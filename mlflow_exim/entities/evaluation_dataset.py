@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator
 from itertools import islice
 from pathlib import Path
+from typing import NamedTuple
 
 from mlflow.entities import EvaluationDataset
 
@@ -177,8 +178,16 @@ def target_tags(doc: dict) -> dict[str, str]:
 
 # Import ---------------------------------------------------------------------------------
 
+class Present(NamedTuple):
+    """A target dataset an earlier import made, and the target experiments it belongs to
+    (read once, when it was found)."""
+
+    dataset: EvaluationDataset
+    experiment_ids: frozenset[str]
+
+
 def find(dst: Endpoint, doc: dict, experiments: Collection[str],
-         linked: bool) -> EvaluationDataset | None:
+         linked: bool) -> Present | None:
     """The target dataset an earlier import made of ``doc`` for the target experiments
     ``experiments`` (those known now; ``linked``: the dataset will belong to some): same
     name, same source id, and belonging to one of them, or else to none at all (it is
@@ -194,13 +203,11 @@ def find(dst: Endpoint, doc: dict, experiments: Collection[str],
         if found.name != doc["name"] or (found.tags or {}).get(SOURCE_DATASET_ID) != \
                 doc["dataset_id"]:
             continue
-        if not linked:
-            return found
-        belongs = set(dst.store.get_dataset_experiment_ids(found.dataset_id))
-        if belongs & set(experiments):
-            return found
+        belongs = frozenset(dst.store.get_dataset_experiment_ids(found.dataset_id))
+        if not linked or belongs & set(experiments):
+            return Present(found, belongs)
         if not belongs and unlinked is None:
-            unlinked = found
+            unlinked = Present(found, belongs)
     return unlinked
 
 
@@ -227,15 +234,16 @@ def _plan(ctx: ImportContext) -> list[Step]:
     return steps
 
 
-def _plan_present(ctx: ImportContext, doc: dict, step: Step, found: EvaluationDataset,
+def _plan_present(ctx: ImportContext, doc: dict, step: Step, present: Present,
                   known: list[str]) -> None:
-    step.target_id, step.present = found.dataset_id, found
+    found = present.dataset
+    step.target_id, step.present = found.dataset_id, present
     ctx.idmap.add(NAME, step.source_id, found.dataset_id)
     changed = [f"tag {k}" for k, v in target_tags(doc).items() if (found.tags or {}).get(k) != v]
     if lineage.PENDING in (found.tags or {}):
         changed.append("records (left half-written)")
-    if links.to_be_created(ctx, doc["experiment_ids"]) or not set(known) <= set(
-            ctx.dst.store.get_dataset_experiment_ids(found.dataset_id)):
+    if links.to_be_created(ctx, doc["experiment_ids"]) or not set(known) <= \
+            present.experiment_ids:
         changed.append("experiments")
     step.already_present(changed)
 
@@ -252,8 +260,8 @@ def _apply_one(ctx: ImportContext, step: Step) -> None:
         experiments = links.target_experiments(ctx, doc["experiment_ids"],
                                                doc.get("experiment_names", {}), outcome.warn)
         tags = target_tags(doc)
-        found: EvaluationDataset | None = step.present
-        if found is None:
+        present: Present | None = step.present
+        if present is None:
             found = ctx.dst.client.create_dataset(
                 doc["name"], experiment_id=experiments or None,
                 tags={**tags, lineage.PENDING: "true"})
@@ -261,8 +269,8 @@ def _apply_one(ctx: ImportContext, step: Step) -> None:
             ctx.idmap.add(NAME, step.source_id, found.dataset_id)
             _send_records(ctx, step.source_id, found.dataset_id, outcome)
         else:
-            belongs = set(ctx.dst.store.get_dataset_experiment_ids(found.dataset_id))
-            missing = [i for i in experiments if i not in belongs]
+            found = present.dataset
+            missing = [i for i in experiments if i not in present.experiment_ids]
             if missing:
                 ctx.dst.client.add_dataset_to_experiments(found.dataset_id, missing)
             changed = {k: v for k, v in tags.items() if (found.tags or {}).get(k) != v}
