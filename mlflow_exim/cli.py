@@ -624,6 +624,7 @@ def import_all_command(input_dir, **options):
               help="Only traces this MLflow trace search filter finds, e.g. "
                    "\"tag.team = 'search' AND trace.status = 'OK'\".")
 @workers_option()
+@shard_option()
 @run_command
 def export_traces_command(experiments, output_dir, **options):
     """Export the traces of experiments (spans, assessments, attachments, run links),
@@ -634,6 +635,7 @@ def export_traces_command(experiments, output_dir, **options):
 @click.command("import-traces", epilog=EXIT_CODES)
 @import_options
 @rename_options("experiment")
+@shard_option()
 @run_command
 def import_traces_command(input_dir, **options):
     """Import the traces of a bundle, keeping their ids (a trace whose id is taken by
@@ -683,6 +685,7 @@ def import_model_command(input_dir, **options):
 @tracking_uri_option()
 @since_option("model versions changed since.")
 @workers_option()
+@shard_option()
 @run_command
 def export_models_command(models, output_dir, **options):
     """Export several registered models, with all their versions, into one bundle."""
@@ -693,6 +696,7 @@ def export_models_command(models, output_dir, **options):
 @import_options
 @stage_to_alias_option()
 @rename_options("experiment", "model")
+@shard_option()
 @run_command
 def import_models_command(input_dir, **options):
     """Import every registered model of a bundle under its own name (or renamed)."""

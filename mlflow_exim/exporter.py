@@ -152,17 +152,21 @@ def _export_model(model: str, output_dir, command: str, *, tracking_uri,
 
 def export_models(models: Selection, output_dir: str | Path, *,
                   tracking_uri: str | Endpoint | None = None, since: datetime | None = None,
-                  workers: int = DEFAULT_WORKERS, overwrite: bool = False) -> Report:
+                  workers: int = DEFAULT_WORKERS, overwrite: bool = False,
+                  shard: Shard | str | None = None) -> Report:
     """Export the registered models named by ``models`` (as for
     :func:`export_experiments`) with all their versions (with ``since``: the versions
-    changed since then), runs and logged models."""
+    changed since then), runs and logged models. With ``shard`` (``"2/4"``), only that
+    shard's part of them (see :mod:`mlflow_exim.shard`)."""
     src = Endpoint.connect(tracking_uri, must_exist=True)
+    shard = Shard.of(shard)
     plan = _Plan(src, run_filter=RunFilter(since=since))
     for registered in select_registered_models(src, models):
         plan.add_registered_model_with_all_versions(registered)
+    plan.narrow(shard)
     return _write_bundle(plan, output_dir, "export-models",
-                         {"selection": models, **_filter_options(plan.run_filter)}, workers,
-                         overwrite=overwrite)
+                         {"selection": models, **_filter_options(plan.run_filter),
+                          **_shard_option(shard)}, workers, overwrite=overwrite)
 
 
 def export_all(output_dir: str | Path, *, tracking_uri: str | Endpoint | None = None,
@@ -199,22 +203,25 @@ def export_all(output_dir: str | Path, *, tracking_uri: str | Endpoint | None = 
 def export_traces(experiments: Selection, output_dir: str | Path, *,
                   tracking_uri: str | Endpoint | None = None, since: datetime | None = None,
                   filter_string: str | None = None, workers: int = DEFAULT_WORKERS,
-                  overwrite: bool = False) -> Report:
+                  overwrite: bool = False, shard: Shard | str | None = None) -> Report:
     """Export the traces of the experiments named by ``experiments`` (as for
     :func:`export_experiments`), with their spans, assessments, attachments and run links,
     and the experiments' metadata, but not their runs: all traces, or those the MLflow
-    trace search ``filter_string`` finds, started at or after ``since``."""
+    trace search ``filter_string`` finds, started at or after ``since``. With ``shard``
+    (``"2/4"``), only the experiments of that shard (see :mod:`mlflow_exim.shard`)."""
     src = Endpoint.connect(tracking_uri, must_exist=True)
     missing = src.lacks(TRACES, "source")
     if missing:
         raise EximError(missing)
+    shard = Shard.of(shard)
     plan = _Plan(src)
     for experiment in select_experiments(src, experiments, include_deleted=False):
         plan.add_traces(experiment, filter_string, since)
+    plan.narrow(shard)
     return _write_bundle(plan, output_dir, "export-traces",
                          {"selection": experiments, "filter_string": filter_string,
-                          "since": since.isoformat() if since else None}, workers,
-                         overwrite=overwrite)
+                          "since": since.isoformat() if since else None,
+                          **_shard_option(shard)}, workers, overwrite=overwrite)
 
 
 def export_prompts(prompts: Selection, output_dir: str | Path, *,

@@ -123,18 +123,21 @@ def import_all(input_dir: str | Path, *, tracking_uri: str | Endpoint | None = N
 
 def import_traces(input_dir: str | Path, *, tracking_uri: str | Endpoint | None = None,
                   import_source_tags: bool = False, experiment_renames: Renames = (),
-                  workers: int = DEFAULT_WORKERS, dry_run: bool = False) -> Report:
+                  workers: int = DEFAULT_WORKERS, dry_run: bool = False,
+                  shard: Shard | str | None = None) -> Report:
     """Import the traces of a bundle (from export-traces, or any export that holds them)
     into their experiments (created when missing, or renamed), and only them: the bundle's
     runs, logged models and registered models are left alone. A trace's run and logged
     model (``mlflow.sourceRun``, ``mlflow.modelId``, run links, assessments' runs) are
-    found on the target where an earlier import wrote them."""
+    found on the target where an earlier import wrote them. With ``shard`` (``"2/4"``),
+    only the traces of that shard's experiments (see :mod:`mlflow_exim.shard`)."""
     bundle = open_bundle(input_dir)
     selected = {kind: set() for kind in (RUNS, LOGGED_MODELS, REGISTERED_MODELS)}
     return _Import(bundle, Endpoint.connect(tracking_uri), "import-traces",
                    source_tags=import_source_tags,
                    names=_experiment_names(bundle, experiment_renames),
-                   selected=selected, workers=workers, dry_run=dry_run).run()
+                   selected=selected, workers=workers, dry_run=dry_run,
+                   shard=Shard.of(shard)).run()
 
 
 def import_models(input_dir: str | Path, *, models: Selection = "all", **options) -> Report:

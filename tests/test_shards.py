@@ -18,10 +18,11 @@ from mlflow.entities import ViewType
 
 import mlflow_exim
 from mlflow_exim.catalog import open_bundle
-from mlflow_exim.shard import DATASETS, PROMPTS, Shard, bucket, bundle_graph, split
+from mlflow_exim.shard import DATASETS, PROMPTS, TRACES, Shard, bucket, bundle_graph, split
 from tests.seed import make_run, seed_bulk_workload
 from tests.servers import CONCURRENT_JOBS
 
+ROOT = Path(__file__).resolve().parent.parent
 KINDS = ("experiments", "runs", "logged_models", "registered_models", "model_versions",
          "prompts", "evaluation_datasets")
 
@@ -48,6 +49,13 @@ def workload(stack, tmp_path_factory) -> Iterator[tuple[str, Path]]:
     client.create_registered_model(both)
     for run in (seeded["runs"]["rich"], seeded["runs"]["bulk-3"]):
         client.create_model_version(both, f"runs:/{run}/model", run_id=run)
+    traced: set[int] = set()  # experiments with traces (and their runs) in both shards
+    while len(traced) < 2:
+        name = f"{prefix}-traced-{os.urandom(3).hex()}"
+        subprocess.run([sys.executable, "-m", "tests.seed_traces", stack.source.uri, name],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)
+        traced.add(bucket(f"experiments:{client.get_experiment_by_name(name).experiment_id}",
+                          2))
     buckets: set[int] = set()
     while len(buckets) < 2:
         lone = client.create_experiment(f"{prefix}-lone-{os.urandom(3).hex()}")
@@ -174,3 +182,59 @@ def test_an_export_shard_is_the_part_an_import_of_the_whole_bundle_takes(stack, 
         expected = split(*bundle_graph(whole), Shard(index, 2))
         for kind in whole.documents:
             assert set(sharded.documents[kind]) == expected.get(kind, set()), kind
+
+
+def _in_two_shards(make, kind: str) -> list[set[str]]:
+    """The ``kind`` source ids each of the reports ``make("1/2")`` and ``make("2/2")``
+    names: both succeed, and no id is in both."""
+    parts = []
+    for shard in ("1/2", "2/2"):
+        report = make(shard)
+        assert report.ok, report.summary()
+        parts.append({o.source_id for o in report.outcomes if o.kind == kind})
+    assert not parts[0] & parts[1], f"{kind} taken by both shards"
+    return parts
+
+
+def test_traces_and_models_commands_take_a_shard(stack, workload, unique, tmp_path):
+    """export-traces and export-models with --shard take disjoint parts that make the whole
+    selection; import-traces and import-models with --shard take the shard's part of a
+    bundle, and the target ends with each trace and registered model once."""
+    prefix, bundle = workload
+    whole = open_bundle(bundle)
+    def traced(bundle_dir: Path) -> dict[str, int]:
+        """The number of traces of each experiment of a bundle that has some."""
+        return {experiment_id: doc["traces"] for experiment_id, doc
+                in open_bundle(bundle_dir).documents[TRACES].items() if doc["traces"]}
+
+    _in_two_shards(lambda shard: mlflow_exim.export_traces(
+        f"{prefix}-*", tmp_path / f"traces-{shard[0]}", tracking_uri=stack.source.uri,
+        shard=shard), TRACES)
+    parts = [traced(tmp_path / f"traces-{i}") for i in (1, 2)]
+    assert all(parts) and {**parts[0], **parts[1]} == traced(bundle)
+    assert open_bundle(tmp_path / "traces-2").manifest["options"]["shard"] == "2/2"
+    models = _in_two_shards(lambda shard: mlflow_exim.export_models(
+        f"{prefix}-*", tmp_path / f"models-{shard[0]}", tracking_uri=stack.source.uri,
+        shard=shard), "registered_models")
+    assert models[0] | models[1] == set(whole.documents["registered_models"])
+
+    renames = {"experiment_renames": ((f"{prefix}-", f"{unique}-"),)}
+    imported = _in_two_shards(lambda shard: mlflow_exim.import_traces(
+        bundle, tracking_uri=stack.target.uri, shard=shard, **renames), TRACES)
+    counts = traced(bundle)  # each shard imports the traces of the experiments it takes
+    assert [len(ids) for ids in imported] == [
+        sum(counts.get(e, 0) for e in split(*bundle_graph(whole), Shard(i, 2))[TRACES])
+        for i in (1, 2)]
+    assert all(imported)
+    target = MlflowClient(stack.target.uri)
+    copies = [e.experiment_id for e in target.search_experiments(
+        filter_string=f"name LIKE '{unique}-traced-%'")]
+    assert len(target.search_traces(locations=copies, max_results=500)) == \
+        sum(counts.values())
+
+    registered = _in_two_shards(lambda shard: mlflow_exim.import_models(
+        bundle, tracking_uri=stack.target.uri, shard=shard,
+        model_renames=((f"{prefix}-", f"{unique}-"),), **renames), "registered_models")
+    assert registered[0] | registered[1] == set(whole.documents["registered_models"])
+    assert len(target.search_registered_models(filter_string=f"name LIKE '{unique}-%'")) == \
+        len(whole.documents["registered_models"])
