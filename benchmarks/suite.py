@@ -59,7 +59,8 @@ def database_path(points: int, postgres: bool, work: Path) -> dict | None:
     work.mkdir(parents=True, exist_ok=True)
     out = work / "database-path.json"
     subprocess.run([sys.executable, str(DATABASE_PATH), "--points", str(points),
-                    *(["--postgres"] if postgres else []), "--json", str(out)], check=True)
+                    *(["--postgres"] if postgres else []), "--workdir", str(work),
+                    "--json", str(out)], check=True, cwd=ROOT)
     return json.loads(out.read_text())
 
 
