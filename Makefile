@@ -55,11 +55,12 @@ test-fast: install
 demo: install
 	$(BIN)/python examples/demo.py demo-work
 
-# Speed and memory against the reference tool; BENCH_ARGS e.g. "--runs 20 --points 100".
-# The reference tool's venv is kept in bench-work/ between runs.
+# Speed and memory against the reference tool and the servers' CPU (benchmarks/suite.py);
+# BENCH_ARGS=--quick for a run of a few minutes. The reference tool's venv is kept in
+# bench-work/ between runs.
 BENCH_ARGS ?=
 bench: install
-	$(BIN)/python benchmarks/compare.py --reference-venv bench-work/reference-venv $(BENCH_ARGS)
+	$(BIN)/python benchmarks/suite.py --reference-venv bench-work/reference-venv $(BENCH_ARGS)
 
 lint: install docs-check
 	$(BIN)/ruff check mlflow_exim tests examples benchmarks

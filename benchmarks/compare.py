@@ -1,13 +1,19 @@
 """Time mlflow-exim against the reference tool (mlflow-export-import) on the same data.
 
-    python benchmarks/compare.py [--runs 100] [--points 1000] [--workers 4] [--workdir DIR]
-        [--reference-venv PATH] [--json PATH] [--memory]        (or: make bench)
+    python benchmarks/compare.py [--workload team|uniform] [--runs 100] [--points 1000]
+        [--workers 4] [--workdir DIR] [--reference-venv PATH] [--json PATH] [--memory]
 
-It starts a source ``mlflow server`` (sqlite, proxied artifacts) and seeds it. Then each
-tool runs its ``export-all`` against the source and its ``import-all`` into a fresh,
-empty target server. Each command is a child process, timed, with its own peak RSS. After
-each import the target's contents are counted against the source's. Last comes the ceiling:
-metric points per second that raw parallel ``log_batch`` calls reach on a fresh server.
+(``make bench`` runs it through benchmarks/suite.py.) It starts a source ``mlflow server``
+(sqlite, proxied artifacts) and seeds it: ``--workload team`` is the team-shaped server of
+the speed issue (82 runs, 157 metric histories of 75,000 points in all, 177 artifact files,
+12 logged models, 9 registered models with 21 versions, always the same), ``uniform``
+``--runs`` runs of four ``--points``-point histories. Then each tool runs its
+``export-all`` against the source and its ``import-all`` into a fresh, empty target
+server. Each command is a child process, timed, with its own peak RSS and CPU seconds, and
+the CPU seconds that the server it talks to spent meanwhile (every process of the server's
+process group, from /proc): the floor that the server's own work sets. After each import
+the target's contents are counted against the source's. Last comes the ceiling: metric
+points per second that raw parallel ``log_batch`` calls reach on a fresh server.
 
 The reference tool is installed from PyPI into its own virtual environment, with the same
 mlflow as here. Its current releases are published as ``databricks-mlflow-export-import``;
@@ -54,18 +60,45 @@ SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TEL
 
 @dataclass
 class Step:
-    """One timed child process."""
+    """One timed child process: wall seconds, its own peak RSS and CPU seconds, and the
+    CPU seconds of the server it worked against, over the same time."""
 
     seconds: float
     peak_mb: float
     returncode: int
+    cpu_s: float = 0.0
+    server_cpu_s: float = 0.0
 
 
 # --- seeding -------------------------------------------------------------------------------
 
-def _seed_run(client: MlflowClient, experiment_id: str, index: int, points: int,
-              parent_id: str | None, scratch: Path) -> str:
-    """One run: 10 params, 5 tags, len(METRICS) histories of ``points`` points, 3 files."""
+# The team-shaped server of the speed issue: TEAM_TRAINING runs in EXPERIMENTS experiments
+# with TEAM_HISTORIES histories of TEAM_POINTS points in all, and TEAM_VERSIONS model
+# versions, alternately from a logged model and from a run's artifacts, each in a run of
+# its own, plus one unregistered logged model: 60 + 21 + 1 = 82 runs, 11 + 1 = 12 logged
+# models. The training runs hold the files that make TEAM_FILES with the models' files.
+TEAM_TRAINING = 60
+TEAM_HISTORIES = 157
+TEAM_POINTS = 75_000
+TEAM_VERSIONS = (3, 3, 3, 3, 2, 2, 2, 2, 1)
+TEAM_FILES = 177
+
+
+def _run_files(files: Path, index: int, points: int, count: int) -> None:
+    """Up to 3 small files (one in a subdirectory) to log as a run's artifacts."""
+    (files / "plots").mkdir(parents=True)
+    made = [("summary.json", json.dumps({"run": index, "points": points})),
+            ("notes.txt", f"run {index}\n" * 50),
+            ("plots/curve.csv", "\n".join(f"{s},{1 / (s + 1)}" for s in range(200)))]
+    for name, text in made[:count]:
+        (files / name).write_text(text)
+
+
+def _seed_run(client: MlflowClient, experiment_id: str, index: int,
+              histories: dict[str, int], files: int, parent_id: str | None,
+              scratch: Path) -> str:
+    """One run: 10 params, 5 tags, a history of ``histories[key]`` points per key, and
+    ``files`` files (at most 3)."""
     tags = {"team": f"team-{index % 3}", "stage": "bench", "seed": str(index),
             "mlflow.user": "bench", "note": "x" * 40}
     if parent_id:
@@ -75,16 +108,12 @@ def _seed_run(client: MlflowClient, experiment_id: str, index: int, points: int,
                                run_name=f"run-{index}").info.run_id
     params = [Param(f"param_{p}", f"{index}-{p}") for p in range(10)]
     metrics = [Metric(key, float(k + 1) / (step + 1), start + step, step)
-               for k, key in enumerate(METRICS) for step in range(points)]
+               for k, (key, points) in enumerate(histories.items()) for step in range(points)]
     client.log_batch(run_id, metrics=metrics, params=params)
-    files = scratch / run_id
-    (files / "plots").mkdir(parents=True)
-    (files / "summary.json").write_text(json.dumps({"run": index, "points": points}))
-    (files / "notes.txt").write_text(f"run {index}\n" * 50)
-    (files / "plots" / "curve.csv").write_text("\n".join(f"{s},{1 / (s + 1)}"
-                                                         for s in range(200)))
-    client.log_artifacts(run_id, str(files))
-    client.set_terminated(run_id, "FINISHED", end_time=start + points + 1_000)
+    if files:
+        _run_files(scratch / run_id, index, len(metrics), files)
+        client.log_artifacts(run_id, str(scratch / run_id))
+    client.set_terminated(run_id, "FINISHED", end_time=start + len(metrics) + 1_000)
     return run_id
 
 
@@ -95,22 +124,42 @@ def _parent(index: int) -> int | None:
     return index - slot * EXPERIMENTS if slot in (1, 2) else None
 
 
-def _seed_runs(client: MlflowClient, runs: int, points: int, workers: int,
+def _seed_runs(client: MlflowClient, shapes: list[tuple[dict[str, int], int]], workers: int,
                scratch: Path) -> None:
-    """``runs`` runs across EXPERIMENTS experiments, parents before their children."""
+    """A run per (histories, files) of ``shapes`` across EXPERIMENTS experiments, parents
+    before their children."""
     experiments = [client.create_experiment(f"bench-{e}", tags={"purpose": "benchmark"})
                    for e in range(EXPERIMENTS)]
     ids: dict[int, str] = {}
 
     def one(index: int) -> str:
         parent = _parent(index)
-        return _seed_run(client, experiments[index % EXPERIMENTS], index, points,
+        return _seed_run(client, experiments[index % EXPERIMENTS], index, *shapes[index],
                          None if parent is None else ids[parent], scratch)
 
+    runs = len(shapes)
     with ThreadPoolExecutor(workers) as pool:
         for wave in ([i for i in range(runs) if _parent(i) is None],
                      [i for i in range(runs) if _parent(i) is not None]):
             ids.update(zip(wave, pool.map(one, wave), strict=True))
+
+
+def _team_shapes(model_files: int) -> list[tuple[dict[str, int], int]]:
+    """The training runs: two histories each, a third in the first runs up to
+    TEAM_HISTORIES, lengths drawn once from a fixed seed to sum to TEAM_POINTS, and the
+    files that the models' ``model_files`` leave to make TEAM_FILES."""
+    keys = [METRICS[:2] + ((METRICS[3],) if i < TEAM_HISTORIES - 2 * TEAM_TRAINING else ())
+            for i in range(TEAM_TRAINING)]
+    weights = np.random.default_rng(12).uniform(0.2, 1.8, TEAM_HISTORIES)
+    lengths = (weights / weights.sum() * TEAM_POINTS).astype(int)
+    lengths[: TEAM_POINTS - lengths.sum()] += 1
+    files = TEAM_FILES - model_files
+    if not 0 <= files <= 3 * TEAM_TRAINING:
+        raise SystemExit(f"the models hold {model_files} files: {TEAM_FILES} cannot be made")
+    drawn = iter(int(n) for n in lengths)
+    return [({key: next(drawn) for key in run_keys},
+             files // TEAM_TRAINING + (i < files % TEAM_TRAINING))
+            for i, run_keys in enumerate(keys)]
 
 
 def _train(strength: float):
@@ -120,14 +169,15 @@ def _train(strength: float):
     return LogisticRegression(C=strength).fit(features, features[:, 0] > 0)
 
 
-def _seed_models(client: MlflowClient, uri: str, scratch: Path) -> None:
-    """Registered models ``bench-runs`` (3 versions registered from runs:/ URIs, which the
-    registry stores as the run's artifact path), ``bench-logged`` (2 from MLflow 3 logged
-    models: models:/m-… sources) and ``bench-mixed`` (one of each), plus one logged model
-    that is not registered."""
+def _seed_models(client: MlflowClient, uri: str, scratch: Path,
+                 models: list[tuple[str, str]]) -> None:
+    """Registered models (name, kinds): a version per kind, registered from a runs:/ URI
+    (``r``: the registry stores the run's artifact path) or from an MLflow 3 logged model
+    (``l``: a models:/m-… source), each from a run of its own, the last with the alias
+    ``champion``; plus one logged model that is not registered."""
     mlflow.set_tracking_uri(uri)  # log_model and register_model are fluent only
     experiment_id = client.create_experiment("bench-models")
-    for name, kinds in (("bench-runs", "rrr"), ("bench-logged", "ll"), ("bench-mixed", "rl")):
+    for name, kinds in models:
         for number, kind in enumerate(kinds, 1):
             strength = float(number)
             with mlflow.start_run(experiment_id=experiment_id,
@@ -147,19 +197,54 @@ def _seed_models(client: MlflowClient, uri: str, scratch: Path) -> None:
         mlflow.sklearn.log_model(_train(0.5), name="candidate", pip_requirements=REQUIREMENTS)
 
 
-def seed(uri: str, runs: int, points: int, workers: int, scratch: Path) -> None:
+def _team_models() -> list[tuple[str, str]]:
+    kinds = iter("lr" * len(TEAM_VERSIONS) * 3)
+    return [(f"team-model-{m}", "".join(next(kinds) for _ in range(versions)))
+            for m, versions in enumerate(TEAM_VERSIONS)]
+
+
+def seed(uri: str, workload: str, runs: int, points: int, workers: int, scratch: Path) -> None:
+    """``team``: the models first, whose files the training runs' files top up to
+    TEAM_FILES; ``uniform``: ``runs`` runs of len(METRICS) ``points``-point histories and
+    3 files, then 3 registered models with 6 versions."""
+    shutil.rmtree(scratch, ignore_errors=True)
     client = MlflowClient(uri)
-    _seed_runs(client, runs, points, workers, scratch)
-    _seed_models(client, uri, scratch)
+    if workload == "team":
+        _seed_models(client, uri, scratch, _team_models())
+        _seed_runs(client, _team_shapes(_count_files(client, _experiment_ids(client))),
+                   workers, scratch)
+    else:
+        _seed_runs(client, [({key: points for key in METRICS}, 3)] * runs, workers, scratch)
+        _seed_models(client, uri, scratch, [("bench-runs", "rrr"), ("bench-logged", "ll"),
+                                            ("bench-mixed", "rl")])
 
 
 # --- counting ------------------------------------------------------------------------------
 
+def _experiment_ids(client: MlflowClient) -> list[str]:
+    return [e.experiment_id for e in paged(client.search_experiments)]
+
+
+def _tree_files(listing, path: str | None = None) -> int:
+    return sum(_tree_files(listing, f.path) if f.is_dir else 1 for f in listing(path))
+
+
+def _count_files(client: MlflowClient, experiment_ids: list[str]) -> int:
+    """Artifact files of every run and every logged model."""
+    runs = [r.info.run_id for r in paged(client.search_runs, experiment_ids)]
+    models = [m.model_id for m in paged(client.search_logged_models, experiment_ids)]
+    with ThreadPoolExecutor(4) as pool:
+        return sum(pool.map(lambda run_id: _tree_files(
+            lambda path: client.list_artifacts(run_id, path)), runs)) + sum(pool.map(
+                lambda model_id: _tree_files(
+                    lambda path: client.list_logged_model_artifacts(model_id, path)), models))
+
+
 def inventory(uri: str) -> dict:
-    """What a server holds: experiments, runs, metric points, logged and registered models,
-    model versions."""
+    """What a server holds: experiments, runs, metric histories and points, artifact files
+    (of runs and logged models), logged and registered models, model versions."""
     client = MlflowClient(uri)
-    experiment_ids = [e.experiment_id for e in paged(client.search_experiments)]
+    experiment_ids = _experiment_ids(client)
     runs = list(paged(client.search_runs, experiment_ids))
     histories = [(r.info.run_id, key) for r in runs for key in r.data.metrics]
     with ThreadPoolExecutor(4) as pool:
@@ -167,7 +252,9 @@ def inventory(uri: str) -> dict:
     return {
         "experiments": len(experiment_ids),
         "runs": len(runs),
+        "metric_histories": len(histories),
         "metric_points": points,
+        "artifact_files": _count_files(client, experiment_ids),
         "logged_models": sum(1 for _ in paged(client.search_logged_models, experiment_ids)),
         "registered_models": sum(1 for _ in paged(client.search_registered_models)),
         "model_versions": sum(1 for _ in paged(client.search_model_versions)),
@@ -176,27 +263,50 @@ def inventory(uri: str) -> dict:
 
 # --- running the tools ---------------------------------------------------------------------
 
-# Runs a command, sends its output to stderr and prints its peak RSS (KB) on stdout. The
-# command is forked from this small process on purpose: a child forked straight from the
-# benchmark process would report the benchmark's own, larger RSS as its peak (Linux keeps
-# the pre-exec high-water mark in ru_maxrss).
+# Runs a command, sends its output to stderr and prints its peak RSS (KB) and CPU seconds
+# (user + system, its reaped children's included) on stdout. The command is forked from
+# this small process on purpose: a child forked straight from the benchmark process would
+# report the benchmark's own, larger RSS as its peak (Linux keeps the pre-exec high-water
+# mark in ru_maxrss).
 LAUNCH = ("import os, subprocess, sys; child = subprocess.Popen(sys.argv[1:], stdout=2); "
-          "_, status, usage = os.wait4(child.pid, 0); print(usage.ru_maxrss); "
+          "_, status, usage = os.wait4(child.pid, 0); "
+          "print(usage.ru_maxrss, usage.ru_utime + usage.ru_stime); "
           "sys.exit(os.waitstatus_to_exitcode(status))")
+TICK = os.sysconf("SC_CLK_TCK")
 
 
-def timed(argv: list[str], log: Path, env: dict | None = None) -> Step:
-    """Run ``argv`` to completion: its wall time and its own peak RSS."""
+def group_cpu(pgid: int) -> float:
+    """CPU seconds (user + system) of every live process in process group ``pgid``, with
+    those of the children they have reaped (a process that ended and was not reaped is
+    missed: a server's workers are reaped by its master)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[2]) == pgid:  # fields after the command: state ppid pgrp ...
+            total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return total / TICK
+
+
+def timed(argv: list[str], log: Path, env: dict | None = None,
+          server_pgid: int | None = None) -> Step:
+    """Run ``argv`` to completion: its wall time, its own peak RSS and CPU seconds, and the
+    CPU seconds that process group ``server_pgid`` spent meanwhile."""
+    before = group_cpu(server_pgid) if server_pgid else 0.0
     with log.open("w") as out:
         start = time.perf_counter()
         done = subprocess.run([sys.executable, "-S", "-c", LAUNCH, *argv], stdout=subprocess.PIPE,
                               stderr=out, text=True, env={**os.environ, **(env or {})})
         seconds = time.perf_counter() - start
+    server_cpu = group_cpu(server_pgid) - before if server_pgid else 0.0
     if done.returncode:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
         print(f"  ! exited {done.returncode}, log {log}:\n{tail}", flush=True)
-    peak_kb = int(done.stdout.split()[-1]) if done.stdout.strip() else 0
-    return Step(round(seconds, 2), round(peak_kb / 1024, 1), done.returncode)
+    peak_kb, cpu = done.stdout.split()[-2:] if done.stdout.strip() else (0, 0)
+    return Step(round(seconds, 2), round(int(peak_kb) / 1024, 1), done.returncode,
+                round(float(cpu), 1), round(server_cpu, 1))
 
 
 def reference_venv(path: Path, package: str, mlflow_version: str, log: Path) -> str:
@@ -221,12 +331,17 @@ def reference_venv(path: Path, package: str, mlflow_version: str, log: Path) -> 
 
 
 @contextmanager
-def server(name: str, work: Path):
-    """A fresh ``mlflow server`` with its own sqlite db and artifacts directory."""
+def server(name: str, work: Path, fresh: bool = True):
+    """An ``mlflow server`` with its own sqlite db and artifacts directory (its process, in
+    a session of its own, leads its process group). ``fresh``: what an earlier run left
+    under that name is removed first."""
+    if fresh:
+        (work / f"{name}.db").unlink(missing_ok=True)
+        shutil.rmtree(work / f"{name}-artifacts", ignore_errors=True)
     srv = MlflowServer(name, work, str(work / f"{name}-artifacts"), env=SERVER_ENV)
     try:
         srv.wait()
-        yield srv.uri
+        yield srv
     finally:
         srv.stop()
 
@@ -299,11 +414,15 @@ def commands(options: argparse.Namespace, venv: Path, ref_name: str) -> dict:
     }
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=100, help="runs to seed (default 100)")
+    parser.add_argument("--workload", choices=("team", "uniform"), default="team",
+                        help="the team-shaped server of the speed issue, or --runs runs of "
+                             "--points points per history (default: %(default)s)")
+    parser.add_argument("--runs", type=int, default=100,
+                        help="uniform: runs to seed (default 100)")
     parser.add_argument("--points", type=int, default=1000,
-                        help=f"points per metric history, {len(METRICS)} per run "
+                        help=f"uniform: points per metric history, {len(METRICS)} per run "
                              "(default 1000)")
     parser.add_argument("--workers", type=int, default=4,
                         help="mlflow-exim --workers and ceiling threads (default 4)")
@@ -325,11 +444,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--memory", action="store_true",
                         help="also run benchmarks/metric_memory.py (peak RSS against "
                              "history length)")
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
-def main() -> None:
-    options = parse_args()
+def run(options: argparse.Namespace) -> dict:
+    """The whole comparison; prints the report and returns the results (with the derived
+    figures). The work dir is kept unless it was a temporary one and all went well."""
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
     work = (options.workdir or Path(tempfile.mkdtemp(prefix="mlflow-exim-bench-"))).absolute()
     work.mkdir(parents=True, exist_ok=True)
@@ -341,24 +461,41 @@ def main() -> None:
                                  logs / "reference-install.log")
     ref_name = f"{options.reference_package.split('==')[0]} {ref_version}"
     tools = commands(options, venv, ref_name)
-    results: dict = {"runs": options.runs, "points": options.points,
+    results: dict = {"workload": options.workload, "runs": options.runs,
+                     "points": options.points,
                      "workers": options.workers, "revision": revision(),
                      "mlflow": mlflow.__version__, "reference": ref_name, "tools": {},
                      "load_average_start": _load()}
     for name in tools:
         shutil.rmtree(work / f"bundle-{name}", ignore_errors=True)
 
-    with server("source", work) as src:
-        start = time.perf_counter()
-        with (logs / "seed.log").open("w") as out, redirect_stdout(out), redirect_stderr(out):
-            seed(src, options.runs, options.points, options.workers, work / "seed-files")
-        source = inventory(src)
-        print(f"seeded in {time.perf_counter() - start:.1f} s: {source}", flush=True)
+    # A source seeded by an earlier run in this work dir with the same workload is kept
+    # (the exports only read it); the marker is written once seeding has finished.
+    marker = work / "source-seeded.json"
+    workload = {"workload": options.workload, "mlflow": mlflow.__version__,
+                **({} if options.workload == "team" else
+                   {"runs": options.runs, "points": options.points})}
+    seeded = json.loads(marker.read_text()) if marker.exists() else {}
+    reuse = seeded.get("workload") == workload
+    with server("source", work, fresh=not reuse) as src:
+        if reuse:
+            source = seeded["inventory"]
+            print(f"source seeded by an earlier run: {source}", flush=True)
+        else:
+            marker.unlink(missing_ok=True)
+            start = time.perf_counter()
+            with (logs / "seed.log").open("w") as out, redirect_stdout(out), \
+                    redirect_stderr(out):
+                seed(src.uri, options.workload, options.runs, options.points,
+                     options.workers, work / "seed-files")
+            source = inventory(src.uri)
+            marker.write_text(json.dumps({"workload": workload, "inventory": source}))
+            print(f"seeded in {time.perf_counter() - start:.1f} s: {source}", flush=True)
         for name, tool in tools.items():
             bundle = str(work / f"bundle-{name}")
             print(f"{name}: export-all …", flush=True)
-            step = timed(tool["export"](src, bundle), logs / f"{name}-export.log",
-                         {"MLFLOW_TRACKING_URI": src})
+            step = timed(tool["export"](src.uri, bundle), logs / f"{name}-export.log",
+                         {"MLFLOW_TRACKING_URI": src.uri}, src.proc.pid)
             results["tools"][name] = {"label": tool["label"], "export": asdict(step),
                                       "bundle_mb": dir_mb(Path(bundle))}
     results["source"] = source
@@ -366,14 +503,16 @@ def main() -> None:
     for name, tool in tools.items():
         with server(f"target-{name}", work) as dst:
             print(f"{name}: import-all …", flush=True)
-            step = timed(tool["import"](dst, str(work / f"bundle-{name}")),
-                         logs / f"{name}-import.log", {"MLFLOW_TRACKING_URI": dst})
-            results["tools"][name].update({"import": asdict(step), "target": inventory(dst)})
+            step = timed(tool["import"](dst.uri, str(work / f"bundle-{name}")),
+                         logs / f"{name}-import.log", {"MLFLOW_TRACKING_URI": dst.uri},
+                         dst.proc.pid)
+            results["tools"][name].update({"import": asdict(step),
+                                           "target": inventory(dst.uri)})
 
     with server("target-ceiling", work) as dst:
         print("ceiling: parallel log_batch …", flush=True)
         results["ceiling"] = {"points": options.ceiling_points, "threads": options.workers,
-                              "points_per_s": round(ceiling(dst, options.workers,
+                              "points_per_s": round(ceiling(dst.uri, options.workers,
                                                             options.ceiling_points))}
 
     results["load_average_end"] = _load()
@@ -383,10 +522,17 @@ def main() -> None:
     if options.memory:
         subprocess.run([sys.executable, str(ROOT / "benchmarks" / "metric_memory.py"),
                         "--workdir", str(work / "metric-memory")], check=True)
-    if not _clean(results["tools"]["mlflow-exim"], source):
-        sys.exit(f"mlflow-exim did not finish cleanly; logs kept in {logs}")
-    if options.workdir is None:
+    results["clean"] = _clean(results["tools"]["mlflow-exim"], source)
+    if not results["clean"]:
+        print(f"mlflow-exim did not finish cleanly; logs kept in {logs}", flush=True)
+    elif options.workdir is None:
         shutil.rmtree(work)
+    return results
+
+
+def main() -> None:
+    if not run(parse_args())["clean"]:
+        sys.exit(1)
 
 
 def _clean(tool: dict, source: dict) -> bool:
@@ -395,26 +541,46 @@ def _clean(tool: dict, source: dict) -> bool:
         and tool["target"] == source
 
 
+def _ratio(a: float, b: float) -> float:
+    return round(a / b, 2) if b else float("inf")
+
+
 def report(results: dict) -> None:
     """Print the table, the counts and the ceiling; add the derived figures to ``results``."""
     source = results["source"]
-    print(f"\nworkload: {source['runs']} runs, {source['metric_points']:,} metric points, "
-          f"{source['logged_models']} logged models, {source['registered_models']} registered "
-          f"models with {source['model_versions']} versions")
-    print(f"{'tool':<60} {'export s':>8} {'import s':>8} {'total s':>8} "
-          f"{'export MB':>9} {'import MB':>9} {'bundle MB':>9}  exit")
+    print(f"\nworkload {results['workload']}: {source['runs']} runs, "
+          f"{source['metric_histories']} metric histories with {source['metric_points']:,} "
+          f"points, {source['artifact_files']} artifact files, {source['logged_models']} "
+          f"logged models, {source['registered_models']} registered models with "
+          f"{source['model_versions']} versions")
+    print("each phase: wall s, the server's CPU s meanwhile (export: the source's, import: "
+          "the target's), the client's own CPU s, wall / server CPU")
+    print(f"{'tool':<52} {'export':>24} {'import':>24} {'total s':>8} "
+          f"{'peak MB':>9} {'bundle MB':>9}  exit")
     for tool in results["tools"].values():
         export, imp = tool["export"], tool["import"]
         tool["total_s"] = round(export["seconds"] + imp["seconds"], 2)
-        print(f"{tool['label']:<60} {export['seconds']:>8.1f} {imp['seconds']:>8.1f} "
-              f"{tool['total_s']:>8.1f} {export['peak_mb']:>9.0f} {imp['peak_mb']:>9.0f} "
-              f"{tool['bundle_mb']:>9.1f}  {export['returncode']}/{imp['returncode']}")
+        tool["server_cpu_s"] = round(export["server_cpu_s"] + imp["server_cpu_s"], 1)
+        cells = []
+        for phase in (export, imp):
+            phase["wall_over_server_cpu"] = _ratio(phase["seconds"], phase["server_cpu_s"])
+            cells.append(f"{phase['seconds']:.1f} {phase['server_cpu_s']:.1f} "
+                         f"{phase['cpu_s']:.1f} {phase['wall_over_server_cpu']:.2f}x")
+        print(f"{tool['label']:<52} {cells[0]:>24} {cells[1]:>24} {tool['total_s']:>8.1f} "
+              f"{export['peak_mb']:>4.0f}/{imp['peak_mb']:<4.0f} {tool['bundle_mb']:>9.1f}"
+              f"  {export['returncode']}/{imp['returncode']}")
     exim, ref = results["tools"]["mlflow-exim"], results["tools"]["reference"]
-    ratio = round(ref["total_s"] / exim["total_s"], 2)
+    ratio = _ratio(ref["total_s"], exim["total_s"])
     results["ratio_total_reference_over_exim"] = ratio
+    results["ratio_total_exim_over_server_cpu"] = _ratio(exim["total_s"], exim["server_cpu_s"])
     caveat = "" if _clean(ref, source) and _clean(exim, source) else \
         " (not like for like: a tool failed or its target differs, see below)"
-    print(f"reference / mlflow-exim, total time: {ratio:.2f}x{caveat}")
+    print(f"reference / mlflow-exim, total time: {ratio:.2f}x (export "
+          f"{_ratio(ref['export']['seconds'], exim['export']['seconds']):.2f}x, import "
+          f"{_ratio(ref['import']['seconds'], exim['import']['seconds']):.2f}x){caveat}")
+    print(f"mlflow-exim / server-CPU floor, total time: "
+          f"{results['ratio_total_exim_over_server_cpu']:.2f}x (the floor: the CPU seconds "
+          "its export and import made the servers spend)")
     print(f"mlflow-exim at {results['revision']}, mlflow {results['mlflow']}; "
           f"load average (1, 5, 15 min) at start {results['load_average_start']}, "
           f"at end {results['load_average_end']}")

@@ -1,6 +1,6 @@
 """Peak memory of export-run and import-run against metric-history length.
 
-    python benchmarks/metric_memory.py [--points 1000,1000000] [--workdir DIR]
+    python benchmarks/metric_memory.py [--points 1000,1000000] [--workdir DIR] [--json PATH]
 
 For each size it seeds a run with that many points of one metric in an embedded sqlite
 store, then runs export-run and import-run, each in a fresh process, and prints wall time
@@ -11,6 +11,7 @@ so peak RSS should not grow with the number of points.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
@@ -65,16 +66,13 @@ def measure(args: list[str], cwd: Path) -> tuple[float, int]:
     return seconds, int(peak[-1].split()[1]) // 1024
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--points", default="1000,1000000",
-                        help="comma list of history lengths (default: %(default)s)")
-    parser.add_argument("--workdir", default="bench-work/metric-memory")
-    options = parser.parse_args()
-    root = Path(options.workdir).absolute()
+def sizes(lengths: list[int], root: Path) -> list[dict]:
+    """Seed, export and import a run of each history length under ``root``; prints a row
+    per length and returns them."""
     print(f"{'points':>10} {'seed s':>8} {'export s':>9} {'export MB':>10} "
-          f"{'import s':>9} {'import MB':>10}")
-    for points in (int(p) for p in options.points.split(",")):
+          f"{'import s':>9} {'import MB':>10}", flush=True)
+    rows = []
+    for points in lengths:
         work = root / str(points)
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
@@ -89,6 +87,23 @@ def main() -> None:
                                       work)
         print(f"{points:>10} {seeded:>8.1f} {export_s:>9.1f} {export_mb:>10} "
               f"{import_s:>9.1f} {import_mb:>10}", flush=True)
+        rows.append({"points": points, "seed_s": round(seeded, 1),
+                     "export_s": round(export_s, 1), "export_mb": export_mb,
+                     "import_s": round(import_s, 1), "import_mb": import_mb})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--points", default="1000,1000000",
+                        help="comma list of history lengths (default: %(default)s)")
+    parser.add_argument("--workdir", default="bench-work/metric-memory")
+    parser.add_argument("--json", type=Path, help="also write the rows here as JSON")
+    options = parser.parse_args()
+    rows = sizes([int(p) for p in options.points.split(",")],
+                 Path(options.workdir).absolute())
+    if options.json:
+        options.json.write_text(json.dumps(rows, indent=2) + "\n")
 
 
 if __name__ == "__main__":
