@@ -205,12 +205,16 @@ def export(src: Endpoint, run_id: str, directory: Path) -> dict:
 
 
 def _export_metric_history(src: Endpoint, run_id: str, keys: list[str], directory: Path) -> int:
+    if src.database is not None:  # the same points in one SELECT (mlflow_exim.database)
+        points = src.database.metric_history(run_id)
+    else:
+        points = ((key, m.value, m.timestamp, m.step) for key in keys
+                  for m in paged(src.store.get_metric_history, run_id, key,
+                                 max_results=METRIC_PAGE_SIZE))
     with JsonLinesWriter(directory / METRICS_FILE) as out:
-        for key in keys:
-            for m in paged(src.store.get_metric_history, run_id, key,
-                           max_results=METRIC_PAGE_SIZE):
-                out.write({"key": key, "value": encode_float(m.value),
-                           "timestamp": m.timestamp, "step": m.step})
+        for key, value, timestamp, step in points:
+            out.write({"key": key, "value": encode_float(value), "timestamp": timestamp,
+                       "step": step})
         return out.count
 
 
@@ -320,12 +324,16 @@ def import_run(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, *,
     outcome.target_id = run_id
     try:
         tags = _target_tags(doc, run_id, parent_run_id, source_tags, outcome)
+        metrics = _read_metric_history(directory / METRICS_FILE)
+        if dst.database is not None:  # committed before the run is marked complete
+            dst.database.write_metric_history(run_id, metrics)
+            metrics = ()
         transfers.each(
             lambda batch: dst.store.log_batch(run_id, metrics=batch[2], params=batch[0],
                                               tags=batch[1]),
             _log_batches([Param(k, v) for k, v in doc["params"].items()],
                          [RunTag(k, v) for k, v in tags.items()],
-                         _read_metric_history(directory / METRICS_FILE)))
+                         metrics))
         datasets = [
             DatasetInput(Dataset(**item["dataset"]),
                          tags=[InputTag(t["key"], t["value"]) for t in item["tags"]])
