@@ -56,21 +56,13 @@ def make_bundle(work: Path, count: int) -> Path:
     client = MlflowClient(source)
     experiment = client.create_experiment("bench", artifact_location=(work / "a").as_uri())
     run_id = client.create_run(experiment, start_time=T0, run_name=f"{count} points").info.run_id
-    Database(source, source).write_metric_history(
-        run_id, (_Point(*p) for p in points(count)))
+    Database(source, source).write_metric_history(run_id, points(count))
     client.set_terminated(run_id, end_time=T0 + count)
     bundle = work / f"bundle-{count}"
     seconds, _ = measure(["export-run", "--tracking-uri", source, "--run-id", run_id,
                           "--output-dir", str(bundle)], work)
     print(f"bundle of {count} points exported (database path) in {seconds:.1f} s", flush=True)
     return bundle
-
-
-class _Point:
-    __slots__ = ("key", "value", "timestamp", "step")
-
-    def __init__(self, key, value, timestamp, step):
-        self.key, self.value, self.timestamp, self.step = key, value, timestamp, step
 
 
 def import_run(work: Path, name: str, bundle: Path, backend: str | None,

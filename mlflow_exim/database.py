@@ -156,9 +156,9 @@ class Database:
                 yield Point(name, math.nan if is_nan else float(value), timestamp, step)
 
     def write_metric_history(self, run_id: str, points: Iterable) -> int:
-        """Insert the points (anything with ``key``, ``value``, ``timestamp`` and
-        ``step``) of a run that has none yet, in batches of ``CHUNK_ROWS`` rows, each
-        committed; then its ``latest_metrics`` rows. Returns how many points were read.
+        """Insert the points ((key, value, timestamp, step) tuples) of a run that has none
+        yet, in batches of ``CHUNK_ROWS`` rows, each committed; then its ``latest_metrics``
+        rows. Returns how many points were read.
         A point MLflow would drop as a duplicate of one already written is dropped."""
         from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric
         from mlflow.utils.validation import _validate_metric_name
@@ -167,12 +167,11 @@ class Database:
         latest: dict[str, tuple] = {}
         rows: list[tuple] = []
         count = 0
-        for point in points:
-            key = point.key
-            value, is_nan = stored_value(point.value)
-            row = (key, value, point.timestamp, point.step, is_nan, run_id)
+        for key, value, timestamp, step in points:
+            value, is_nan = stored_value(value)
+            row = (key, value, timestamp, step, is_nan, run_id)
             rows.append(row)
-            order = (point.step, point.timestamp, value)
+            order = (step, timestamp, value)
             best = latest.get(key)
             if best is None:
                 try:

@@ -5,6 +5,7 @@ on the same database and compared with the source by verify."""
 from __future__ import annotations
 
 import glob
+import json
 import math
 import os
 import shutil
@@ -291,9 +292,10 @@ KILLED_IMPORT = textwrap.dedent("""
     done = []
     write = database.Database._execute
 
-    def killed_after_two_batches(self, statement, rows):
-        write(self, statement, rows)
-        done.append(len(rows))
+    def killed_after_two_batches(self, statement, rows, *more):
+        write(self, statement, rows, *more)
+        if len(rows) == database.CHUNK_ROWS:  # a full batch: only the big run has them
+            done.append(len(rows))
         if len(done) == 2:  # two batches committed, the run still pending
             os.kill(os.getpid(), signal.SIGKILL)
 
@@ -322,9 +324,13 @@ def test_an_import_killed_mid_insert_is_completed_by_the_next_one(source, tmp_pa
                                          (pending.info.run_id,)).fetchone()[0]
         assert written == 8_000  # two batches of the big run's 30,000 points
 
+        report = tmp_path / "report.json"
         done = cli("import-experiment", "--tracking-uri", server.uri, "--database-uri",
-                   sqlite_uri(database), "--input-dir", source["direct"], "--json")
+                   sqlite_uri(database), "--input-dir", source["direct"], "--report", report)
         assert done.returncode == 0, done.stdout + done.stderr
+        actions = {o["source_id"]: o["action"] for o in json.loads(report.read_text())["objects"]
+                   if o["kind"] == "runs"}
+        assert actions[source["runs"]["big"]] == "redo"
         card = mlflow_exim.verify(source["uri"], server.uri, experiments=[name])
         assert card.ok, card.text()
         assert_latest_metrics_equal(source["uri"], server.uri, name)
@@ -370,7 +376,7 @@ def test_the_rows_written_are_the_rows_mlflow_writes(embedded, points):
     metrics = [Metric(*point) for point in points]
     for start in range(0, len(metrics), 7):  # several requests, as the REST path sends them
         client.log_batch(theirs, metrics=metrics[start:start + 7])
-    written = Database(sqlite_uri(path), "rows").write_metric_history(ours, metrics)
+    written = Database(sqlite_uri(path), "rows").write_metric_history(ours, points)
     assert written == len(points)
     for table in (SqlMetric, SqlLatestMetric):
         assert _rows(path, table, ours) == _rows(path, table, theirs), table.__tablename__
