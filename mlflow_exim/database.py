@@ -18,6 +18,7 @@ the installed MLflow expects: another revision may name or shape its tables othe
 from __future__ import annotations
 
 import math
+import re
 import threading
 from collections.abc import Iterable, Iterator
 from functools import cached_property
@@ -197,8 +198,9 @@ class Database:
         """Rows (in ``_COLUMNS`` order) inserted by ``statement``, then each (statement,
         rows) of ``more``, in one transaction. Where the driver takes positional
         parameters (sqlite3), the statement MLflow's table compiles to is handed to the
-        driver's executemany as it is: binding each row through SQLAlchemy would cost
-        more than the insert."""
+        driver's executemany as it is, and psycopg2 gets it as multi-row VALUES pages
+        (its execute_values): binding each row through SQLAlchemy costs more than the
+        insert."""
         with self.engine.begin() as connection:
             for insert, batch in ((statement, rows), *more):
                 if not batch:
@@ -206,7 +208,8 @@ class Database:
                 compiled = insert.compile(dialect=connection.dialect)
                 if compiled.positional and tuple(compiled.positiontup) == _COLUMNS:
                     connection.exec_driver_sql(str(compiled), batch)
-                else:
+                elif not (connection.dialect.driver == "psycopg2"
+                          and _execute_values(connection, insert, batch)):
                     connection.execute(insert, [dict(zip(_COLUMNS, row, strict=True))
                                                 for row in batch])
 
@@ -222,3 +225,21 @@ class Database:
         if self.dialect == "mysql":
             return table.insert().prefix_with("IGNORE")
         return table.insert()
+
+
+def _execute_values(connection, insert, rows: list[tuple]) -> bool:
+    """``insert`` (MLflow's table, with its ON CONFLICT clause) through psycopg2's
+    execute_values, inside ``connection``'s transaction: the statement's one VALUES row of
+    named parameters becomes the ``%s`` that pages of rows fill. False, and nothing
+    done, where the statement does not have that shape."""
+    from psycopg2.extras import execute_values
+
+    sql = str(insert.compile(dialect=connection.dialect))
+    match = re.search(r"VALUES (\((?:%\(\w+\)s(?:, )?)+\))", sql)
+    if match is None or tuple(re.findall(r"%\((\w+)\)s", match[1])) != _COLUMNS:
+        return False
+    template = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
+    with connection.connection.cursor() as cursor:
+        execute_values(cursor, sql[:match.start(1)] + "%s" + sql[match.end(1):], rows,
+                       template=template, page_size=1000)
+    return True

@@ -380,3 +380,25 @@ def test_the_rows_written_are_the_rows_mlflow_writes(embedded, points):
     assert written == len(points)
     for table in (SqlMetric, SqlLatestMetric):
         assert _rows(path, table, ours) == _rows(path, table, theirs), table.__tablename__
+
+
+def test_the_rows_written_into_postgresql_are_the_rows_mlflow_writes(postgres):
+    import psycopg2
+
+    database = postgres.create_database("rows")
+    client = MlflowClient(database)
+    experiment = client.create_experiment("rows")
+    theirs, ours = (client.create_run(experiment).info.run_id for _ in range(2))
+    points = [*ODD_POINTS, *ODD_POINTS[:3], *big_history()]  # duplicates dropped, as MLflow does
+    log_points(client, theirs, points)
+    assert Database(database, "rows").write_metric_history(ours, points) == len(points)
+    connection = psycopg2.connect(database.replace("+psycopg2", ""))
+    with connection, connection.cursor() as cursor:
+        for table in ("metrics", "latest_metrics"):
+            rows = {}
+            for run_id in (theirs, ours):
+                cursor.execute(f"SELECT key, value, timestamp, step, is_nan FROM {table} "
+                               "WHERE run_uuid = %s ORDER BY 1, 2, 3, 4, 5", (run_id,))
+                rows[run_id] = cursor.fetchall()
+            assert rows[ours] == rows[theirs] and rows[ours], table
+    connection.close()
