@@ -60,24 +60,43 @@ def _defaulted(*decls: str, default, shown: str, configurable: bool, help_text: 
 
 # --- servers and bundles -------------------------------------------------------------------
 
-def tracking_uri_option():
+def tracking_uri_option(*, database: bool = True):
     """The one server of an export or import, with --attempts and --timeout: how its
     requests are retried. MLflow reads those from the environment only; a command with
     one side puts them into its own process's environment (as a user would), so the
-    library runs as it does for any ``MLFLOW_HTTP_REQUEST_*`` settings."""
+    library runs as it does for any ``MLFLOW_HTTP_REQUEST_*`` settings. A command that
+    moves runs (``database``) also takes --database-uri: the endpoint then carries it."""
     def decorate(func):
         @functools.wraps(func)
-        def wrapper(attempts, timeout, **kwargs):
-            from mlflow_exim.endpoint import RetryPolicy
+        def wrapper(attempts, timeout, database_uri=None, **kwargs):
+            from mlflow_exim.endpoint import Endpoint, RetryPolicy
 
             os.environ.update(RetryPolicy(attempts, timeout).environment())
+            if database_uri:
+                kwargs["tracking_uri"] = Endpoint(kwargs["tracking_uri"],
+                                                  database_uri=database_uri)
             return func(**kwargs)
+        if database:
+            wrapper = database_uri_option("--database-uri", "database_uri",
+                                          "the server")(wrapper)
         for option in reversed(_retry_pair("--attempts", "--timeout", "the server",
                                            configurable=False)):
             wrapper = option(wrapper)
         return click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True,
                             help=f"Tracking server or store: {URI_HELP}.")(wrapper)
     return decorate
+
+
+def database_uri_option(flag: str, dest: str, side: str):
+    """The database a side's tracking server uses: the direct-database path of runs'
+    metric histories (see mlflow_exim.database)."""
+    return click.option(
+        flag, dest, metavar="URI",
+        help=f"The database {side} uses (sqlite:///…, postgresql://…, mysql://…): runs' "
+             "metric histories are read or written there directly, with batched statements, "
+             "instead of over REST; all else still goes through the tracking URI. Its schema "
+             "revision must be the one this MLflow expects. An embedded store's URI is its "
+             "own database.")
 
 
 def src_uri_option(*, required: bool = True, dest: str = "src_uri", detail: str = ""):
@@ -379,16 +398,26 @@ def _retry_pair(attempts: str, timeout: str, side: str, *, configurable: bool = 
 
 
 def _connect_sides(config, src, dst, source_retry, target_retry, *, names=("src_uri", "dst_uri"),
-                   dst_must_exist=False):
+                   dst_must_exist=False, databases=(None, None)):
     """The two endpoints of a command with two sides: each flag's URI, else the config's
-    side with its credentials; each with its retry settings."""
+    side with its credentials; each with its retry settings and its database."""
     from mlflow_exim.config import connect, load_config
 
     loaded = load_config(config) if config else None
     return (connect(src, loaded and loaded.source, names[0], must_exist=True,
-                    retry=source_retry),
+                    retry=source_retry, database_uri=databases[0]),
             connect(dst, loaded and loaded.target, names[1], must_exist=dst_must_exist,
-                    retry=target_retry))
+                    retry=target_retry, database_uri=databases[1]))
+
+
+def database_uri_options(dests=("src_database_uri", "dst_database_uri")):
+    """--src-database-uri and --dst-database-uri: each side's database."""
+    def decorate(func):
+        for flag, dest, side in reversed((("--src-database-uri", dests[0], "the source"),
+                                          ("--dst-database-uri", dests[1], "the target"))):
+            func = database_uri_option(flag, dest, side)(func)
+        return func
+    return decorate
 
 
 def report_option():
@@ -416,13 +445,15 @@ def verbose_option():
              "version) and mlflow-exim's.")
 
 
-def import_options(func):
-    """--input-dir, --tracking-uri, --import-source-tags, --workers and --dry-run: what
-    every bulk import takes."""
-    for option in (dry_run_option(), workers_option(), source_tags_option(),
-                   tracking_uri_option(), input_dir_option()):
-        func = option(func)
-    return func
+def import_options(*, database: bool = True):
+    """--input-dir, --tracking-uri (with --database-uri where runs are imported),
+    --import-source-tags, --workers and --dry-run: what every bulk import takes."""
+    def decorate(func):
+        for option in (dry_run_option(), workers_option(), source_tags_option(),
+                       tracking_uri_option(database=database), input_dir_option()):
+            func = option(func)
+        return func
+    return decorate
 
 
 def _comma_list(_ctx, _param, value: str | None) -> list[str] | None:
@@ -573,7 +604,7 @@ def export_experiments_command(experiments, output_dir, **options):
 
 
 @click.command("import-experiments", epilog=EXIT_CODES)
-@import_options
+@import_options()
 @shard_option()
 @rename_options("experiment")
 @run_command
@@ -600,7 +631,7 @@ def export_all_command(output_dir, **options):
 
 
 @click.command("import-all", epilog=EXIT_CODES)
-@import_options
+@import_options()
 @experiments_option()
 @models_option()
 @stage_to_alias_option()
@@ -618,7 +649,7 @@ def import_all_command(input_dir, **options):
 @click.command("export-traces", epilog=EXIT_CODES)
 @experiments_option(required=True)
 @output_dir_option()
-@tracking_uri_option()
+@tracking_uri_option(database=False)
 @since_option("traces started since.")
 @click.option("--filter", "filter_string", metavar="FILTER",
               help="Only traces this MLflow trace search filter finds, e.g. "
@@ -633,7 +664,7 @@ def export_traces_command(experiments, output_dir, **options):
 
 
 @click.command("import-traces", epilog=EXIT_CODES)
-@import_options
+@import_options(database=False)
 @rename_options("experiment")
 @shard_option()
 @run_command
@@ -693,7 +724,7 @@ def export_models_command(models, output_dir, **options):
 
 
 @click.command("import-models", epilog=EXIT_CODES)
-@import_options
+@import_options()
 @stage_to_alias_option()
 @rename_options("experiment", "model")
 @shard_option()
@@ -707,7 +738,7 @@ def import_models_command(input_dir, **options):
 @click.option("--prompts", required=True,
               help=f"Which prompts of the prompt registry: {SELECTION_HELP}")
 @output_dir_option()
-@tracking_uri_option()
+@tracking_uri_option(database=False)
 @workers_option()
 @run_command
 def export_prompts_command(prompts, output_dir, **options):
@@ -718,7 +749,7 @@ def export_prompts_command(prompts, output_dir, **options):
 
 @click.command("import-prompts", epilog=EXIT_CODES)
 @input_dir_option()
-@tracking_uri_option()
+@tracking_uri_option(database=False)
 @workers_option()
 @dry_run_option()
 @run_command
@@ -731,7 +762,7 @@ def import_prompts_command(input_dir, **options):
 @click.option("--datasets", required=True,
               help=f"Which evaluation datasets, by name or id: {SELECTION_HELP}")
 @output_dir_option()
-@tracking_uri_option()
+@tracking_uri_option(database=False)
 @workers_option()
 @run_command
 def export_evaluation_datasets_command(datasets, output_dir, **options):
@@ -742,7 +773,7 @@ def export_evaluation_datasets_command(datasets, output_dir, **options):
 
 @click.command("import-evaluation-datasets", epilog=EXIT_CODES)
 @input_dir_option()
-@tracking_uri_option()
+@tracking_uri_option(database=False)
 @workers_option()
 @dry_run_option()
 @run_command
@@ -789,11 +820,13 @@ def import_model_version_command(input_dir, model, **options):
 @experiment_name_option("--dst-experiment-name", "--experiment-name", required=True)
 @source_tags_option()
 @retry_options
+@database_uri_options()
 @run_command
 def copy_run_command(run_id, src_uri, dst_uri, config, source_retry, target_retry,
-                     experiment_name, import_source_tags):
+                     experiment_name, import_source_tags, src_database_uri, dst_database_uri):
     """Copy one run from server to server; nothing is left on disk."""
-    src, dst = _connect_sides(config, src_uri, dst_uri, source_retry, target_retry)
+    src, dst = _connect_sides(config, src_uri, dst_uri, source_retry, target_retry,
+                              databases=(src_database_uri, dst_database_uri))
     return mlflow_exim.copy_run(run_id, src, dst, experiment_name,
                                 import_source_tags=import_source_tags)
 
@@ -817,14 +850,16 @@ def copy_run_command(run_id, src_uri, dst_uri, config, source_retry, target_retr
                     detail=": here mlflow_exim.src_version.* and the two URIs, by which a "
                            "later run finds the copy")
 @retry_options
+@database_uri_options()
 @output_options
 @report_option()
 @program
 def copy_model_version_command(report_path, as_json, src_uri, dst_uri, config, source_retry,
-                               target_retry, **kwargs):
+                               target_retry, src_database_uri, dst_database_uri, **kwargs):
     """Deep-copy a model version to another model or server (its run, logged model and
     artifacts travel). Running the same copy again creates nothing and exits 0."""
-    src, dst = _connect_sides(config, src_uri, dst_uri, source_retry, target_retry)
+    src, dst = _connect_sides(config, src_uri, dst_uri, source_retry, target_retry,
+                              databases=(src_database_uri, dst_database_uri))
     report = mlflow_exim.copy_model_version(src, dst, **kwargs)
     version = report.extra.get("model_version")
     if version and as_json:
@@ -856,6 +891,7 @@ def copy_model_version_command(report_path, as_json, src_uri, dst_uri, config, s
 @dry_run_option(configurable=True)
 @shard_option()
 @retry_options
+@database_uri_options(("source_database_uri", "target_database_uri"))
 @report_option()
 @program
 def migrate_command(report_path, **flags):

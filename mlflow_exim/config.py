@@ -10,6 +10,8 @@ The shape (every key but ``source.tracking_uri`` and ``target.tracking_uri`` is 
       # token_env: DEV_MLFLOW_TOKEN        # a bearer token, instead of username and password
       attempts: 6                          # each request sent at most 6 times (backoff)
       timeout: 60                          # seconds each try waits for its answer
+      # database_uri: postgresql://mlflow@dev-db/mlflow  # the server's own database: metric
+      #                                    # histories read directly (no password: PGPASSWORD)
     target:
       tracking_uri: http://prod-mlflow:5000
       username_env: PROD_MLFLOW_USER
@@ -73,11 +75,13 @@ class SideConfig:
     tracking_uri: str
     credentials: Credentials | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    database_uri: str | None = None
 
-    def connect(self, *, must_exist: bool = False,
-                retry: RetryPolicy | None = None) -> Endpoint:
+    def connect(self, *, must_exist: bool = False, retry: RetryPolicy | None = None,
+                database_uri: str | None = None) -> Endpoint:
         return Endpoint.connect(self.tracking_uri, self.credentials, must_exist=must_exist,
-                                retry=self.retry.merged(retry))
+                                retry=self.retry.merged(retry),
+                                database_uri=database_uri or self.database_uri)
 
 
 @dataclass(frozen=True)
@@ -148,17 +152,20 @@ class MigrationConfig:
 
 
 def connect(uri: str | Endpoint | None, configured: SideConfig | None, what: str, *,
-            must_exist: bool = False, retry: RetryPolicy | None = None) -> Endpoint:
+            must_exist: bool = False, retry: RetryPolicy | None = None,
+            database_uri: str | None = None) -> Endpoint:
     """The endpoint of ``uri``, else of the config's side; ``what`` names the argument in
-    the error when there is neither. The config's credentials go only to the config's own
-    URI, never to another host. ``must_exist`` as for :meth:`Endpoint.connect` (a side
-    that is only read); ``retry`` overrides the config's retry policy field by field."""
+    the error when there is neither. The config's credentials (and database) go only to
+    the config's own URI, never to another host. ``must_exist`` as for
+    :meth:`Endpoint.connect` (a side that is only read); ``retry`` overrides the config's
+    retry policy field by field, ``database_uri`` the config's database."""
     if uri is not None:
         return Endpoint.connect(uri, must_exist=must_exist,
-                                retry=None if isinstance(uri, Endpoint) else retry)
+                                retry=None if isinstance(uri, Endpoint) else retry,
+                                database_uri=database_uri)
     if configured is None:
         raise EximError(f"`{what}` is required (or a `config` that gives it)")
-    return configured.connect(must_exist=must_exist, retry=retry)
+    return configured.connect(must_exist=must_exist, retry=retry, database_uri=database_uri)
 
 
 def parse_datetime(text: str, what: str) -> datetime:
@@ -244,7 +251,7 @@ class _Loader(yaml.SafeLoader):
 
 
 _SIDE_KEYS = ("tracking_uri", "username_env", "password_env", "token_env", "attempts",
-              "timeout")
+              "timeout", "database_uri")
 _CREDENTIAL_KEYS = ("username_env", "password_env", "token_env")
 
 
@@ -348,7 +355,13 @@ class _Checker:
                 retry[name] = self.typed(f"{key}.{name}", side[name], int, "a whole number")
                 if retry[name] < 1:
                     self.fail(f"{key}.{name}", f"must be at least 1, not {retry[name]}")
-        return SideConfig(uri, credentials, RetryPolicy(**retry))
+        database = None
+        if "database_uri" in side:
+            database = self.text(f"{key}.database_uri", side["database_uri"])
+            if ":" in urlsplit(database).netloc.rpartition("@")[0]:
+                self.fail(f"{key}.database_uri", "holds a password: leave it out of the file "
+                          "(PostgreSQL's client reads PGPASSWORD or ~/.pgpass)")
+        return SideConfig(uri, credentials, RetryPolicy(**retry), database)
 
     def selection(self, key: str, value) -> str | tuple[str, ...]:
         if isinstance(value, str):

@@ -34,6 +34,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import mlflow
 from mlflow.tracking import MlflowClient
 
+from mlflow_exim.database import Database, is_database_uri
 from mlflow_exim.errors import EximError
 
 # Greedy up to the last "@" before the path, so a password holding "@" is removed whole.
@@ -299,11 +300,13 @@ class Endpoint:
     """A tracking server (``http(s)://…``) or an embedded store (``sqlite:///file.db``).
 
     ``uri`` is what MLflow is given and may hold credentials: never show it; show
-    ``display_uri``.
+    ``display_uri``. ``database_uri`` names the database the server uses, for the
+    direct-database path of metric histories (:attr:`database`); an embedded store's
+    own URI is its database.
     """
 
     def __init__(self, uri: str | None, credentials: Credentials | None = None,
-                 retry: RetryPolicy | None = None):
+                 retry: RetryPolicy | None = None, database_uri: str | None = None):
         uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
         if not uri:
             raise EximError("no tracking URI: give `tracking_uri` or set MLFLOW_TRACKING_URI")
@@ -315,23 +318,33 @@ class Endpoint:
         self._capabilities: dict[str, bool] = {}
         self._probe_lock = threading.Lock()
         self._database = _sqlite_file(uri)
+        self.database_uri = database_uri
+        if database_uri is None and is_database_uri(uri) and (
+                self._database is not None or urlsplit(uri).scheme != "sqlite"):
+            database_uri = uri  # an embedded store (not sqlite in memory: not shared)
+        self.database = (Database(database_uri, display_uri(database_uri))
+                         if database_uri else None)
         if self.missing_store is None and not self.needs_own_process:
             _ = self.client  # opening an embedded store can fail (e.g. a file store): fail here
 
     @classmethod
     def connect(cls, uri: str | Endpoint | None, credentials: Credentials | None = None, *,
-                must_exist: bool = False, retry: RetryPolicy | None = None) -> Endpoint:
+                must_exist: bool = False, retry: RetryPolicy | None = None,
+                database_uri: str | None = None) -> Endpoint:
         """An endpoint whose server has answered, so that an unreachable server or refused
         credentials fail in one line before any work starts. Every library function takes
         an endpoint where it takes a URI, which is how credentials reach it.
 
         ``must_exist`` is for a side that is only read (the source of an export, copy or
         migrate, and both sides of verify): an embedded store that does not exist is then
-        an error, where opening it would create an empty one."""
-        if isinstance(uri, Endpoint) and (credentials is not None or retry is not None):
-            raise EximError(f"{uri.display_uri}: an endpoint already has its credentials "
-                            "and retry policy")
-        endpoint = uri if isinstance(uri, Endpoint) else cls(uri, credentials, retry)
+        an error, where opening it would create an empty one. ``database_uri`` as for the
+        class; its schema revision is checked here."""
+        if isinstance(uri, Endpoint) and (credentials is not None or retry is not None
+                                          or database_uri is not None):
+            raise EximError(f"{uri.display_uri}: an endpoint already has its credentials, "
+                            "retry policy and database")
+        endpoint = uri if isinstance(uri, Endpoint) else cls(uri, credentials, retry,
+                                                             database_uri)
         if endpoint.is_http:
             check_http_settings()
         endpoint._health.reset()  # an outage that ended an earlier command ends only that one
@@ -339,6 +352,8 @@ class Endpoint:
             raise EximError(f"tracking store {endpoint.display_uri}: {endpoint.missing_store} "
                             "does not exist (a store that is only read is never created)")
         _ = endpoint.mlflow_version
+        if endpoint.database is not None and endpoint.missing_store is None:
+            _ = endpoint.database.engine  # its schema revision is checked before any work
         return endpoint
 
     def __repr__(self) -> str:
@@ -347,7 +362,7 @@ class Endpoint:
     def __reduce__(self):
         """Pickled as its URI and settings (a side's phase in a child process, see
         :mod:`mlflow_exim.sides`); the child opens its own client."""
-        return _rebuilt, (self.uri, self.token, self.retry)
+        return _rebuilt, (self.uri, self.token, self.retry, self.database_uri)
 
     @property
     def environment(self) -> dict[str, str]:
@@ -479,9 +494,10 @@ class Endpoint:
             ) from None
 
 
-def _rebuilt(uri: str, token: str | None, retry: RetryPolicy) -> Endpoint:
+def _rebuilt(uri: str, token: str | None, retry: RetryPolicy,
+             database_uri: str | None = None) -> Endpoint:
     """An unpickled endpoint: ``uri`` holds a username and password already."""
-    return Endpoint(uri, Credentials(token=token) if token else None, retry)
+    return Endpoint(uri, Credentials(token=token) if token else None, retry, database_uri)
 
 
 def _no_such_route(response) -> bool:

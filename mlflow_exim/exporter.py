@@ -53,9 +53,10 @@ TRACES = trace_entity.NAME
 
 def export_run(run_id: str, output_dir: str | Path, *,
                tracking_uri: str | Endpoint | None = None, export_deleted_runs: bool = False,
-               workers: int = DEFAULT_WORKERS, overwrite: bool = False) -> Report:
+               workers: int = DEFAULT_WORKERS, overwrite: bool = False,
+               database_uri: str | None = None) -> Report:
     """Export one run (and its experiment's metadata) to a new bundle at ``output_dir``."""
-    src = Endpoint.connect(tracking_uri, must_exist=True)
+    src = Endpoint.connect(tracking_uri, must_exist=True, database_uri=database_uri)
     try:
         run = src.client.get_run(run_id)
     except Exception as exc:  # noqa: BLE001 - "not found" and friends
@@ -72,10 +73,11 @@ def export_run(run_id: str, output_dir: str | Path, *,
 def export_experiment(experiment: str, output_dir: str | Path, *,
                       tracking_uri: str | Endpoint | None = None,
                       export_deleted_runs: bool = False, run_filter: RunFilter | None = None,
-                      workers: int = DEFAULT_WORKERS, overwrite: bool = False) -> Report:
+                      workers: int = DEFAULT_WORKERS, overwrite: bool = False,
+                      database_uri: str | None = None) -> Report:
     """Export one experiment, by name or id, with its runs (all, or those ``run_filter``
     takes) and logged models."""
-    src = Endpoint.connect(tracking_uri, must_exist=True)
+    src = Endpoint.connect(tracking_uri, must_exist=True, database_uri=database_uri)
     found = experiment_entity.find(src, experiment)
     if found.lifecycle_stage == LifecycleStage.DELETED and not export_deleted_runs:
         raise EximError(f"experiment {found.name!r} is deleted; set `export_deleted_runs` "
@@ -91,12 +93,13 @@ def export_experiments(experiments: Selection, output_dir: str | Path, *,
                        tracking_uri: str | Endpoint | None = None,
                        export_deleted_runs: bool = False, run_filter: RunFilter | None = None,
                        workers: int = DEFAULT_WORKERS, overwrite: bool = False,
-                       shard: Shard | str | None = None) -> Report:
+                       shard: Shard | str | None = None,
+                       database_uri: str | None = None) -> Report:
     """Export the experiments named by ``experiments`` (``all``, a comma list of names or
     ids, globs, ``re:`` regexes, a ``.txt`` file; see :func:`selection.parse_selection`) with
     their runs (all, or those ``run_filter`` takes) and logged models. With ``shard``
     (``"2/4"``), only that shard's part of them (see :mod:`mlflow_exim.shard`)."""
-    src = Endpoint.connect(tracking_uri, must_exist=True)
+    src = Endpoint.connect(tracking_uri, must_exist=True, database_uri=database_uri)
     shard = Shard.of(shard)
     plan = _Plan(src, run_filter=run_filter or RunFilter())
     plan.add_experiments(select_experiments(src, experiments, include_deleted=export_deleted_runs),
@@ -111,31 +114,36 @@ def export_experiments(experiments: Selection, output_dir: str | Path, *,
 def export_model(model: str, output_dir: str | Path, *,
                  tracking_uri: str | Endpoint | None = None, versions: list[str] | None = None,
                  stages: list[str] | None = None, latest_versions: bool = False,
-                 workers: int = DEFAULT_WORKERS, overwrite: bool = False) -> Report:
+                 workers: int = DEFAULT_WORKERS, overwrite: bool = False,
+                 database_uri: str | None = None) -> Report:
     """Export one registered model with the selected versions (all by default): listed
     ``versions``, or those in ``stages``, or with ``latest_versions`` the newest of each
     stage. The run and the logged model behind each version travel with it."""
     return _export_model(model, output_dir, "export-model", tracking_uri=tracking_uri,
+                         database_uri=database_uri,
                          versions=versions, stages=stages, latest_versions=latest_versions,
                          workers=workers, overwrite=overwrite)
 
 
 def export_model_version(model: str, version: str, output_dir: str | Path, *,
                          tracking_uri: str | Endpoint | None = None,
-                         overwrite: bool = False) -> Report:
+                         overwrite: bool = False,
+                         database_uri: str | None = None) -> Report:
     """Export one model version with its run and logged model (and the model's
     description, tags and aliases)."""
     return _export_model(model, output_dir, "export-model-version", tracking_uri=tracking_uri,
+                         database_uri=database_uri,
                          versions=[str(version)], overwrite=overwrite)
 
 
 def _export_model(model: str, output_dir, command: str, *, tracking_uri,
                   versions: list[str] | None = None, stages: list[str] | None = None,
                   latest_versions: bool = False, workers: int = DEFAULT_WORKERS,
-                  overwrite: bool = False) -> Report:
+                  overwrite: bool = False,
+                  database_uri: str | None = None) -> Report:
     if versions and (stages or latest_versions):
         raise EximError("`versions` cannot be combined with `stages` or `latest_versions`")
-    src = Endpoint.connect(tracking_uri, must_exist=True)
+    src = Endpoint.connect(tracking_uri, must_exist=True, database_uri=database_uri)
     registered = registered_model_entity.find(src, model)
     try:
         chosen = registered_model_entity.select_versions(
@@ -153,12 +161,13 @@ def _export_model(model: str, output_dir, command: str, *, tracking_uri,
 def export_models(models: Selection, output_dir: str | Path, *,
                   tracking_uri: str | Endpoint | None = None, since: datetime | None = None,
                   workers: int = DEFAULT_WORKERS, overwrite: bool = False,
-                  shard: Shard | str | None = None) -> Report:
+                  shard: Shard | str | None = None,
+                  database_uri: str | None = None) -> Report:
     """Export the registered models named by ``models`` (as for
     :func:`export_experiments`) with all their versions (with ``since``: the versions
     changed since then), runs and logged models. With ``shard`` (``"2/4"``), only that
     shard's part of them (see :mod:`mlflow_exim.shard`)."""
-    src = Endpoint.connect(tracking_uri, must_exist=True)
+    src = Endpoint.connect(tracking_uri, must_exist=True, database_uri=database_uri)
     shard = Shard.of(shard)
     plan = _Plan(src, run_filter=RunFilter(since=since))
     for registered in select_registered_models(src, models):
@@ -173,14 +182,15 @@ def export_all(output_dir: str | Path, *, tracking_uri: str | Endpoint | None = 
                export_deleted_runs: bool = False, experiments: Selection = "all",
                models: Selection = "all", run_filter: RunFilter | None = None,
                workers: int = DEFAULT_WORKERS, overwrite: bool = False,
-               shard: Shard | str | None = None) -> Report:
+               shard: Shard | str | None = None,
+               database_uri: str | None = None) -> Report:
     """Export everything the bundle format carries: every experiment (or those
     ``experiments`` selects) with its runs and logged models, and every registered model
     (or those ``models`` selects; ``"none"`` for none) with its versions. ``run_filter``
     narrows the runs; its ``since`` also narrows logged models and model versions to those
     changed since then (an incremental sync). With ``shard`` (``"2/4"``), only that shard's
     part of it (see :mod:`mlflow_exim.shard`)."""
-    src = Endpoint.connect(tracking_uri, must_exist=True)
+    src = Endpoint.connect(tracking_uri, must_exist=True, database_uri=database_uri)
     shard = Shard.of(shard)
     plan = _Plan(src, export_deleted_runs=export_deleted_runs,
                  run_filter=run_filter or RunFilter())

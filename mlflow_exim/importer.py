@@ -48,7 +48,8 @@ NONE = "none"  # a selection of nothing
 
 def import_run(input_dir: str | Path, experiment_name: str, *,
                tracking_uri: str | Endpoint | None = None, import_source_tags: bool = False,
-               workers: int = DEFAULT_WORKERS, dry_run: bool = False) -> Report:
+               workers: int = DEFAULT_WORKERS, dry_run: bool = False,
+               database_uri: str | None = None) -> Report:
     """Import the one run of a bundle into the experiment ``experiment_name`` (created
     when missing). A parent run is not part of such a bundle, so ``mlflow.parentRunId``
     is dropped (and kept as a source tag with ``import_source_tags``)."""
@@ -57,7 +58,8 @@ def import_run(input_dir: str | Path, experiment_name: str, *,
     if runs != 1:
         raise EximError(f"{bundle.root}: holds {runs} runs; import-run takes a bundle of one "
                         "run (use import-experiment for more)")
-    return _Import(bundle, Endpoint.connect(tracking_uri), "import-run",
+    return _Import(bundle, Endpoint.connect(tracking_uri, database_uri=database_uri),
+                   "import-run",
                    source_tags=import_source_tags, experiment_name=experiment_name,
                    workers=workers, dry_run=dry_run).run()
 
@@ -65,7 +67,8 @@ def import_run(input_dir: str | Path, experiment_name: str, *,
 def import_experiment(input_dir: str | Path, *, experiment_name: str | None = None,
                       tracking_uri: str | Endpoint | None = None,
                       import_source_tags: bool = False, workers: int = DEFAULT_WORKERS,
-                      dry_run: bool = False) -> Report:
+                      dry_run: bool = False,
+                      database_uri: str | None = None) -> Report:
     """Import the one experiment of a bundle, with its runs and logged models, under its own
     name or ``experiment_name``. An existing target experiment of that name receives them."""
     bundle = open_bundle(input_dir)
@@ -73,7 +76,8 @@ def import_experiment(input_dir: str | Path, *, experiment_name: str | None = No
         raise EximError(f"{bundle.root}: holds {len(bundle.documents[EXPERIMENTS])} experiments; "
                         "import-experiment takes one (use import-experiments)")
     names = {source_id: experiment_name for source_id in bundle.documents[EXPERIMENTS]}
-    return _Import(bundle, Endpoint.connect(tracking_uri), "import-experiment",
+    return _Import(bundle, Endpoint.connect(tracking_uri, database_uri=database_uri),
+                   "import-experiment",
                    source_tags=import_source_tags, names=names if experiment_name else None,
                    workers=workers, dry_run=dry_run).run()
 
@@ -81,13 +85,15 @@ def import_experiment(input_dir: str | Path, *, experiment_name: str | None = No
 def import_experiments(input_dir: str | Path, *, tracking_uri: str | Endpoint | None = None,
                        import_source_tags: bool = False,
                        experiment_renames: Renames = (), workers: int = DEFAULT_WORKERS,
-                       dry_run: bool = False, shard: Shard | str | None = None) -> Report:
+                       dry_run: bool = False, shard: Shard | str | None = None,
+                       database_uri: str | None = None) -> Report:
     """Import every experiment of a bundle, with its runs and logged models, under its own
     name (or as ``experiment_renames``, (old prefix, new prefix) rules, say). Registered
     models in the bundle are left alone (use import-models or import-all). With ``shard``
     (``"2/4"``), only that shard's part (see :mod:`mlflow_exim.shard`)."""
     bundle = open_bundle(input_dir)
-    return _Import(bundle, Endpoint.connect(tracking_uri), "import-experiments",
+    return _Import(bundle, Endpoint.connect(tracking_uri, database_uri=database_uri),
+                   "import-experiments",
                    source_tags=import_source_tags,
                    names=_experiment_names(bundle, experiment_renames),
                    workers=workers, dry_run=dry_run, shard=Shard.of(shard)).run()
@@ -98,7 +104,8 @@ def import_all(input_dir: str | Path, *, tracking_uri: str | Endpoint | None = N
                stage_to_alias: dict[str, str] | None = None, experiment_renames: Renames = (),
                model_renames: Renames = (), experiments: Selection = "all",
                models: Selection = "all", workers: int = DEFAULT_WORKERS,
-               dry_run: bool = False, shard: Shard | str | None = None) -> Report:
+               dry_run: bool = False, shard: Shard | str | None = None,
+               database_uri: str | None = None) -> Report:
     """Import everything a bundle holds (made by ``export-all`` or any other export), or
     the ``experiments`` and registered ``models`` selected from it (the grammar of
     :func:`selection.parse_selection`; ``"none"`` for no models), with what they need: the
@@ -110,7 +117,8 @@ def import_all(input_dir: str | Path, *, tracking_uri: str | Endpoint | None = N
     to date) and writes nothing. With ``shard`` (``"2/4"``), only that shard's part of it
     (see :mod:`mlflow_exim.shard`): N imports, one per shard, take it all, nothing twice."""
     bundle = open_bundle(input_dir)
-    return _Import(bundle, Endpoint.connect(tracking_uri), "import-all",
+    return _Import(bundle, Endpoint.connect(tracking_uri, database_uri=database_uri),
+                   "import-all",
                    source_tags=import_source_tags,
                    names=_experiment_names(bundle, experiment_renames),
                    models=None if models == NONE else ImportOptions(
@@ -154,13 +162,15 @@ def import_model(input_dir: str | Path, *, model: str | None = None,
                  experiment_name: str | None = None, tracking_uri: str | Endpoint | None = None,
                  import_source_tags: bool = False,
                  stage_to_alias: dict[str, str] | None = None, workers: int = DEFAULT_WORKERS,
-                 dry_run: bool = False) -> Report:
+                 dry_run: bool = False,
+                 database_uri: str | None = None) -> Report:
     """Import the one registered model of a bundle, under its own name or ``model``, with
     the same version numbers. Its runs and logged models go into their own experiments,
     or all into ``experiment_name``."""
     bundle = open_bundle(input_dir)
     (source_name,) = _only_model(bundle, "import-model")
-    return _Import(bundle, Endpoint.connect(tracking_uri), "import-model",
+    return _Import(bundle, Endpoint.connect(tracking_uri, database_uri=database_uri),
+                   "import-model",
                    source_tags=import_source_tags, experiment_name=experiment_name,
                    models=ImportOptions(source_tags=import_source_tags,
                                         stage_to_alias=stage_to_alias or {}),
@@ -172,13 +182,15 @@ def import_model_version(input_dir: str | Path, model: str, *,
                          experiment_name: str | None = None,
                          tracking_uri: str | Endpoint | None = None,
                          import_source_tags: bool = False, workers: int = DEFAULT_WORKERS,
-                         dry_run: bool = False) -> Report:
+                         dry_run: bool = False,
+                         database_uri: str | None = None) -> Report:
     """Import the one model version of a bundle (from export-model-version) as the next
     version of ``model`` (created when missing), with its run and logged model. Imported
     again, it is recognised (it points at the same migrated run or model) and not added."""
     bundle = open_bundle(input_dir)
     _only_model(bundle, "import-model-version", one_version=True)
-    return import_version_as(bundle, Endpoint.connect(tracking_uri), "import-model-version",
+    return import_version_as(bundle, Endpoint.connect(tracking_uri, database_uri=database_uri),
+                             "import-model-version",
                              model, experiment_name,
                              ImportOptions(source_tags=import_source_tags, keep_numbers=False,
                                            update_existing=False),

@@ -44,7 +44,9 @@ def migrate(source: str | Endpoint | None = None, target: str | Endpoint | None 
             stage_to_alias: dict[str, str] | None = None, workers: int | None = None,
             dry_run: bool | None = None, report: str | Path | None = None,
             source_retry: RetryPolicy | None = None,
-            target_retry: RetryPolicy | None = None, shard: Shard | str | None = None) -> Report:
+            target_retry: RetryPolicy | None = None, shard: Shard | str | None = None,
+            source_database_uri: str | None = None,
+            target_database_uri: str | None = None) -> Report:
     """Copy the selected experiments (with their runs and logged models) and registered
     models from ``source`` to ``target``, renamed as asked.
 
@@ -68,6 +70,10 @@ def migrate(source: str | Endpoint | None = None, target: str | Endpoint | None 
     (:mod:`mlflow_exim.sides`): the export reads the source only, the import writes the
     target only.
 
+    ``source_database_uri`` and ``target_database_uri`` name the database each side's
+    server uses (config: ``source.database_uri``): runs' metric histories are then read
+    and written there directly (:mod:`mlflow_exim.database`).
+
     ``shard`` (``"2/4"``) migrates only that shard's part (see :mod:`mlflow_exim.shard`):
     N migrations, one per shard, at once or not, take everything and nothing twice. Its
     bundle is ``bundle_dir/bundle-2-of-4``."""
@@ -86,8 +92,9 @@ def migrate(source: str | Endpoint | None = None, target: str | Endpoint | None 
             if getattr(run_filter, f.name)})
     report_path = settings.pop("report")
     result = _migrate(connect(source, loaded and loaded.source, "source", must_exist=True,
-                              retry=source_retry),
-                      connect(target, loaded and loaded.target, "target", retry=target_retry),
+                              retry=source_retry, database_uri=source_database_uri),
+                      connect(target, loaded and loaded.target, "target", retry=target_retry,
+                              database_uri=target_database_uri),
                       **settings)
     if report_path:
         result.write(report_path)

@@ -181,7 +181,7 @@ def validate(doc, path: Path) -> None:
 def validate_metric_history(path: Path) -> None:
     """Read every line of ``metrics.jsonl`` once, so that a malformed point is found
     before an import writes anything. Memory stays flat: the points are not kept."""
-    for _ in _read_metric_history(path):
+    for _ in _read_points(path):
         pass
 
 
@@ -205,12 +205,16 @@ def export(src: Endpoint, run_id: str, directory: Path) -> dict:
 
 
 def _export_metric_history(src: Endpoint, run_id: str, keys: list[str], directory: Path) -> int:
+    if src.database is not None:  # the same points in one SELECT (mlflow_exim.database)
+        points = src.database.metric_history(run_id)
+    else:
+        points = ((key, m.value, m.timestamp, m.step) for key in keys
+                  for m in paged(src.store.get_metric_history, run_id, key,
+                                 max_results=METRIC_PAGE_SIZE))
     with JsonLinesWriter(directory / METRICS_FILE) as out:
-        for key in keys:
-            for m in paged(src.store.get_metric_history, run_id, key,
-                           max_results=METRIC_PAGE_SIZE):
-                out.write({"key": key, "value": encode_float(m.value),
-                           "timestamp": m.timestamp, "step": m.step})
+        for key, value, timestamp, step in points:
+            out.write({"key": key, "value": encode_float(value), "timestamp": timestamp,
+                       "step": step})
         return out.count
 
 
@@ -320,12 +324,16 @@ def import_run(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, *,
     outcome.target_id = run_id
     try:
         tags = _target_tags(doc, run_id, parent_run_id, source_tags, outcome)
+        metrics_file = directory / METRICS_FILE
+        metrics = () if dst.database is not None else _read_metric_history(metrics_file)
+        if dst.database is not None:  # committed before the run is marked complete
+            dst.database.write_metric_history(run_id, _read_points(metrics_file))
         transfers.each(
             lambda batch: dst.store.log_batch(run_id, metrics=batch[2], params=batch[0],
                                               tags=batch[1]),
             _log_batches([Param(k, v) for k, v in doc["params"].items()],
                          [RunTag(k, v) for k, v in tags.items()],
-                         _read_metric_history(directory / METRICS_FILE)))
+                         metrics))
         datasets = [
             DatasetInput(Dataset(**item["dataset"]),
                          tags=[InputTag(t["key"], t["value"]) for t in item["tags"]])
@@ -458,18 +466,25 @@ def _target_tags(doc: dict, run_id: str, parent_run_id: str | None, source_tags:
 
 
 def _read_metric_history(path: Path) -> Iterator[Metric]:
+    return (Metric(*point) for point in _read_points(path))
+
+
+def _read_points(path: Path) -> Iterator[tuple[str, float, int, int]]:
+    """(key, value, timestamp, step) of each line of ``metrics.jsonl``, checked: the
+    direct-database path and the validation take them without building a Metric."""
     for point in iter_json_lines(path):
         try:
-            if not isinstance(point["key"], str):
+            key, value, timestamp, step = (point["key"], point["value"], point["timestamp"],
+                                           point["step"])
+            if not isinstance(key, str):
                 raise TypeError("key is not a string")
-            if len(point["key"]) > limits.KEY:
+            if len(key) > limits.KEY:
                 raise ValueError(f"key is longer than MLflow's {limits.KEY} characters")
-            if type(point["timestamp"]) is not int or type(point["step"]) is not int:
+            if type(timestamp) is not int or type(step) is not int:
                 raise TypeError("timestamp and step must be integers")
-            if isinstance(point["value"], bool):
+            if isinstance(value, bool):
                 raise TypeError("value is a boolean")
-            yield Metric(point["key"], decode_float(point["value"]),
-                         point["timestamp"], point["step"])
+            yield key, decode_float(value), timestamp, step
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise BundleError(path, f"metric point {abbreviate(point, 120)} is malformed: "
                                     f"{type(exc).__name__} {exc}") from None

@@ -1,0 +1,204 @@
+"""The direct-database path against REST on one run of many metric points.
+
+    python benchmarks/database_path.py --points 1000000 [--postgres] [--rest-points N]
+        [--workdir DIR] [--json PATH]
+
+A bundle holding one run of ``--points`` points (four metrics, NaN among them) is made
+once. Then, each into a fresh, empty target ``mlflow server`` (sqlite; with ``--postgres``
+also PostgreSQL, started here as in tests/test_database.py):
+
+* ``import-run`` over REST (``--rest-points`` takes a bundle of fewer points for it, whose
+  rate is then quoted; by default the same run);
+* ``import-run --database-uri``: the direct-database path; the command's wall time and its
+  own peak RSS (VmHWM);
+* the ceiling: the same rows inserted into the same ``metrics`` table through the driver
+  alone (sqlite3 ``executemany``, psycopg2 ``execute_values``), rows built in memory
+  beforehand, batches of the same size, one transaction each; no SQLAlchemy, no parsing.
+
+Rates are points per second of the whole command (its start-up included), so the
+database path's ratio to the ceiling is a floor. Wall clock on a possibly shared machine:
+the load average is printed with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+from mlflow import MlflowClient
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from benchmarks.metric_memory import measure  # noqa: E402
+from mlflow_exim.database import CHUNK_ROWS, Database, stored_value  # noqa: E402
+from tests.servers import MlflowServer  # noqa: E402
+
+T0 = 1_700_000_000_000
+KEYS = ("loss", "accuracy", "learning_rate", "grad_norm")
+
+
+def points(count: int):
+    for i in range(count):
+        yield KEYS[i % 4], (float("nan") if i % 10007 == 0 else 1.0 / (i + 1)), T0 + i, i // 4
+
+
+def make_bundle(work: Path, count: int) -> Path:
+    """A bundle of one run of ``count`` points, exported from an embedded store (whose
+    points are written through the database path: seeding over REST would take longer
+    than the benchmark)."""
+    source = f"sqlite:///{work / f'source-{count}.db'}"
+    client = MlflowClient(source)
+    experiment = client.create_experiment("bench", artifact_location=(work / "a").as_uri())
+    run_id = client.create_run(experiment, start_time=T0, run_name=f"{count} points").info.run_id
+    Database(source, source).write_metric_history(run_id, points(count))
+    client.set_terminated(run_id, end_time=T0 + count)
+    bundle = work / f"bundle-{count}"
+    seconds, _ = measure(["export-run", "--tracking-uri", source, "--run-id", run_id,
+                          "--output-dir", str(bundle)], work)
+    print(f"bundle of {count} points exported (database path) in {seconds:.1f} s", flush=True)
+    return bundle
+
+
+def import_run(work: Path, name: str, bundle: Path, backend: str | None,
+               direct: bool) -> tuple[float, int]:
+    """``import-run`` into a fresh server on ``backend`` (default: a new sqlite file)."""
+    server = _server(work, name, backend)
+    try:
+        flags = ["--database-uri", server.backend] if direct else []
+        return measure(["import-run", "--tracking-uri", server.uri, *flags, "--input-dir",
+                        str(bundle), "--experiment-name", "bench"], work)
+    finally:
+        server.stop()
+
+
+def _server(work: Path, name: str, backend: str | None):
+    """An ``mlflow server`` on ``backend`` (PostgreSQL), or on a new sqlite file."""
+    if backend is None:
+        server = MlflowServer(name, work, str(work / f"{name}-artifacts"))
+        server.backend = f"sqlite:///{work / f'{name}.db'}"
+        server.wait()
+        return server
+    from tests.test_database import DatabaseServer
+
+    server = DatabaseServer(name, work, backend)
+    server.backend = backend
+    return server
+
+
+def raw_rows(count: int, run_id: str) -> list[tuple]:
+    rows = []
+    for key, value, timestamp, step in points(count):
+        stored, is_nan = stored_value(value)
+        rows.append((key, stored, timestamp, step, is_nan, run_id))
+    return rows
+
+
+INSERT = ("INSERT INTO metrics (key, value, timestamp, step, is_nan, run_uuid) "
+          "VALUES ({})")
+
+
+def raw_sqlite(work: Path, count: int) -> float:
+    """Seconds to insert the rows into a fresh MLflow database through sqlite3 alone."""
+    uri = f"sqlite:///{work / 'raw.db'}"
+    client = MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("raw")).info.run_id
+    rows = raw_rows(count, run_id)
+    connection = sqlite3.connect(work / "raw.db")
+    start = time.perf_counter()
+    for at in range(0, len(rows), CHUNK_ROWS):
+        with connection:
+            connection.executemany(INSERT.format(", ".join("?" * 6)), rows[at:at + CHUNK_ROWS])
+    seconds = time.perf_counter() - start
+    connection.close()
+    return seconds
+
+
+def raw_postgres(database: str, count: int) -> float:
+    """The same through psycopg2's execute_values into a fresh MLflow database."""
+    import psycopg2
+    from psycopg2.extras import execute_values
+
+    client = MlflowClient(database)  # creates MLflow's tables
+    run_id = client.create_run(client.create_experiment("raw")).info.run_id
+    rows = raw_rows(count, run_id)
+    connection = psycopg2.connect(database.replace("+psycopg2", ""))
+    start = time.perf_counter()
+    for at in range(0, len(rows), CHUNK_ROWS):
+        with connection, connection.cursor() as cursor:
+            execute_values(cursor, INSERT.format("%s").replace("(%s)", "%s"),
+                           rows[at:at + CHUNK_ROWS], page_size=1000)
+    seconds = time.perf_counter() - start
+    connection.close()
+    return seconds
+
+
+def side(work: Path, label: str, bundle: Path, rest_bundle: Path, count: int,
+         rest_count: int, backends) -> dict:
+    rest_s, rest_mb = import_run(work, f"{label}-rest", rest_bundle, backends(), direct=False)
+    db_s, db_mb = import_run(work, f"{label}-db", bundle, backends(), direct=True)
+    raw_s = raw_sqlite(work, count) if label == "sqlite" else raw_postgres(backends(), count)
+    result = {
+        "points": count, "rest_points": rest_count,
+        "rest_import_s": round(rest_s, 2), "rest_points_per_s": round(rest_count / rest_s),
+        "rest_peak_rss_mb": rest_mb,
+        "database_import_s": round(db_s, 2), "database_points_per_s": round(count / db_s),
+        "database_peak_rss_mb": db_mb,
+        "driver_insert_s": round(raw_s, 2), "driver_points_per_s": round(count / raw_s),
+    }
+    result["speedup_vs_rest"] = round(result["database_points_per_s"]
+                                      / result["rest_points_per_s"], 1)
+    result["share_of_driver_rate"] = round(result["database_points_per_s"]
+                                           / result["driver_points_per_s"], 2)
+    print(f"{label:>10}: REST {result['rest_points_per_s']:>9,} pt/s ({rest_mb} MB) | "
+          f"database {result['database_points_per_s']:>9,} pt/s in {db_s:.1f} s ({db_mb} MB)"
+          f" | driver {result['driver_points_per_s']:>9,} pt/s | "
+          f"{result['speedup_vs_rest']}x REST, {result['share_of_driver_rate']:.0%} of the "
+          "driver", flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--points", type=int, default=1_000_000)
+    parser.add_argument("--rest-points", type=int, default=None,
+                        help="points of the run imported over REST (default: --points)")
+    parser.add_argument("--postgres", action="store_true",
+                        help="also into PostgreSQL (needs the postgresql package)")
+    parser.add_argument("--workdir", default="bench-work/database-path")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    options = parser.parse_args()
+    work = Path(options.workdir).absolute()
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "600")
+    rest_count = options.rest_points or options.points
+    bundle = make_bundle(work, options.points)
+    rest_bundle = bundle if rest_count == options.points else make_bundle(work, rest_count)
+    figures = {"load_average": os.getloadavg()[0],
+               "sqlite": side(work, "sqlite", bundle, rest_bundle, options.points, rest_count,
+                              lambda: None)}
+    if options.postgres:
+        from tests.test_database import PostgresServer
+
+        postgres = PostgresServer()
+        try:
+            names = iter(range(1000))
+            figures["postgresql"] = side(
+                work, "postgresql", bundle, rest_bundle, options.points, rest_count,
+                lambda: postgres.create_database(f"bench{next(names)}"))
+        finally:
+            postgres.stop()
+    print(f"load average {figures['load_average']:.1f}")
+    if options.json:
+        options.json.write_text(json.dumps(figures, indent=2) + "\n")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,404 @@
+"""The direct-database path of metric histories (mlflow_exim.database), on sqlite and on a
+real PostgreSQL server that the tests start, each served afterwards by an `mlflow server`
+on the same database and compared with the source by verify."""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric
+
+import mlflow_exim
+from mlflow_exim.database import Database
+from mlflow_exim.endpoint import Endpoint, display_uri
+from mlflow_exim.errors import EximError
+from tests.seed import T0
+from tests.servers import BIN, Process, free_port
+
+INF = math.inf
+NAN = math.nan
+# Points that MLflow stores in a special way or orders by more than one column: NaN and
+# ±inf, negative steps, one step at several timestamps, one (step, timestamp) with several
+# values, keys whose order differs between code points and a language's collation.
+ODD_POINTS = [
+    ("loss", 1.5, T0, -2), ("loss", NAN, T0 + 1, -1), ("loss", INF, T0 + 2, 0),
+    ("loss", -INF, T0 + 3, 0), ("loss", 0.25, T0 + 4, 0), ("loss", 0.5, T0 + 4, 0),
+    ("loss", 2.0, T0 + 9, 3), ("loss", 1.0, T0 + 5, 3), ("loss", NAN, T0 + 9, 3),
+    ("B", 1.0, T0, 0), ("a", 2.0, T0, 0), ("Ä", 3.0, T0, 0), ("z_inf", INF, T0, 7),
+    ("z_inf", -1e300, T0, 7),
+]
+BIG_RUN_POINTS = 30_000  # "tens of thousands": a run that takes several insert batches
+
+
+def cli(*argv, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "mlflow-exim"), *map(str, argv)], cwd=cwd,
+                          capture_output=True, text=True, env={**os.environ, **(env or {})})
+
+
+def sqlite_uri(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+class DatabaseServer(Process):
+    """``mlflow server`` on a given backend database, with proxied artifacts."""
+
+    def __init__(self, name: str, work_dir: Path, backend_store_uri: str):
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        super().__init__(name, [sys.executable, "-m", "mlflow", "server",
+                                "--backend-store-uri", backend_store_uri,
+                                "--artifacts-destination", str(work_dir / f"{name}-artifacts"),
+                                "--host", "127.0.0.1", "--port", str(self.port),
+                                "--workers", "1"],
+                         work_dir, env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+        self.wait_http(f"{self.uri}/health")
+
+
+def _postgres_program(name: str) -> str:
+    """A PostgreSQL program: Debian's package keeps them in /usr/lib/postgresql/N/bin."""
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or [shutil.which(name)]
+    if not found[-1]:
+        raise RuntimeError(f"PostgreSQL's {name} is missing: apt-get install postgresql")
+    return found[-1]
+
+
+class PostgresServer:
+    """A PostgreSQL cluster of its own in a temporary directory, on a free loopback port,
+    with trust authentication. PostgreSQL refuses to run as root: as root (CI), its
+    programs run as the ``postgres`` user the Debian package creates. The cluster's
+    collation is ICU's en-US, whose order of keys is not the code points' order."""
+
+    def __init__(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="mlflow-exim-pg-"))
+        self.data = self.dir / "data"
+        self.port = free_port()
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.as_user:
+            shutil.chown(self.dir, "postgres")
+        self._run("initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                  "--locale-provider=icu", "--icu-locale=en-US", "--locale=C.UTF-8")
+        self._run("pg_ctl", "-D", self.data, "-l", self.dir / "server.log", "-w", "-o",
+                  f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1", "start")
+
+    def _run(self, program: str, *argv) -> None:
+        done = subprocess.run([*self.as_user, _postgres_program(program), *map(str, argv)],
+                              capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"{program} failed: {done.stdout}{done.stderr}")
+
+    def create_database(self, name: str) -> str:
+        import psycopg2
+
+        connection = psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres",
+                                      dbname="postgres")
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+        connection.close()
+        # SQLAlchemy 2.1 takes psycopg (3) for a bare postgresql://; psycopg2 is the one
+        # the test extra installs.
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{name}"
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    server = PostgresServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def log_points(client: MlflowClient, run_id: str, points) -> None:
+    batch = []
+    for key, value, timestamp, step in points:
+        batch.append(Metric(key, value, timestamp, step))
+        if len(batch) == 1000:
+            client.log_batch(run_id, metrics=batch)
+            batch = []
+    if batch:
+        client.log_batch(run_id, metrics=batch)
+
+
+def big_history():
+    for i in range(BIG_RUN_POINTS):
+        yield f"m{i % 3}", (i * 0.001 if i % 997 else NAN), T0 + i, i // 3 - 100
+
+
+@pytest.fixture(scope="module")
+def source(stack, tmp_path_factory):
+    """An experiment on the stack's source server with odd, long and empty histories, its
+    bundle exported over REST and its bundle exported with the database path."""
+    name = "dbpath-" + os.urandom(4).hex()
+    client = MlflowClient(stack.source.uri)
+    experiment = client.create_experiment(name)
+    odd = client.create_run(experiment, start_time=T0, run_name="odd").info.run_id
+    log_points(client, odd, ODD_POINTS)
+    client.log_batch(odd, params=[Param("p", "1")], tags=[RunTag("t", "x")])
+    big = client.create_run(experiment, start_time=T0 + 1, run_name="big",
+                            tags={"mlflow.parentRunId": odd}).info.run_id
+    log_points(client, big, big_history())
+    empty = client.create_run(experiment, start_time=T0 + 2, run_name="empty").info.run_id
+    for run_id in (odd, big, empty):
+        client.set_terminated(run_id, "FINISHED", end_time=T0 + 10_000)
+    work = tmp_path_factory.mktemp("dbpath")
+    database = sqlite_uri(stack.source.log_path.with_suffix(".db"))
+    rest, direct = work / "rest", work / "direct"
+    for bundle, flags in ((rest, ()), (direct, ("--database-uri", database))):
+        done = cli("export-experiment", "--tracking-uri", stack.source.uri, *flags,
+                   "--experiment", name, "--output-dir", bundle)
+        assert done.returncode == 0, done.stderr
+    return {"name": name, "runs": {"odd": odd, "big": big, "empty": empty}, "rest": rest,
+            "direct": direct, "work": work, "uri": stack.source.uri}
+
+
+def metric_files(bundle: Path) -> dict[str, bytes]:
+    return {path.parent.name: path.read_bytes()
+            for path in sorted(bundle.rglob("metrics.jsonl"))}
+
+
+def assert_latest_metrics_equal(src_uri: str, dst_uri: str, experiment_name: str) -> None:
+    """Each run's latest metrics (what MLflow computed on the source, what the database
+    path wrote on the target), NaN equal to NaN."""
+    def latest(uri):
+        client = MlflowClient(uri)
+        experiment = client.get_experiment_by_name(experiment_name).experiment_id
+        return {r.info.run_name: sorted((m.key, repr(m.value), m.timestamp, m.step)
+                                        for m in r.data._metric_objs)
+                for r in client.search_runs([experiment])}
+    assert latest(src_uri) == latest(dst_uri)
+
+
+def test_a_database_export_writes_the_metric_files_the_rest_export_writes(source):
+    rest, direct = metric_files(source["rest"]), metric_files(source["direct"])
+    assert len(rest) == 3 and rest == direct
+    manifest = lambda bundle: (bundle / "manifest.json").read_text()  # noqa: E731
+    assert "inventory" in manifest(source["direct"])
+    check = cli("check", "--input-dir", source["direct"])
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_sqlite_import_through_the_database_is_served_and_identical(source, tmp_path):
+    database = tmp_path / "target.db"
+    server = DatabaseServer("sqlite-target", tmp_path, sqlite_uri(database))
+    try:
+        done = cli("import-experiment", "--tracking-uri", server.uri, "--database-uri",
+                   sqlite_uri(database), "--input-dir", source["direct"])
+        assert done.returncode == 0, done.stdout + done.stderr
+        card = mlflow_exim.verify(source["uri"], server.uri, experiments=[source["name"]])
+        assert card.ok, card.text()
+        assert card.totals["runs"] == 3
+        assert_latest_metrics_equal(source["uri"], server.uri, source["name"])
+        with sqlite3.connect(database) as connection:
+            assert connection.execute("SELECT count(*) FROM metrics").fetchone()[0] == (
+                len(ODD_POINTS) + BIG_RUN_POINTS)
+    finally:
+        server.stop()
+
+
+def test_postgresql_import_through_the_database_is_served_and_identical(source, postgres,
+                                                                        tmp_path):
+    database = postgres.create_database("target")
+    server = DatabaseServer("postgres-target", tmp_path, database)
+    try:
+        done = cli("import-experiment", "--tracking-uri", server.uri, "--database-uri",
+                   database, "--input-dir", source["rest"])
+        assert done.returncode == 0, done.stdout + done.stderr
+        card = mlflow_exim.verify(source["uri"], server.uri, experiments=[source["name"]])
+        assert card.ok, card.text()
+        assert card.totals["runs"] == 3
+        assert_latest_metrics_equal(source["uri"], server.uri, source["name"])
+        # Read back with the database path: the same lines, in the same order, although
+        # this database's collation puts "a" before "B".
+        again = tmp_path / "again"
+        done = cli("export-experiment", "--tracking-uri", server.uri, "--database-uri",
+                   database, "--experiment", source["name"], "--output-dir", again)
+        assert done.returncode == 0, done.stderr
+        assert sorted(metric_files(again).values()) == sorted(
+            metric_files(source["rest"]).values())
+    finally:
+        server.stop()
+
+
+def _stamped_copy(tmp_path: Path) -> tuple[Path, str]:
+    """A store at the head revision, then stamped with the revision before it."""
+    from alembic.script import ScriptDirectory
+    from mlflow.store.db.utils import _get_alembic_config
+
+    path = tmp_path / "old.db"
+    MlflowClient(sqlite_uri(path)).search_experiments()  # created at the head revision
+    script = ScriptDirectory.from_config(_get_alembic_config(""))
+    older = script.get_revision(script.get_current_head()).down_revision
+    with sqlite3.connect(path) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = ?", (older,))
+    return path, older
+
+
+def test_a_database_at_another_schema_revision_is_refused_in_one_line(stack, source,
+                                                                      tmp_path):
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    path, older = _stamped_copy(tmp_path)
+    with pytest.raises(EximError) as refused:
+        Endpoint.connect(stack.target.uri, database_uri=sqlite_uri(path))
+    message = str(refused.value)
+    assert "\n" not in message
+    assert sqlite_uri(path) in message and older in message
+    assert _get_latest_schema_revision() in message
+    name = "refused-" + os.urandom(4).hex()
+    done = cli("import-experiment", "--tracking-uri", stack.target.uri, "--database-uri",
+               sqlite_uri(path), "--input-dir", source["direct"], "--experiment-name", name)
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1 and older in done.stderr
+    assert MlflowClient(stack.target.uri).get_experiment_by_name(name) is None
+
+
+def test_a_database_password_never_shows(tmp_path):
+    uri = "postgresql://exim:s3cret-pw@127.0.0.1:1/mlflow"
+    with pytest.raises(EximError) as refused:
+        _ = Database(uri, display_uri(uri)).engine
+    assert "s3cret-pw" not in str(refused.value)
+    assert "postgresql://127.0.0.1:1/mlflow" in str(refused.value)
+    endpoint = Endpoint(sqlite_uri(tmp_path / "x.db"), database_uri=uri)
+    assert "s3cret-pw" not in repr(endpoint.database)
+
+
+KILLED_IMPORT = textwrap.dedent("""
+    import os, signal, sys
+    import mlflow_exim
+    from mlflow_exim import database
+    from mlflow_exim.endpoint import Endpoint
+
+    database.CHUNK_ROWS = 4_000
+    done = []
+    write = database.Database._execute
+
+    def killed_after_two_batches(self, statement, rows, *more):
+        write(self, statement, rows, *more)
+        if len(rows) == database.CHUNK_ROWS:  # a full batch: only the big run has them
+            done.append(len(rows))
+        if len(done) == 2:  # two batches committed, the run still pending
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    database.Database._execute = killed_after_two_batches
+    uri, db, bundle, name = sys.argv[1:]
+    mlflow_exim.import_experiment(bundle, tracking_uri=Endpoint(uri, database_uri=db),
+                                  experiment_name=name, workers=1)
+""")
+
+
+def test_an_import_killed_mid_insert_is_completed_by_the_next_one(source, tmp_path):
+    database = tmp_path / "target.db"
+    server = DatabaseServer("killed-target", tmp_path, sqlite_uri(database))
+    name = source["name"]
+    try:
+        killed = subprocess.run([sys.executable, "-c", KILLED_IMPORT, server.uri,
+                                 sqlite_uri(database), str(source["direct"]), name],
+                                capture_output=True, text=True)
+        assert killed.returncode == -9, killed.stderr
+        client = MlflowClient(server.uri)
+        experiment = client.get_experiment_by_name(name).experiment_id
+        (pending,) = [r for r in client.search_runs([experiment])
+                      if "mlflow_exim.import.pending" in r.data.tags]
+        with sqlite3.connect(database) as connection:
+            written = connection.execute("SELECT count(*) FROM metrics WHERE run_uuid = ?",
+                                         (pending.info.run_id,)).fetchone()[0]
+        assert written == 8_000  # two batches of the big run's 30,000 points
+
+        report = tmp_path / "report.json"
+        done = cli("import-experiment", "--tracking-uri", server.uri, "--database-uri",
+                   sqlite_uri(database), "--input-dir", source["direct"], "--report", report)
+        assert done.returncode == 0, done.stdout + done.stderr
+        actions = {o["source_id"]: o["action"] for o in json.loads(report.read_text())["objects"]
+                   if o["kind"] == "runs"}
+        assert actions[source["runs"]["big"]] == "redo"
+        card = mlflow_exim.verify(source["uri"], server.uri, experiments=[name])
+        assert card.ok, card.text()
+        assert_latest_metrics_equal(source["uri"], server.uri, name)
+        assert client.get_run(pending.info.run_id).info.lifecycle_stage == "deleted"
+    finally:
+        server.stop()
+
+
+# The rows themselves: the same as MLflow's own store writes for the same points ----------
+
+# Few distinct values, times and steps, so that ties (NaN stored as 0 beside a real 0,
+# inf beside the largest double) and duplicates come up often.
+_values = st.one_of(st.sampled_from([NAN, INF, -INF, 0.0, -0.0, 1.0, 1.7976931348623157e308]),
+                    st.floats(allow_nan=False, width=64))
+_points = st.lists(st.tuples(st.sampled_from(["a", "B"]), _values,
+                             st.integers(T0, T0 + 1), st.integers(-1, 1)), max_size=40)
+
+
+def _rows(path: Path, table, run_id: str) -> list:
+    columns = ("key", "value", "timestamp", "step", "is_nan")
+    with sqlite3.connect(path) as connection:
+        return sorted(connection.execute(
+            f"SELECT {', '.join(columns)} FROM {table.__tablename__} WHERE run_uuid = ?",
+            (run_id,)).fetchall())
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory):
+    path = tmp_path_factory.mktemp("rows") / "rows.db"
+    client = MlflowClient(sqlite_uri(path))
+    return path, client, client.create_experiment("rows")
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(points=_points)
+@example(points=[("a", NAN, T0, 1), ("a", 0.0, T0, 1), ("a", INF, T0, 0),
+                 ("a", 1.7976931348623157e308, T0, 0)])
+def test_the_rows_written_are_the_rows_mlflow_writes(embedded, points):
+    path, client, experiment = embedded
+    theirs = client.create_run(experiment).info.run_id
+    ours = client.create_run(experiment).info.run_id
+    metrics = [Metric(*point) for point in points]
+    for start in range(0, len(metrics), 7):  # several requests, as the REST path sends them
+        client.log_batch(theirs, metrics=metrics[start:start + 7])
+    written = Database(sqlite_uri(path), "rows").write_metric_history(ours, points)
+    assert written == len(points)
+    for table in (SqlMetric, SqlLatestMetric):
+        assert _rows(path, table, ours) == _rows(path, table, theirs), table.__tablename__
+
+
+def test_the_rows_written_into_postgresql_are_the_rows_mlflow_writes(postgres):
+    import psycopg2
+
+    database = postgres.create_database("rows")
+    client = MlflowClient(database)
+    experiment = client.create_experiment("rows")
+    theirs, ours = (client.create_run(experiment).info.run_id for _ in range(2))
+    points = [*ODD_POINTS, *ODD_POINTS[:3], *big_history()]  # duplicates dropped, as MLflow does
+    log_points(client, theirs, points)
+    assert Database(database, "rows").write_metric_history(ours, points) == len(points)
+    connection = psycopg2.connect(database.replace("+psycopg2", ""))
+    with connection, connection.cursor() as cursor:
+        for table in ("metrics", "latest_metrics"):
+            rows = {}
+            for run_id in (theirs, ours):
+                cursor.execute(f"SELECT key, value, timestamp, step, is_nan FROM {table} "
+                               "WHERE run_uuid = %s ORDER BY 1, 2, 3, 4, 5", (run_id,))
+                rows[run_id] = cursor.fetchall()
+            assert rows[ours] == rows[theirs] and rows[ours], table
+    connection.close()
