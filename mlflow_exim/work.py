@@ -163,42 +163,6 @@ class ProgressLines:
                 self._shown = now
                 self._print(now, "")
 
-    def each_after(self, func: Callable[[str], object], parents: dict[str, str | None]) -> None:
-        """Call ``func`` on every key of ``parents`` (id → parent id), ``size`` at a time,
-        each as soon as its parent among them has returned (whatever became of it), so that
-        a child waits for its parent only, never for the slowest of its parent's
-        generation. A parent chain that loops is cut as :func:`parents_first` cuts it. An
-        escaping exception stops new calls and is re-raised once the started ones end."""
-        order = parents_first(parents)
-        if self._executor is None:
-            for item in order:
-                func(item)
-            return
-        position = {item: i for i, item in enumerate(order)}
-        ready: deque[str] = deque()
-        children: dict[str, list[str]] = {}
-        for item in order:
-            parent = parents[item]
-            if parent in position and position[parent] < position[item]:
-                children.setdefault(parent, []).append(item)
-            else:
-                ready.append(item)
-        in_flight: dict[Future, str] = {}
-        errors: list[BaseException] = []
-        while True:
-            while ready and len(in_flight) < self.size and not errors:
-                item = ready.popleft()
-                in_flight[self._executor.submit(func, item)] = item
-            if not in_flight:
-                break
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            for future in done:
-                if future.exception() is not None:
-                    errors.append(future.exception())
-                ready.extend(children.pop(in_flight.pop(future), []))
-        if errors:
-            raise errors[0]
-
     def close(self) -> None:
         with self._lock:
             if self.done:
