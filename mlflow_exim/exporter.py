@@ -8,11 +8,12 @@ experiment also holds, is written once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from mlflow.entities import Experiment, LifecycleStage, LoggedModel, ViewType
+from mlflow.entities import Experiment, LifecycleStage, LoggedModel, Run, ViewType
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
@@ -36,6 +37,7 @@ from mlflow_exim.report import Report, one_line
 from mlflow_exim.selection import (
     RunFilter,
     Selection,
+    all_experiments,
     changed_since,
     select,
     select_experiments,
@@ -57,13 +59,13 @@ def export_run(run_id: str, output_dir: str | Path, *,
                database_uri: str | None = None) -> Report:
     """Export one run (and its experiment's metadata) to a new bundle at ``output_dir``."""
     src = Endpoint.connect(tracking_uri, must_exist=True, database_uri=database_uri)
+    plan = _Plan(src)
     try:
-        run = src.client.get_run(run_id)
+        run = plan.run(run_id)
     except Exception as exc:  # noqa: BLE001 - "not found" and friends
         raise EximError(f"run {run_id!r} not found on {src.display_uri}") from exc
     if run.info.lifecycle_stage == LifecycleStage.DELETED and not export_deleted_runs:
         raise EximError(f"run {run_id} is deleted; set `export_deleted_runs` to export it")
-    plan = _Plan(src)
     plan.add_run(run_id, run.info.experiment_id)
     return _write_bundle(plan, output_dir, "export-run",
                          {"export_deleted_runs": export_deleted_runs, "run_id": run_id}, workers,
@@ -101,7 +103,7 @@ def export_experiments(experiments: Selection, output_dir: str | Path, *,
     (``"2/4"``), only that shard's part of them (see :mod:`mlflow_exim.shard`)."""
     src = Endpoint.connect(tracking_uri, must_exist=True, database_uri=database_uri)
     shard = Shard.of(shard)
-    plan = _Plan(src, run_filter=run_filter or RunFilter())
+    plan = _Plan(src, run_filter=run_filter or RunFilter(), workers=workers)
     plan.add_experiments(select_experiments(src, experiments, include_deleted=export_deleted_runs),
                          export_deleted_runs)
     plan.narrow(shard)
@@ -169,9 +171,8 @@ def export_models(models: Selection, output_dir: str | Path, *,
     shard's part of them (see :mod:`mlflow_exim.shard`)."""
     src = Endpoint.connect(tracking_uri, must_exist=True, database_uri=database_uri)
     shard = Shard.of(shard)
-    plan = _Plan(src, run_filter=RunFilter(since=since))
-    for registered in select_registered_models(src, models):
-        plan.add_registered_model_with_all_versions(registered)
+    plan = _Plan(src, run_filter=RunFilter(since=since), workers=workers)
+    plan.add_registered_models_with_all_versions(select_registered_models(src, models))
     plan.narrow(shard)
     return _write_bundle(plan, output_dir, "export-models",
                          {"selection": models, **_filter_options(plan.run_filter),
@@ -193,14 +194,13 @@ def export_all(output_dir: str | Path, *, tracking_uri: str | Endpoint | None = 
     src = Endpoint.connect(tracking_uri, must_exist=True, database_uri=database_uri)
     shard = Shard.of(shard)
     plan = _Plan(src, export_deleted_runs=export_deleted_runs,
-                 run_filter=run_filter or RunFilter())
+                 run_filter=run_filter or RunFilter(), workers=workers)
     plan.add_experiments(select_experiments(src, experiments, include_deleted=export_deleted_runs),
                          export_deleted_runs)
     if models != "none":
-        for registered in select_registered_models(src, models):
-            plan.add_registered_model_with_all_versions(registered)
+        plan.add_registered_models_with_all_versions(select_registered_models(src, models))
     if experiments == "all":  # else add_experiments took those of the experiments selected
-        plan.add_prompts(prompt_entity.all_prompts(src))
+        plan.add_prompts(plan.all_prompts())
         plan.add_datasets(dataset_entity.search(src))
     plan.narrow(shard)
     return _write_bundle(plan, output_dir, "export-all",
@@ -287,6 +287,7 @@ class _Plan:
     src: Endpoint
     export_deleted_runs: bool = False
     run_filter: RunFilter = field(default_factory=RunFilter)
+    workers: int = DEFAULT_WORKERS  # listings read side by side
     report: Report = field(default_factory=lambda: Report("export"))
     items: dict[str, dict] = field(default_factory=lambda: {k.name: {} for k in KINDS})
     parents: dict[str, str] = field(default_factory=dict)  # run id -> its parent's, if any
@@ -294,6 +295,12 @@ class _Plan:
     notes: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     # the run links of the traces taken, to the runs of every experiment taken
     run_links: trace_entity.RunLinks | None = None
+    # the runs read while planning, by id, and those of them read whole, which the export
+    # writes without reading them again
+    runs: dict[str, Run] = field(default_factory=dict)
+    whole: set[str] = field(default_factory=set)
+    _prompts: list | None = None
+    _any_logged_models: bool | None = None
 
     def add_experiment(self, experiment_id: str) -> None:
         experiments = self.items[EXPERIMENTS]
@@ -315,29 +322,54 @@ class _Plan:
         takes) and logged models (with a run filter: those of the runs taken, or, for
         ``since``, changed since then)."""
         view = ViewType.ALL if export_deleted_runs else ViewType.ACTIVE_ONLY
+        listed = self._side_by_side(lambda experiment: self._listings(experiment, view),
+                                    experiments, key=lambda e: e.experiment_id)
         for experiment in experiments:
             self.items[EXPERIMENTS].setdefault(experiment.experiment_id, experiment)
-            try:
-                run_ids = _run_ids(self.src, experiment.experiment_id, view,
-                                   self.run_filter.searches())
-                taken = set(run_ids)
-                models = [m for m in logged_model_entity.search(self.src,
-                                                                experiment.experiment_id)
-                          if self._wanted(m, taken)]
-                traced = trace_entity.has_traces(self.src, experiment.experiment_id)
-            except Exception as exc:  # noqa: BLE001 - reported; the other experiments go on
+            if isinstance(found := listed[experiment.experiment_id], Exception):
                 self.report.fail(EXPERIMENTS, experiment.experiment_id,
-                                 f"cannot list its runs and logged models: {one_line(exc)}",
+                                 f"cannot list its runs and logged models: {one_line(found)}",
                                  experiment.name)
                 del self.items[EXPERIMENTS][experiment.experiment_id]
                 continue
-            for run_id, parent in run_ids.items():
-                self.add_run(run_id, experiment.experiment_id, parent)
+            found, models, traced = found
+            whole = run_entity.whole_in_search(self.any_logged_models())
+            for run_id, run in found.items():
+                self.add_run(run_id, experiment.experiment_id,
+                             run.data.tags.get(MLFLOW_PARENT_RUN_ID))
+                self.runs.setdefault(run_id, run)
+                if whole:
+                    self.whole.add(run_id)
             for model in models:
                 self.items[LOGGED_MODELS].setdefault(model.model_id, model)
             if traced:
                 self.add_traces(experiment, since=self.run_filter.since)
         self.add_genai_of([e.experiment_id for e in experiments])
+
+    def _listings(self, experiment: Experiment, view: int) -> tuple[dict[str, Run], list, bool]:
+        """What the plan reads of one experiment: its runs, logged models, whether it has
+        traces."""
+        found = _searched_runs(self.src, experiment.experiment_id, view,
+                               self.run_filter.searches())
+        taken = set(found)
+        models = [m for m in logged_model_entity.search(self.src, experiment.experiment_id)
+                  if self._wanted(m, taken)]
+        return found, models, trace_entity.has_traces(self.src, experiment.experiment_id)
+
+    def _side_by_side(self, read: Callable, objects: list, key: Callable) -> dict:
+        """``read`` of each object, ``workers`` at a time, by ``key``: what it returned,
+        or the exception it raised (reported by the caller, in the objects' order)."""
+        results: dict = {}
+
+        def one(item) -> None:
+            try:
+                results[key(item)] = read(item)
+            except Exception as exc:  # noqa: BLE001 - the caller reports it on the object
+                results[key(item)] = exc
+
+        with Workers(self.workers, "plan") as pool:
+            pool.each(one, objects)
+        return results
 
     def add_genai_of(self, experiment_ids: list[str]) -> None:
         """The scorers and evaluation datasets of these experiments, and the prompts
@@ -351,18 +383,45 @@ class _Plan:
             for experiment_id in set(taken) - set(active):
                 self.notes.setdefault((EXPERIMENTS, experiment_id), []).append(
                     scorer_entity.NOT_LISTED)
-        for experiment_id in active:  # a server lists no scorers of a deleted experiment
-            try:
-                for item in scorer_entity.search(self.src, experiment_id):
-                    self.items[SCORERS].setdefault(
-                        scorer_entity.key(item.experiment_id, item.name), item)
-            except Exception as exc:  # noqa: BLE001 - reported; the other experiments go on
+        # a server lists no scorers of a deleted experiment
+        listed = self._side_by_side(lambda i: scorer_entity.search(self.src, i), active,
+                                    key=lambda i: i)
+        for experiment_id in active:
+            if isinstance(found := listed[experiment_id], Exception):
                 self.report.fail(SCORERS, experiment_id,
                                  f"cannot list the scorers of experiment {experiment_id}: "
-                                 f"{one_line(exc)}")
+                                 f"{one_line(found)}")
+                continue
+            for item in found:
+                self.items[SCORERS].setdefault(
+                    scorer_entity.key(item.experiment_id, item.name), item)
         self.add_datasets(dataset_entity.search(self.src, taken))
-        self.add_prompts(p for p in prompt_entity.all_prompts(self.src)
+        self.add_prompts(p for p in self.all_prompts()
                          if set(prompt_entity.linked_experiments(p)) & set(taken))
+
+    def all_prompts(self) -> list:
+        """Every prompt of the source, listed once however many commands' parts ask."""
+        if self._prompts is None:
+            self._prompts = prompt_entity.all_prompts(self.src)
+        return self._prompts
+
+    def any_logged_models(self) -> bool:
+        """Whether the source holds a logged model in any experiment (deleted ones too): only
+        then can a run have consumed one (see :func:`run_entity.whole_in_search`)."""
+        if self._any_logged_models is None:
+            self._any_logged_models = self.src.supports(LOGGED_MODELS) and any(
+                self.src.client.search_logged_models(ids, max_results=1)
+                for ids in _chunks([e.experiment_id for e in all_experiments(
+                    self.src, include_deleted=True)], EXPERIMENTS_PER_SEARCH))
+        return self._any_logged_models
+
+    def run(self, run_id: str) -> Run:
+        """The run as read already while planning, else read (whole) now."""
+        run = self.runs.get(run_id)
+        if run is None:
+            run = self.runs[run_id] = self.src.client.get_run(run_id)
+            self.whole.add(run_id)
+        return run
 
     def add_prompts(self, prompts) -> None:
         for found in prompts:
@@ -406,20 +465,22 @@ class _Plan:
         self.items[REGISTERED_MODELS][registered.name] = registered_model_entity.ExportItem(
             registered, entries)
 
-    def add_registered_model_with_all_versions(self, registered: RegisteredModel) -> None:
-        """The model with all its versions; with ``since``, only if the model changed since
-        then (a new or updated version changes it too), with the versions that did."""
+    def add_registered_models_with_all_versions(self, models: list[RegisteredModel]) -> None:
+        """The models with all their versions, listed side by side; with ``since``, only
+        the models changed since then (a new or updated version changes it too), with the
+        versions that did."""
         since = self.run_filter.since
-        if not changed_since(registered.last_updated_timestamp, since):
-            return
-        try:
-            versions = [v for v in registered_model_entity.versions(self.src, registered.name)
-                        if changed_since(v.last_updated_timestamp, since)]
-        except Exception as exc:  # noqa: BLE001 - reported; the other models go on
-            self.report.fail(REGISTERED_MODELS, registered.name,
-                             f"cannot list its versions: {one_line(exc)}", registered.name)
-            return
-        self.add_registered_model(registered, versions)
+        models = [m for m in models if changed_since(m.last_updated_timestamp, since)]
+        listed = self._side_by_side(lambda m: [
+            v for v in registered_model_entity.versions(self.src, m.name)
+            if changed_since(v.last_updated_timestamp, since)], models, key=lambda m: m.name)
+        for registered in models:
+            if isinstance(versions := listed[registered.name], Exception):
+                self.report.fail(REGISTERED_MODELS, registered.name,
+                                 f"cannot list its versions: {one_line(versions)}",
+                                 registered.name)
+                continue
+            self.add_registered_model(registered, versions)
 
     def narrow(self, shard: Shard | None) -> None:
         """Keep only what falls into ``shard`` (see :mod:`mlflow_exim.shard`), and the
@@ -464,7 +525,7 @@ class _Plan:
         needs = []
         run_artifact_uri = None
         if version.run_id:
-            run = self.src.client.get_run(version.run_id)
+            run = self.run(version.run_id)
             if run.info.lifecycle_stage == LifecycleStage.DELETED and not self.export_deleted_runs:
                 raise EximError(f"its source run {version.run_id} is deleted")
             self.add_run(run.info.run_id, run.info.experiment_id,
@@ -473,25 +534,34 @@ class _Plan:
             needs.append((RUNS, run.info.run_id))
         ref = registered_model_entity.source_ref(version, run_artifact_uri)
         if ref["kind"] == "logged_model":
-            model = self.src.client.get_logged_model(ref["model_id"])
+            model = (self.items[LOGGED_MODELS].get(ref["model_id"])
+                     or self.src.client.get_logged_model(ref["model_id"]))
             self.add_logged_model(model)
             needs.append((LOGGED_MODELS, model.model_id))
             for run_id in {model.source_run_id, *(m.run_id for m in model.metrics or [])}:
                 if run_id and run_id not in self.items[RUNS]:
-                    run = self.src.client.get_run(run_id)
+                    run = self.run(run_id)
                     self.add_run(run_id, run.info.experiment_id,
                                  run.data.tags.get(MLFLOW_PARENT_RUN_ID))
         return version, ref, needs
 
 
-def _run_ids(src: Endpoint, experiment_id: str, view: int,
-             searches: list[str]) -> dict[str, str | None]:
-    """The ids of the runs any of ``searches`` finds, each once, with their parents' ids."""
-    ids: dict[str, str | None] = {}
+# Experiments per search of logged models (a list of ids the server puts in one query).
+EXPERIMENTS_PER_SEARCH = 100
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _searched_runs(src: Endpoint, experiment_id: str, view: int,
+                   searches: list[str]) -> dict[str, Run]:
+    """The runs any of ``searches`` finds, each once, by id, as the search returns them."""
+    found: dict[str, Run] = {}
     for filter_string in searches:
-        ids.update((run.info.run_id, run.data.tags.get(MLFLOW_PARENT_RUN_ID)) for run in paged(
+        found.update((run.info.run_id, run) for run in paged(
             src.client.search_runs, [experiment_id], filter_string, run_view_type=view))
-    return ids
+    return found
 
 
 # Writing --------------------------------------------------------------------------------
@@ -510,7 +580,9 @@ def _write_bundle(plan: _Plan, output_dir, command: str, options: dict,
     source = {"tracking_uri": src.display_uri, **src.server_info}
     writer = BundleWriter(output_dir, [kind.section for kind in KINDS], command=command,
                           source=source, options=options, overwrite=overwrite)
-    ctx = ExportContext(src, writer, report)
+    ctx = ExportContext(src, writer, report, read={
+        (RUNS, run_id): plan.runs[run_id] for run_id in plan.whole if run_id in plan.items[RUNS]})
+    plan.runs.clear()
     with Workers(workers, "export") as pool:
         for kind in KINDS:
             _write_kind(ctx, kind, plan.items[kind.name], pool)

@@ -89,11 +89,14 @@ def planning(step: Step) -> Iterator[Step]:
 
 @dataclass
 class ExportContext:
-    """What an export hook works with: the source, the bundle being written, the report."""
+    """What an export hook works with: the source, the bundle being written, the report.
+    ``read`` holds objects the plan has read whole already, by (kind, id), so that a hook
+    takes them from there rather than ask the source again."""
 
     src: Endpoint
     writer: BundleWriter
     report: Report
+    read: dict[tuple[str, str], Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Low-level helpers for talking to servers: bounded parallel work, paging through MLflow
-searches, parents-before-children ordering, and progress display. Entities may use them;
-they know nothing of MLflow objects."""
+searches, parents-before-children ordering and scheduling, and progress display. Entities
+may use them; they know nothing of MLflow objects."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TextIO, TypeVar
 
 from mlflow_exim.errors import EximError
@@ -58,6 +58,42 @@ class Workers:
         if errors:
             raise errors[0]
 
+    def each_after(self, func: Callable[[str], object], parents: dict[str, str | None]) -> None:
+        """Call ``func`` on every key of ``parents`` (id → parent id), ``size`` at a time,
+        each as soon as its parent among them has returned (whatever became of it), so that
+        a child waits for its parent only, never for the slowest of its parent's
+        generation. A parent chain that loops is cut as :func:`parents_first` cuts it. An
+        escaping exception stops new calls and is re-raised once the started ones end."""
+        order = parents_first(parents)
+        if self._executor is None:
+            for item in order:
+                func(item)
+            return
+        position = {item: i for i, item in enumerate(order)}
+        ready: deque[str] = deque()
+        children: dict[str, list[str]] = {}
+        for item in order:
+            parent = parents[item]
+            if parent in position and position[parent] < position[item]:
+                children.setdefault(parent, []).append(item)
+            else:
+                ready.append(item)
+        in_flight: dict[Future, str] = {}
+        errors: list[BaseException] = []
+        while True:
+            while ready and len(in_flight) < self.size and not errors:
+                item = ready.popleft()
+                in_flight[self._executor.submit(func, item)] = item
+            if not in_flight:
+                break
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                if future.exception() is not None:
+                    errors.append(future.exception())
+                ready.extend(children.pop(in_flight.pop(future), []))
+        if errors:
+            raise errors[0]
+
     def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
@@ -94,21 +130,6 @@ def parents_first(parents: dict[str, str | None]) -> list[str]:
             placed.add(member)
             ordered.append(member)
     return ordered
-
-def generations(parents: dict[str, str | None]) -> list[list[str]]:
-    """Run ids (keys of ``parents``, run id → parent run id) in generations: top-level runs
-    (and runs whose parent is not among them) first, then their children, and so on. The
-    runs of one generation do not depend on each other, so they can be imported side by
-    side."""
-    depth: dict[str, int] = {}
-    levels: list[list[str]] = []
-    for run_id in parents_first(parents):
-        parent = parents[run_id]
-        depth[run_id] = depth[parent] + 1 if parent in depth else 0
-        if depth[run_id] == len(levels):
-            levels.append([])
-        levels[depth[run_id]].append(run_id)
-    return levels
 
 PROGRESS_SECONDS = 5.0
 

@@ -216,11 +216,11 @@ def test_interrupted_export_is_not_a_bundle_and_resumes(stack, family, tmp_path,
     real_export = run_entity.export
     calls = []
 
-    def interrupted_after_one(src, run_id, directory):
+    def interrupted_after_one(src, run_id, directory, run=None):
         calls.append(run_id)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real_export(src, run_id, directory)
+        return real_export(src, run_id, directory, run)
 
     monkeypatch.setattr(run_entity, "export", interrupted_after_one)
     with pytest.raises(KeyboardInterrupt):

@@ -20,6 +20,7 @@ from pathlib import Path
 from mlflow.entities import (
     Dataset,
     DatasetInput,
+    FileInfo,
     InputTag,
     LifecycleStage,
     LoggedModelInput,
@@ -33,6 +34,7 @@ from mlflow.entities import (
 )
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from mlflow.utils.uri import add_databricks_profile_info_to_artifact_uri
 
 from mlflow_exim import lineage
 from mlflow_exim.bundle.format import ARTIFACTS_DIR, Section
@@ -63,7 +65,7 @@ from mlflow_exim.kind import (
     planning,
 )
 from mlflow_exim.report import FAILED, SKIPPED, Outcome, abbreviate, one_line
-from mlflow_exim.work import Workers, generations, paged, parents_first, progress_bar
+from mlflow_exim.work import Workers, paged, parents_first, progress_bar
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
@@ -73,8 +75,10 @@ LOG_MODEL_HISTORY_TAG = "mlflow.log-model.history"
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_TAGS_PER_BATCH = 100
 MAX_ENTRIES_PER_BATCH = 1000
-# Points read per page of GetMetricHistory.
-METRIC_PAGE_SIZE = 10000
+# Points read per page of GetMetricHistory: the page of MLflow's own client. The server
+# pages by offset (each page re-reads the rows before it) and returns every point without
+# a page size, but one page must stay small enough to keep memory flat.
+METRIC_PAGE_SIZE = 25000
 
 _STATUSES = tuple(RunStatus.to_string(s) for s in RunStatus.all_status())
 
@@ -187,13 +191,14 @@ def validate_metric_history(path: Path) -> None:
 
 # Export ---------------------------------------------------------------------------------
 
-def export(src: Endpoint, run_id: str, directory: Path) -> dict:
-    """Write one run into ``directory``; ``run.json`` last. Returns the document."""
+def export(src: Endpoint, run_id: str, directory: Path, run: Run | None = None) -> dict:
+    """Write one run into ``directory``; ``run.json`` last. Returns the document. ``run``
+    is the run as read already, whole (see :func:`whole_in_search`); else it is read."""
     if directory.exists():
         shutil.rmtree(directory)  # a half-written run from an interrupted export
     directory.mkdir(parents=True)
     try:
-        run = src.client.get_run(run_id)
+        run = run or src.client.get_run(run_id)
         points = _export_metric_history(src, run_id, sorted(run.data.metrics), directory)
         files = download_artifacts(src, run_id, run.info.artifact_uri, directory / ARTIFACTS_DIR)
         doc = to_doc(run, points, files)
@@ -202,6 +207,14 @@ def export(src: Endpoint, run_id: str, directory: Path) -> dict:
         shutil.rmtree(directory, ignore_errors=True)  # no half-written run in the bundle
         raise
     return doc
+
+
+def whole_in_search(any_logged_models: bool) -> bool:
+    """Whether a run as ``search_runs`` returns it holds all that its document carries:
+    info, params, tags, latest metrics, dataset inputs and model outputs come with it, but
+    not the logged models it consumed (model inputs), which only ``get_run`` reads. Those
+    can only exist where the source holds ``any_logged_models``."""
+    return not any_logged_models
 
 
 def _export_metric_history(src: Endpoint, run_id: str, keys: list[str], directory: Path) -> int:
@@ -222,30 +235,24 @@ def download_artifacts(src: Endpoint, run_id: str, artifact_uri: str, destinatio
     """The run's artifact tree into ``destination`` (created); returns how many files.
     It is read from the run's own artifact store, not through MLflow 3's ``runs:/`` view,
     which also searches logged models (an MLflow 2 server answers 404) and hides a failed
-    file behind "Failed to download artifacts from path ''". The tree comes in one
-    download, or file by file where a file needs another way (see
-    :func:`_through_run_endpoint`) or the download missed some. A file that cannot be read
-    is an EximError that names each such file and why."""
+    file behind "Failed to download artifacts from path ''". The tree is listed once and
+    each file fetched by its path, side by side (the store's own download of a tree lists
+    it again, its root twice); a file that needs another way goes as
+    :func:`_through_run_endpoint` says. A file that cannot be read is an EximError that
+    names each such file and why."""
     destination.mkdir()
     repo = get_artifact_repository(artifact_uri, tracking_uri=src.uri)
-    files = list(_listed_files(repo))
-    if not files:
-        return 0
-    if not any(_through_run_endpoint(src, artifact_uri, info.path) for info in files):
-        try:
-            repo.download_artifacts("", str(destination))
-            return count_files(destination)
-        except Exception:  # noqa: BLE001 - each file it missed is tried again, and named
-            pass
-    unreadable = {}
-    for info in files:
-        local = destination / info.path
-        if local.is_file() and local.stat().st_size == (info.file_size or 0):
-            continue
-        try:
-            _fetch_file(src, run_id, artifact_uri, repo, info.path, destination)
-        except Exception as exc:  # noqa: BLE001 - reported with the file's name
-            unreadable[info.path] = one_line(exc)
+    files = []
+    for info in _listed(repo):
+        if info.is_dir:  # an empty directory, kept as the store holds it
+            inside(destination, info.path, source=destination).mkdir(parents=True,
+                                                                     exist_ok=True)
+        else:
+            files.append(info.path)
+    fetches = {path: repo.thread_pool.submit(_fetch_file, src, run_id, artifact_uri, repo,
+                                             path, destination) for path in files}
+    unreadable = {path: one_line(error) for path, fetch in fetches.items()
+                  if (error := fetch.exception()) is not None}
     if unreadable:
         raise EximError(f"{len(unreadable)} artifact file(s) cannot be read from "
                         f"{src.display_uri}: " + "; ".join(
@@ -253,10 +260,15 @@ def download_artifacts(src: Endpoint, run_id: str, artifact_uri: str, destinatio
     return count_files(destination)
 
 
-def _listed_files(repo, path: str | None = None) -> Iterator:
-    for info in repo.list_artifacts(path):
+def _listed(repo, path: str | None = None) -> Iterator:
+    """Every file below ``path``, and each empty directory (``is_dir``), one listing per
+    directory."""
+    found = [info for info in repo.list_artifacts(path) if info.path not in (".", path)]
+    if not found and path is not None:
+        yield FileInfo(path, True, None)
+    for info in found:
         if info.is_dir:
-            yield from _listed_files(repo, info.path)
+            yield from _listed(repo, info.path)
         else:
             yield info
 
@@ -280,16 +292,17 @@ def _through_run_endpoint(src: Endpoint, artifact_uri: str, path: str) -> bool:
 def _fetch_file(src: Endpoint, run_id: str, artifact_uri: str, repo, path: str,
                 destination: Path) -> None:
     """One artifact file, below ``destination`` at its own path."""
+    local = inside(destination, path, source=destination)
+    local.parent.mkdir(parents=True, exist_ok=True)
     if not _through_run_endpoint(src, artifact_uri, path):
-        repo.download_artifacts(path, str(destination))
+        # by its path: the public download_artifacts first lists it to see if it is a tree
+        repo._download_file(remote_file_path=path, local_path=str(local))
         return
     response = src.request("GET", "/get-artifact", stream=True,
                            params={"run_uuid": run_id, "path": path})
     if response.status_code != 200:
         raise EximError(f"/get-artifact answered HTTP {response.status_code}: "
                         f"{' '.join(response.text.split())[:200]}")
-    local = inside(destination, path, source=destination)
-    local.parent.mkdir(parents=True, exist_ok=True)
     with local.open("wb") as out:
         for chunk in response.iter_content(chunk_size=1 << 20):
             out.write(chunk)
@@ -307,9 +320,9 @@ def import_run(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, *,
     the caller: nothing can be written into a deleted run, and children come later.
     Metric batches and artifact files go through ``transfers`` side by side.
 
-    The run carries the tag ``mlflow_exim.import.pending`` until its last step, which
-    replaces it with the source-id tag; see :func:`find_imported`. If any step fails, the
-    half-written target run is deleted before the error propagates.
+    The run carries the tag ``mlflow_exim.import.pending`` beside the source-id tag until
+    its last step, which deletes the pending tag; see :func:`find_imported`. If any step
+    fails, the half-written target run is deleted before the error propagates.
     """
     info = doc["info"]
     source_id = info["run_id"]
@@ -317,7 +330,7 @@ def import_run(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, *,
         experiment_id=experiment_id,
         user_id=info.get("user_id") or "unknown",
         start_time=info["start_time"],
-        tags=[RunTag(lineage.PENDING, source_id)],
+        tags=[RunTag(lineage.PENDING, source_id), RunTag(lineage.SOURCE_RUN_ID, source_id)],
         run_name=info.get("run_name") or None,
     )
     run_id = run.info.run_id
@@ -345,7 +358,6 @@ def import_run(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, *,
         if info["status"] != "RUNNING" or info.get("end_time") is not None:
             dst.store.update_run_info(run_id, RunStatus.from_string(info["status"]),
                                       info.get("end_time"), None)
-        dst.store.set_tag(run_id, RunTag(lineage.SOURCE_RUN_ID, source_id))
         dst.store.delete_tag(run_id, lineage.PENDING)
     except BaseException:
         with contextlib.suppress(Exception):  # the original error is what matters
@@ -459,7 +471,7 @@ def _target_tags(doc: dict, run_id: str, parent_run_id: str | None, source_tags:
     if source_tags:
         skipped: list[str] = []
         tags.update(lineage.run_source_tags(doc, skipped))
-        tags.pop(lineage.SOURCE_RUN_ID)  # written last, as the mark of a complete run
+        tags.pop(lineage.SOURCE_RUN_ID)  # written with the run's creation
         for key in skipped:
             outcome.warn(f"source tag for {key!r} not written: its key would be too long")
     return tags
@@ -512,11 +524,15 @@ def _import_artifacts(dst: Endpoint, run: Run, local_dir: Path, source_run_id: s
     """Upload every file under ``local_dir`` at the same relative path, and its empty
     directories where the run's store can hold them. MLflow-2 style model directories keep
     a copy of their run id in ``MLmodel``; it names the new run."""
-    run_id = run.info.run_id
-    upload_tree(local_dir, lambda path, artifact_dir: dst.client.log_artifact(
-        run_id, path, artifact_dir), {"run_id": (source_run_id, run_id)}, transfers,
-        artifact_uri=run.info.artifact_uri,
-        upload_dirs=lambda tree: dst.client.log_artifacts(run_id, tree), outcome=outcome)
+    # Into the run's own store, as the export reads it: MlflowClient.log_artifact reads the
+    # run again to find it, for each file that its cache of stores does not hold yet (every
+    # file that starts before the first one is done).
+    repo = get_artifact_repository(
+        add_databricks_profile_info_to_artifact_uri(run.info.artifact_uri, dst.uri),
+        tracking_uri=dst.uri)
+    upload_tree(local_dir, repo.log_artifact, {"run_id": (source_run_id, run.info.run_id)},
+                transfers, artifact_uri=run.info.artifact_uri, upload_dirs=repo.log_artifacts,
+                outcome=outcome)
 
 
 # The kind -------------------------------------------------------------------------------
@@ -577,15 +593,14 @@ def _plan_one(ctx: ImportContext, step: Step, present: Run | None, leftovers: li
 
 
 def _apply(ctx: ImportContext, steps: list[Step]) -> None:
-    """A generation at a time: all top-level runs side by side, then their children, and
-    so on, so that a parent's target id is known before its children."""
+    """Side by side, each run as soon as its parent is done (see
+    :meth:`Workers.each_after`), so that a parent's target id is known before its
+    children, and a child does not wait for its parent's slow siblings."""
     by_id = {step.source_id: step for step in steps}
     facts = ctx.bundle.facts[NAME]
-    levels = generations({i: facts[i]["parent"] for i in by_id})
     bar = progress_bar(len(steps), "import runs")
-    for level in levels:
-        ctx.objects.each(lambda source_id: (_apply_one(ctx, by_id[source_id]), bar.update()),
-                         level)
+    ctx.objects.each_after(lambda source_id: (_apply_one(ctx, by_id[source_id]), bar.update()),
+                           {i: facts[i]["parent"] for i in by_id})
     bar.close()
 
 
@@ -626,7 +641,8 @@ def _finish(ctx: ImportContext) -> None:
 
 def _export(ctx: ExportContext, run_id: str, experiment_id: str, directory: Path,
             outcome: Outcome) -> None:
-    outcome.name = export(ctx.src, run_id, directory)["info"]["run_name"]
+    run = ctx.read.pop((NAME, run_id), None)
+    outcome.name = export(ctx.src, run_id, directory, run)["info"]["run_name"]
 
 
 def _unchanged(ctx: ExportContext, run_id: str, _experiment_id: str, directory: Path) -> bool:
@@ -640,7 +656,7 @@ def _unchanged(ctx: ExportContext, run_id: str, _experiment_id: str, directory: 
         doc = read_json(directory / RUN_FILE)
         if not RunStatus.is_terminated(RunStatus.from_string(doc["info"]["status"])):
             return False
-        run = ctx.src.client.get_run(run_id)
+        run = ctx.read.get((NAME, run_id)) or ctx.src.client.get_run(run_id)
         fresh = to_doc(run, doc["metrics"]["points"], doc["artifacts"]["files"])
         if json.loads(dumps(fresh)) != doc:
             return False

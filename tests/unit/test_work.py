@@ -11,7 +11,7 @@ import time
 import pytest
 
 from mlflow_exim.errors import EximError
-from mlflow_exim.work import Workers, generations, parents_first, progress_bar
+from mlflow_exim.work import Workers, parents_first, progress_bar
 
 
 def _runs(**parents) -> dict[str, str | None]:
@@ -44,10 +44,60 @@ def test_parents_first_terminates_on_cycles(parents):
     assert sorted(parents_first(runs)) == sorted(runs)
 
 
-def test_generations_put_every_run_after_its_parent():
-    runs = _runs(a1=None, a2="a1", a3="a2", b1=None, b2="b1", c="elsewhere")
-    assert generations(runs) == [["a1", "b1", "c"], ["a2", "b2"], ["a3"]]
-    assert generations(_runs(a="b", b="a")) in ([["b"], ["a"]], [["a"], ["b"]])
+@pytest.mark.parametrize("size", [1, 2, 4])
+@pytest.mark.parametrize("parents", [
+    dict(a1=None, a2="a1", a3="a2", b1=None, b2="b1", c="elsewhere"),
+    dict(a="b", b="a"), dict(s="s"), dict(t="a", a="b", b="c", c="a", u=None),
+])
+def test_each_after_calls_every_item_once_after_its_parent_returned(size, parents):
+    lock = threading.Lock()
+    events: list[tuple[str, str]] = []
+
+    def call(item: str) -> None:
+        with lock:
+            events.append(("start", item))
+        with lock:
+            events.append(("end", item))
+
+    with Workers(size) as pool:
+        pool.each_after(call, parents)
+    started = [item for what, item in events if what == "start"]
+    assert sorted(started) == sorted(parents)
+    order = parents_first(parents)
+    for child, parent in parents.items():
+        if parent in parents and order.index(parent) < order.index(child):
+            assert events.index(("end", parent)) < events.index(("start", child))
+
+
+def test_each_after_starts_a_child_while_its_parents_slow_sibling_still_runs():
+    """``slow`` returns only once ``child`` (whose parent ``quick`` is ``slow``'s sibling)
+    has started: with a barrier between generations the child would wait for ``slow`` and
+    the wait would time out (the test fails rather than hangs)."""
+    child_started = threading.Event()
+    seen: list[str] = []
+
+    def call(item: str) -> None:
+        if item == "slow":
+            seen.append("slow saw the child" if child_started.wait(30) else "slow timed out")
+        if item == "child":
+            child_started.set()
+
+    with Workers(2) as pool:
+        pool.each_after(call, _runs(slow=None, quick=None, child="quick"))
+    assert seen == ["slow saw the child"]
+
+
+def test_each_after_stops_starting_calls_after_an_error():
+    calls: list[str] = []
+
+    def call(item: str) -> None:
+        calls.append(item)
+        if item == "a":
+            raise ValueError("boom")
+
+    with Workers(2) as pool, pytest.raises(ValueError, match="boom"):
+        pool.each_after(call, _runs(a=None, b="a", c="b"))
+    assert calls == ["a"]
 
 
 @pytest.mark.parametrize("size", [2, 4])

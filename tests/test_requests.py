@@ -1,0 +1,121 @@
+"""What an export asks of its source, counted on the HTTP requests this process sends to
+the real source server: each run read once (the run behind a model version too), each
+metric history in one request when it fits a page, each artifact directory listed once.
+And the import through a real server: a child run starts as soon as its parent is done,
+not after its parent's slowest sibling."""
+
+from __future__ import annotations
+
+import threading
+import urllib.parse
+from collections import Counter
+
+import pytest
+import requests
+from mlflow import MlflowClient
+from mlflow.entities import Metric
+
+import mlflow_exim
+from mlflow_exim.entities import run as run_entity
+from tests.seed import T0, _upload, make_run
+
+
+class _Requests:
+    """Every request sent through ``requests`` while it is installed, as (method, path,
+    query or body fields)."""
+
+    def __init__(self, monkeypatch):
+        self.sent: list[tuple[str, str, dict]] = []
+        self._lock = threading.Lock()
+        original = requests.Session.request
+
+        def counting(session, method, url, *args, **kwargs):
+            parsed = urllib.parse.urlparse(url)
+            fields = dict(urllib.parse.parse_qsl(parsed.query))
+            fields.update(kwargs.get("params") or {})
+            with self._lock:
+                self.sent.append((method, parsed.path, fields))
+            return original(session, method, url, *args, **kwargs)
+
+        monkeypatch.setattr(requests.Session, "request", counting)
+
+    def count(self, path_end: str, **fields) -> int:
+        return sum(1 for _, path, sent in self.sent if path.endswith(path_end)
+                   and all(sent.get(k) == v for k, v in fields.items()))
+
+
+@pytest.fixture
+def seeded(stack, unique):
+    """A parent run (two metric histories; files at the root and two directories down),
+    its child, and a registered model with two versions of the parent."""
+    client = MlflowClient(stack.source.uri)
+    experiment = client.create_experiment(f"{unique}-req")
+    parent = make_run(client, experiment, "parent", 1)
+    client.log_batch(parent, metrics=[Metric("loss", 1 / (s + 1), T0 + s, s) for s in range(30)])
+    _upload(client, parent, {"top.txt": b"top\n", "model/inner/weights.txt": b"w\n"})
+    child = make_run(client, experiment, "child", 2, parent=parent)
+    model = f"{unique}-req-model"
+    client.create_registered_model(model)
+    for _ in range(2):
+        client.create_model_version(model, f"runs:/{parent}/model", run_id=parent)
+    return unique, experiment, parent, child, model
+
+
+def test_an_export_reads_each_run_history_and_directory_once(stack, seeded, tmp_path,
+                                                             monkeypatch):
+    unique, _, parent, child, model = seeded
+    sent = _Requests(monkeypatch)
+    report = mlflow_exim.export_all(tmp_path / "bundle", tracking_uri=stack.source.uri,
+                                    experiments=f"{unique}-req", models=model)
+    assert report.ok, report.summary()
+    for run_id in (parent, child):
+        assert sent.count("/runs/get", run_id=run_id) <= 1
+    for key in ("score", "loss"):
+        assert sent.count("/metrics/get-history", run_id=parent, metric_key=key) == 1
+    listings = Counter(fields.get("path") for _, path, fields in sent.sent
+                       if path.endswith("/mlflow-artifacts/artifacts"))
+    parent_root = next(p for p in listings if parent in p)
+    assert {p.removeprefix(parent_root) for p in listings if parent in p} == {
+        "", "/model", "/model/inner"}
+    assert set(listings.values()) == {1}, listings
+    files = sorted(p.relative_to(tmp_path / "bundle").as_posix()
+                   for p in (tmp_path / "bundle").rglob("*.txt") if parent in str(p))
+    assert [f.split("/artifacts/", 1)[1] for f in files] == ["model/inner/weights.txt",
+                                                             "top.txt"]
+
+
+def test_a_child_run_is_imported_while_its_parents_slow_sibling_still_is(
+        stack, unique, tmp_path, monkeypatch):
+    """The slow top-level run's metric upload waits until the target has the child run
+    (whose parent, the quick run, is the slow one's sibling): under a generation barrier
+    the child would wait for the slow run, and the wait would time out."""
+    client = MlflowClient(stack.source.uri)
+    experiment = client.create_experiment(f"{unique}-order")
+    make_run(client, experiment, "slow", 1)
+    quick = make_run(client, experiment, "quick", 2)
+    make_run(client, experiment, "child", 3, parent=quick)
+    bundle = tmp_path / "bundle"
+    assert mlflow_exim.export_experiment(f"{unique}-order", bundle,
+                                         tracking_uri=stack.source.uri).ok
+    child_created = threading.Event()
+    waited: list[bool] = []
+    real_import_run = run_entity.import_run
+
+    def observed(dst, doc, *args, **kwargs):
+        if doc["info"]["run_name"] == "slow":
+            waited.append(child_created.wait(60))
+        run_id = real_import_run(dst, doc, *args, **kwargs)
+        if doc["info"]["run_name"] == "child":
+            child_created.set()
+        return run_id
+
+    monkeypatch.setattr(run_entity, "import_run", observed)
+    report = mlflow_exim.import_experiment(bundle, tracking_uri=stack.target.uri,
+                                           experiment_name=f"{unique}-order", workers=2)
+    assert report.ok, report.summary()
+    assert waited == [True]
+    runs = MlflowClient(stack.target.uri).search_runs(
+        [MlflowClient(stack.target.uri).get_experiment_by_name(f"{unique}-order")
+         .experiment_id])
+    by_name = {r.info.run_name: r for r in runs}
+    assert by_name["child"].data.tags["mlflow.parentRunId"] == by_name["quick"].info.run_id
