@@ -12,7 +12,7 @@ also PostgreSQL, started here as in tests/test_database.py):
 * ``import-run --database-uri``: the direct-database path; the command's wall time and its
   own peak RSS (VmHWM);
 * the ceiling: the same rows inserted into the same ``metrics`` table through the driver
-  alone (sqlite3 ``executemany``, psycopg2 ``execute_values``), rows built in memory
+  alone (sqlite3 ``executemany``, psycopg2 ``COPY``), rows built in memory
   beforehand, batches of the same size, one transaction each; no SQLAlchemy, no parsing.
 
 Rates are points per second of the whole command (its start-up included), so the
@@ -23,6 +23,7 @@ the load average is printed with the figures.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import shutil
@@ -120,19 +121,22 @@ def raw_sqlite(work: Path, count: int) -> float:
 
 
 def raw_postgres(database: str, count: int) -> float:
-    """The same through psycopg2's execute_values into a fresh MLflow database."""
+    """The same through psycopg2's COPY (its fastest way in) into a fresh MLflow
+    database, rows written as COPY text ahead of the clock."""
     import psycopg2
-    from psycopg2.extras import execute_values
 
     client = MlflowClient(database)  # creates MLflow's tables
     run_id = client.create_run(client.create_experiment("raw")).info.run_id
     rows = raw_rows(count, run_id)
     connection = psycopg2.connect(database.replace("+psycopg2", ""))
+    texts = ["".join(f"{key}\t{value!r}\t{timestamp}\t{step}\t{'t' if nan else 'f'}\t{run}\n"
+                     for key, value, timestamp, step, nan, run in rows[at:at + CHUNK_ROWS])
+             for at in range(0, len(rows), CHUNK_ROWS)]
     start = time.perf_counter()
-    for at in range(0, len(rows), CHUNK_ROWS):
+    for text in texts:
         with connection, connection.cursor() as cursor:
-            execute_values(cursor, INSERT.format("%s").replace("(%s)", "%s"),
-                           rows[at:at + CHUNK_ROWS], page_size=1000)
+            cursor.copy_expert("COPY metrics (key, value, timestamp, step, is_nan, run_uuid) "
+                               "FROM STDIN", io.StringIO(text))
     seconds = time.perf_counter() - start
     connection.close()
     return seconds

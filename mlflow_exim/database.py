@@ -17,6 +17,7 @@ the installed MLflow expects: another revision may name or shape its tables othe
 
 from __future__ import annotations
 
+import io
 import math
 import re
 import threading
@@ -198,18 +199,20 @@ class Database:
         """Rows (in ``_COLUMNS`` order) inserted by ``statement``, then each (statement,
         rows) of ``more``, in one transaction. Where the driver takes positional
         parameters (sqlite3), the statement MLflow's table compiles to is handed to the
-        driver's executemany as it is, and psycopg2 gets it as multi-row VALUES pages
-        (its execute_values): binding each row through SQLAlchemy costs more than the
-        insert."""
+        driver's executemany as it is; psycopg2 sends the rows with COPY (see
+        :func:`_copied`), else as multi-row VALUES pages (its execute_values): binding
+        each row through SQLAlchemy costs more than the insert."""
         with self.engine.begin() as connection:
             for insert, batch in ((statement, rows), *more):
                 if not batch:
                     continue
                 compiled = insert.compile(dialect=connection.dialect)
+                psycopg2 = connection.dialect.driver == "psycopg2"
                 if compiled.positional and tuple(compiled.positiontup) == _COLUMNS:
                     connection.exec_driver_sql(str(compiled), batch)
-                elif not (connection.dialect.driver == "psycopg2"
-                          and _execute_values(connection, insert, batch)):
+                elif psycopg2 and _copied(connection, insert.table.name, batch):
+                    continue
+                elif not (psycopg2 and _execute_values(connection, insert, batch)):
                     connection.execute(insert, [dict(zip(_COLUMNS, row, strict=True))
                                                 for row in batch])
 
@@ -225,6 +228,34 @@ class Database:
         if self.dialect == "mysql":
             return table.insert().prefix_with("IGNORE")
         return table.insert()
+
+
+# COPY's text format: these characters of a text column are written escaped.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copied(connection, table: str, rows: list[tuple]) -> bool:
+    """The rows (in ``_COLUMNS`` order) into ``table`` with ``COPY … FROM STDIN``, inside
+    ``connection``'s transaction: PostgreSQL's fastest way in, about twice the rate of
+    multi-row VALUES on MLflow's ``metrics``. COPY cannot skip a row whose key is taken,
+    so it runs in a savepoint: on such a row nothing of it stays, and False tells the
+    caller to insert the batch in the way that skips duplicates."""
+    import psycopg2
+
+    text = io.StringIO()
+    for key, value, timestamp, step, is_nan, run_uuid in rows:
+        text.write(f"{key.translate(_COPY_ESCAPES)}\t{value!r}\t{timestamp}\t{step}\t"
+                   f"{'t' if is_nan else 'f'}\t{run_uuid}\n")
+    text.seek(0)
+    with connection.connection.cursor() as cursor:
+        cursor.execute("SAVEPOINT mlflow_exim_copy")
+        try:
+            cursor.copy_expert(f"COPY {table} ({', '.join(_COLUMNS)}) FROM STDIN", text)
+        except psycopg2.IntegrityError:
+            cursor.execute("ROLLBACK TO SAVEPOINT mlflow_exim_copy")
+            return False
+        cursor.execute("RELEASE SAVEPOINT mlflow_exim_copy")
+    return True
 
 
 def _execute_values(connection, insert, rows: list[tuple]) -> bool:

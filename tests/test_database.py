@@ -402,3 +402,29 @@ def test_the_rows_written_into_postgresql_are_the_rows_mlflow_writes(postgres):
                 rows[run_id] = cursor.fetchall()
             assert rows[ours] == rows[theirs] and rows[ours], table
     connection.close()
+
+
+def test_postgresql_takes_rows_by_copy_and_a_batch_with_a_taken_key_by_insert(postgres,
+                                                                            monkeypatch):
+    """A batch goes in with COPY; one that holds a point twice (COPY cannot skip it) is
+    rolled back to its savepoint and sent again by the INSERT that skips duplicates, and
+    the batches before it stay."""
+    from mlflow_exim import database
+
+    inserted: list[int] = []
+    execute_values = database._execute_values
+    monkeypatch.setattr(database, "_execute_values", lambda connection, insert, rows: (
+        inserted.append(len(rows)) or execute_values(connection, insert, rows)))
+    uri = postgres.create_database("copy")
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("copy")
+    unique, twice = (client.create_run(experiment).info.run_id for _ in range(2))
+    side = Database(uri, "copy")
+    points = list(big_history())
+    assert side.write_metric_history(unique, points) == len(points)
+    assert inserted == []
+    assert side.write_metric_history(twice, points + points[:1]) == len(points) + 1
+    assert inserted == [len(points) + 1 - database.CHUNK_ROWS]  # the last batch only
+    for run_id in (unique, twice):
+        assert len(client.get_metric_history(run_id, "m0")) == len(
+            [p for p in points if p[0] == "m0"])
