@@ -23,7 +23,6 @@ the load average is printed with the figures.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import shutil
@@ -37,7 +36,7 @@ from mlflow import MlflowClient
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from benchmarks.metric_memory import measure  # noqa: E402
-from mlflow_exim.database import CHUNK_ROWS, Database, stored_value  # noqa: E402
+from mlflow_exim.database import CHUNK_ROWS, Database, copy_text, stored_value  # noqa: E402
 from tests.servers import MlflowServer  # noqa: E402
 
 T0 = 1_700_000_000_000
@@ -129,14 +128,12 @@ def raw_postgres(database: str, count: int) -> float:
     run_id = client.create_run(client.create_experiment("raw")).info.run_id
     rows = raw_rows(count, run_id)
     connection = psycopg2.connect(database.replace("+psycopg2", ""))
-    texts = ["".join(f"{key}\t{value!r}\t{timestamp}\t{step}\t{'t' if nan else 'f'}\t{run}\n"
-                     for key, value, timestamp, step, nan, run in rows[at:at + CHUNK_ROWS])
-             for at in range(0, len(rows), CHUNK_ROWS)]
+    texts = [copy_text(rows[at:at + CHUNK_ROWS]) for at in range(0, len(rows), CHUNK_ROWS)]
     start = time.perf_counter()
     for text in texts:
         with connection, connection.cursor() as cursor:
             cursor.copy_expert("COPY metrics (key, value, timestamp, step, is_nan, run_uuid) "
-                               "FROM STDIN", io.StringIO(text))
+                               "FROM STDIN", text)
     seconds = time.perf_counter() - start
     connection.close()
     return seconds
