@@ -4,13 +4,14 @@ The whole bundle is validated before anything is written to the target. Then the
 is planned whole, reading the target only: each kind of the catalog, in dependency order,
 decides for each of its objects whether to create it, skip it as already present, bring
 it up to date, or delete and write again what an interrupted import left half-written
-(:mod:`mlflow_exim.kind`). A dry run reports that plan and stops. Otherwise each kind
-applies its steps, in the same order (experiments, runs parents first, logged models,
-registered models with their versions), and last each kind finishes, in reverse order:
-runs get their links to the logged models, then what is deleted at the source is deleted
-again, runs before experiments (nothing can be written into a deleted object).
-
-Within each kind, objects go ``workers`` at a time (see :class:`work.Workers`).
+(:mod:`mlflow_exim.kind`). A dry run reports that plan and stops. Otherwise the steps of
+every kind are applied together, ``workers`` at a time in all, each as soon as the objects
+it needs are done (see :meth:`_Import._apply`): a logged model once its source run is,
+a registered model once the runs and logged models of its versions are, while other
+experiments' runs are still going in; there is no barrier between kinds. Last each kind
+finishes, in reverse order: runs get their links to the logged models, then what is
+deleted at the source is deleted again, runs before experiments (nothing can be written
+into a deleted object).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from mlflow_exim.entities import scorer as scorer_entity
 from mlflow_exim.entities import trace as trace_entity
 from mlflow_exim.entities.registered_model import ImportOptions
 from mlflow_exim.errors import EximError
-from mlflow_exim.kind import ImportContext
+from mlflow_exim.kind import ImportContext, Task
 from mlflow_exim.report import Report, log
 from mlflow_exim.selection import Renames, Selection, rename, select
 from mlflow_exim.shard import Shard, bundle_graph, narrow, split
@@ -337,17 +338,51 @@ class _Import:
                         for planned in (step, *step.parts):
                             self.report.add(planned.planned_outcome())
             else:
-                for kind in KINDS:
-                    failed = [step for step in ctx.steps[kind.name] if step.error]
-                    for step in failed:
-                        ctx.fail(step)
-                    kind.apply(ctx, [step for step in ctx.steps[kind.name] if not step.error])
+                self._apply(ctx)
                 for kind in reversed(KINDS):
                     if kind.finish:
                         kind.finish(ctx)
         self.report.extra["id_map"] = idmap.to_dict()
         self.report.extra["dry_run"] = self.dry_run
         return self.report
+
+    @staticmethod
+    def _apply(ctx: ImportContext) -> None:
+        """Every kind's tasks on one scheduler (:meth:`Workers.each_after`), so that no
+        more than ``workers`` objects are in flight in all and each starts once what it
+        needs is done, whatever became of it. A step whose plan failed is reported failed;
+        so is one whose needed object failed, with that object's reason (see
+        :meth:`ImportContext.unmet`): a child run whose parent failed, a logged model whose
+        source run did, a version whose run or logged model did."""
+        tasks: dict[tuple[str, str], Task] = {}
+        for kind in KINDS:
+            for step in ctx.steps[kind.name]:
+                if step.error:
+                    ctx.fail(step)
+            for task in kind.apply(ctx, [s for s in ctx.steps[kind.name] if not s.error]):
+                tasks[task.step.kind, task.step.source_id] = task
+
+        def key(need: tuple[str, str]) -> tuple[str, str] | None:
+            step = ctx.planned_step(*need)
+            return None if step is None else (step.kind, step.source_id)
+
+        needs = {k: [n for n in map(key, (*task.needs, *task.after)) if n in tasks]
+                 for k, task in tasks.items()}
+
+        def run(k: tuple[str, str]) -> None:
+            task = tasks[k]
+            reason = ctx.unmet(task.needs)
+            if reason:
+                task.step.error = reason
+                ctx.fail(task.step)
+            else:
+                task.run()
+            task.done()
+
+        try:
+            ctx.objects.each_after(run, needs)
+        finally:
+            ctx.close_progress()
 
     def _report_leftovers(self, ctx: ImportContext) -> None:
         """Say what an interrupted import left half-written, which this one writes again."""

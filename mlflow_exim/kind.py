@@ -6,8 +6,10 @@ over the kinds of :mod:`mlflow_exim.catalog`, in an order derived from ``depends
 call each kind's hooks. An import is planned whole before anything is written: every
 kind's ``plan`` turns the bundle's objects into :class:`Step` values (create, skip as
 present, bring up to date, write again), read-only; ``--dry-run`` reports them and stops,
-otherwise ``apply`` carries them out and ``finish`` does what must wait for every kind
-(links between objects, deleting again what is deleted at the source).
+otherwise ``apply`` turns them into :class:`Task` values, which the engine runs for every
+kind on one scheduler, each step as soon as the objects it needs are done, and ``finish``
+does what must wait for every kind (links between objects, deleting again what is deleted
+at the source).
 """
 
 from __future__ import annotations
@@ -19,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from mlflow_exim.bundle import Bundle, BundleWriter
-from mlflow_exim.bundle.format import Section
+from mlflow_exim.bundle.format import Section, singular
 from mlflow_exim.endpoint import Endpoint
 from mlflow_exim.errors import EximError
 from mlflow_exim.idmap import IdMap
 from mlflow_exim.report import FAILED, PLANNED, SKIPPED, Outcome, Report, one_line
-from mlflow_exim.work import Workers
+from mlflow_exim.work import Workers, progress_bar
 
 # What an import does with one object.
 CREATE = "create"  # not on the target yet
@@ -41,7 +43,9 @@ class Step:
     ``target_id`` is known for an object already present. ``present`` holds what the plan
     found on the target, ``leftovers`` the ids a half-written copy left there. ``parts``
     are the steps of objects that live inside this one (a registered model's versions).
-    ``error`` makes the object fail without being applied."""
+    ``covers`` names the other source ids this step stands for (the one experiment that
+    receives every source experiment's runs). ``error`` makes the object fail without
+    being applied."""
 
     kind: str
     source_id: str
@@ -55,6 +59,7 @@ class Step:
     parts: list[Step] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
+    covers: list[str] = field(default_factory=list)
 
     def already_present(self, changed: list[str]) -> None:
         """Plan an object the target holds already: UPDATE what ``changed`` names (what
@@ -76,6 +81,24 @@ class Step:
         label = f"{self.source_id}" + (f" ({self.name})" if self.name else "")
         what = self.error or self.reason
         return f"{self.action:<7} {self.kind} {label}" + (f": {what}" if what else "")
+
+
+@dataclass
+class Task:
+    """How a kind carries out one planned step: ``run()`` once the objects that ``needs``
+    and ``after`` name ((kind, source id) pairs; those not in this import are not waited
+    for) are done. When one of ``needs`` failed, the step fails with that reason (see
+    :meth:`ImportContext.unmet`) and ``run`` is not called; ``after`` is only waited for,
+    and ``run`` copes with what did not arrive (a link dropped with a warning). ``done()``
+    is called when the step is over either way (a progress bar's tick). ``run`` must not
+    wait for another task: it holds a slot of the ``objects`` pool while it runs (its own
+    many calls go on ``transfers``)."""
+
+    step: Step
+    run: Callable[[], None]
+    needs: list[tuple[str, str]] = field(default_factory=list)
+    after: list[tuple[str, str]] = field(default_factory=list)
+    done: Callable[[], None] = lambda: None
 
 
 @contextmanager
@@ -127,6 +150,7 @@ class ImportContext:
     steps: dict[str, list[Step]] = field(default_factory=dict)
     outcomes: dict[str, dict[str, Outcome]] = field(default_factory=dict)
     _step_index: dict[str, dict[str, Step]] = field(default_factory=dict, repr=False)
+    _bars: list[Any] = field(default_factory=list, repr=False)
 
     def source_ids(self, kind: str) -> list[str]:
         """The bundle's objects of ``kind`` that this import takes, in the bundle's order."""
@@ -143,8 +167,32 @@ class ImportContext:
     def planned_step(self, kind: str, source_id: str) -> Step | None:
         """The step the plan of ``kind`` (made already) holds for one object, if any."""
         if kind not in self._step_index:
-            self._step_index[kind] = {s.source_id: s for s in self.steps.get(kind, [])}
+            self._step_index[kind] = {i: s for s in self.steps.get(kind, [])
+                                      for i in (*s.covers, s.source_id)}
         return self._step_index[kind].get(source_id)
+
+    def unmet(self, needs: list[tuple[str, str]]) -> str | None:
+        """Why an object cannot be applied: the first of the objects it ``needs`` ((kind,
+        source id) pairs) that this import failed to bring, with that one's reason."""
+        for kind, source_id in needs:
+            step = self.planned_step(kind, source_id)
+            outcome = None if step is None else self.outcomes.get(step.kind, {}).get(
+                step.source_id)
+            if outcome is not None and outcome.status == FAILED:
+                return f"its {singular(kind)} {source_id} could not be imported: {outcome.reason}"
+        return None
+
+    def progress(self, total: int, desc: str):
+        """A progress bar for the apply phase (see :func:`work.progress_bar`), closed with
+        :meth:`close_progress` once every kind's steps are done."""
+        bar = progress_bar(total, desc)
+        self._bars.append(bar)
+        return bar
+
+    def close_progress(self) -> None:
+        for bar in self._bars:
+            bar.close()
+        self._bars.clear()
 
     def require(self, capability: str) -> None:
         """Fail the object being planned when the target cannot take ``capability``, naming
@@ -213,9 +261,10 @@ class Kind:
       has changed it since;
     * ``plan(ctx) -> list[Step]`` decides, reading the target only, what the import does
       with each of its objects; ``review(ctx)``, once every kind is planned, may revise
-      its steps by what later kinds plan; ``apply(ctx, steps)`` does it (scheduling them on
-      ``ctx.objects`` as the kind needs); ``finish(ctx)`` runs once every kind is applied,
-      in the reverse order of the kinds.
+      its steps by what later kinds plan; ``apply(ctx, steps)`` gives the :class:`Task`
+      that carries out each step and what it needs, and the engine runs every kind's tasks
+      on ``ctx.objects`` together, each as soon as what it needs is done;
+      ``finish(ctx)`` runs once every kind is applied, in the reverse order of the kinds.
     """
 
     name: str
@@ -230,5 +279,5 @@ class Kind:
     unchanged: Callable[[ExportContext, str, Any, Path], bool] | None = None
     plan: Callable[[ImportContext], list[Step]] | None = None
     review: Callable[[ImportContext], None] | None = None
-    apply: Callable[[ImportContext, list[Step]], None] | None = None
+    apply: Callable[[ImportContext, list[Step]], list[Task]] | None = None
     finish: Callable[[ImportContext], None] | None = None

@@ -1,5 +1,5 @@
 """Low-level helpers for talking to servers: bounded parallel work, paging through MLflow
-searches, parents-before-children ordering and scheduling, and progress display. Entities
+searches, ordering and scheduling by what each item needs, and progress display. Entities
 may use them; they know nothing of MLflow objects."""
 
 from __future__ import annotations
@@ -8,13 +8,16 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import TextIO, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from mlflow_exim.errors import EximError
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
+
+_NOTHING: Any = object()  # what a source of work gives when it has nothing (more)
 
 PAGE_SIZE = 1000
 
@@ -35,54 +38,57 @@ class Workers:
         self._executor = ThreadPoolExecutor(size, thread_name_prefix=name) if size > 1 else None
 
     def each(self, func: Callable[[T], object], items: Iterable[T]) -> None:
+        items = iter(items)
+        self._drive(func, lambda: next(items, _NOTHING), lambda item: None)
+
+    def each_after(self, func: Callable[[K], object], needs: Mapping[K, Iterable[K]]) -> None:
+        """Call ``func`` on every key of ``needs`` (key → the keys it needs), ``size`` at a
+        time, each as soon as every key it needs among them has returned (whatever became
+        of it): a key waits for what it needs only, never for the slowest of a generation
+        or of a kind. A key whose needs have just returned goes before those that waited
+        from the start, so that a chain (a run, its logged model, a version of it) is done
+        early rather than each level in a block. Needs that loop are cut as
+        :func:`needs_first` cuts them. An escaping exception stops new calls and is
+        re-raised once the started ones end."""
+        order = needs_first(needs)
+        position = {key: i for i, key in enumerate(order)}
+        waiting: dict[K, int] = {}
+        dependants: dict[K, list[K]] = {}
+        for key in order:
+            kept = {need for need in needs[key]
+                    if need in position and position[need] < position[key]}
+            waiting[key] = len(kept)
+            for need in kept:
+                dependants.setdefault(need, []).append(key)
+        ready = deque(key for key in order if not waiting[key])
+
+        def settled(key: K) -> None:
+            unblocked = []
+            for dependant in dependants.pop(key, []):
+                waiting[dependant] -= 1
+                if not waiting[dependant]:
+                    unblocked.append(dependant)
+            ready.extendleft(reversed(unblocked))
+
+        self._drive(func, lambda: ready.popleft() if ready else _NOTHING, settled)
+
+    def _drive(self, func: Callable[[T], object], take: Callable[[], T],
+               settled: Callable[[T], None]) -> None:
+        """Call ``func`` on what ``take`` gives (``_NOTHING``: nothing more for now) while
+        fewer than ``size`` calls are in flight, and ``settled`` on each item once its call
+        has returned, in this thread (it may give ``take`` more)."""
         if self._executor is None:
-            for item in items:
+            while (item := take()) is not _NOTHING:
                 func(item)
+                settled(item)
             return
-        in_flight: deque[Future] = deque()
-        errors: list[BaseException] = []
-
-        def settle_oldest() -> None:
-            error = in_flight.popleft().exception()
-            if error is not None:
-                errors.append(error)
-
-        for item in items:
-            if errors:
-                break
-            if len(in_flight) >= self.size:
-                settle_oldest()
-            in_flight.append(self._executor.submit(func, item))
-        while in_flight:
-            settle_oldest()
-        if errors:
-            raise errors[0]
-
-    def each_after(self, func: Callable[[str], object], parents: dict[str, str | None]) -> None:
-        """Call ``func`` on every key of ``parents`` (id → parent id), ``size`` at a time,
-        each as soon as its parent among them has returned (whatever became of it), so that
-        a child waits for its parent only, never for the slowest of its parent's
-        generation. A parent chain that loops is cut as :func:`parents_first` cuts it. An
-        escaping exception stops new calls and is re-raised once the started ones end."""
-        order = parents_first(parents)
-        if self._executor is None:
-            for item in order:
-                func(item)
-            return
-        position = {item: i for i, item in enumerate(order)}
-        ready: deque[str] = deque()
-        children: dict[str, list[str]] = {}
-        for item in order:
-            parent = parents[item]
-            if parent in position and position[parent] < position[item]:
-                children.setdefault(parent, []).append(item)
-            else:
-                ready.append(item)
-        in_flight: dict[Future, str] = {}
+        in_flight: dict[Future, T] = {}
         errors: list[BaseException] = []
         while True:
-            while ready and len(in_flight) < self.size and not errors:
-                item = ready.popleft()
+            while len(in_flight) < self.size and not errors:
+                item = take()
+                if item is _NOTHING:
+                    break
                 in_flight[self._executor.submit(func, item)] = item
             if not in_flight:
                 break
@@ -90,7 +96,7 @@ class Workers:
             for future in done:
                 if future.exception() is not None:
                     errors.append(future.exception())
-                ready.extend(children.pop(in_flight.pop(future), []))
+                settled(in_flight.pop(future))
         if errors:
             raise errors[0]
 
@@ -115,21 +121,39 @@ def paged(search: Callable[..., Iterable[T]], *args, max_results: int = PAGE_SIZ
         if not token:
             return
 
+def needs_first(needs: Mapping[K, Iterable[K]]) -> list[K]:
+    """The keys of ``needs`` (key → the keys it needs) so that each comes after the keys it
+    needs among them, in their own order otherwise. Needs that loop are cut where a
+    depth-first walk in that order meets, on the way from a key, that key again: that one
+    need is dropped, so every key is placed once."""
+    ordered: list[K] = []
+    placed: set[K] = set()
+    on_path: set[K] = set()
+    for root in needs:
+        if root in placed:
+            continue
+        path = [(root, iter(needs[root]))]
+        on_path.add(root)
+        while path:
+            key, rest = path[-1]
+            for need in rest:
+                if need in needs and need not in placed and need not in on_path:
+                    path.append((need, iter(needs[need])))
+                    on_path.add(need)
+                    break
+            else:
+                path.pop()
+                on_path.discard(key)
+                placed.add(key)
+                ordered.append(key)
+    return ordered
+
+
 def parents_first(parents: dict[str, str | None]) -> list[str]:
     """Run ids (keys of ``parents``, run id → parent run id) ordered so that a parent in
     ``parents`` comes before its children."""
-    ordered: list[str] = []
-    placed: set[str] = set()
-    for run_id in sorted(parents):
-        chain = []
-        current = run_id
-        while current in parents and current not in placed and current not in chain:
-            chain.append(current)
-            current = parents[current]
-        for member in reversed(chain):
-            placed.add(member)
-            ordered.append(member)
-    return ordered
+    return needs_first({run_id: [parents[run_id]] for run_id in sorted(parents)})
+
 
 PROGRESS_SECONDS = 5.0
 

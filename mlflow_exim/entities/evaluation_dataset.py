@@ -39,6 +39,7 @@ from mlflow_exim.kind import (
     ImportContext,
     Kind,
     Step,
+    Task,
     planning,
 )
 from mlflow_exim.report import Outcome, log, one_line
@@ -248,8 +249,15 @@ def _plan_present(ctx: ImportContext, doc: dict, step: Step, present: Present,
     step.already_present(changed)
 
 
-def _apply(ctx: ImportContext, steps: list[Step]) -> None:
-    ctx.objects.each(lambda step: _apply_one(ctx, step), steps)
+def _apply(ctx: ImportContext, steps: list[Step]) -> list[Task]:
+    """Each dataset once its experiments, and every run and every experiment's traces of
+    the import, are done: its records name runs and traces (read only as they are sent)."""
+    everything = [(kind, step.source_id) for kind in ("runs", "traces")
+                  for step in ctx.steps.get(kind, [])]
+    return [Task(step, lambda step=step: _apply_one(ctx, step),
+                 after=[("experiments", i) for i in ctx.bundle.documents[NAME][
+                     step.source_id]["experiment_ids"]] + everything)
+            for step in steps]
 
 
 def _apply_one(ctx: ImportContext, step: Step) -> None:

@@ -18,7 +18,7 @@ from mlflow_exim.endpoint import Endpoint
 from mlflow_exim.entities import limits
 from mlflow_exim.entities.artifacts import require_client
 from mlflow_exim.errors import BundleError, EximError
-from mlflow_exim.kind import CREATE, SKIP, UPDATE, ImportContext, Kind, Step, planning
+from mlflow_exim.kind import CREATE, SKIP, UPDATE, ImportContext, Kind, Step, Task, planning
 
 EXPERIMENT_FILE = "experiment.json"
 
@@ -120,7 +120,8 @@ def _plan(ctx: ImportContext) -> list[Step]:
 
 
 def _plan_shared(ctx: ImportContext, name: str) -> Step:
-    step = Step(NAME, ",".join(ctx.source_ids(NAME)), name, CREATE, "would be created empty")
+    step = Step(NAME, ",".join(ctx.source_ids(NAME)), name, CREATE, "would be created empty",
+                covers=ctx.source_ids(NAME))
     existing = _existing(ctx, name)
     if existing is not None and existing.lifecycle_stage == LifecycleStage.DELETED:
         step.error = (f"experiment {name!r} exists on {ctx.dst.display_uri} but is deleted; "
@@ -185,15 +186,21 @@ def _require_client(ctx: ImportContext, experiment: Experiment) -> None:
                    f"({experiment.name}) on {ctx.dst.display_uri}")
 
 
-def _apply(ctx: ImportContext, steps: list[Step]) -> None:
-    for step in steps:
-        with ctx.track(step) as outcome:
-            if ctx.experiment_name:
-                if step.action == CREATE:
-                    outcome.target_id = _create(ctx, step.name, {})
-                for source_id in ctx.source_ids(NAME):
-                    ctx.idmap.add(NAME, source_id, outcome.target_id)
-                continue
+def _apply(ctx: ImportContext, steps: list[Step]) -> list[Task]:
+    return [Task(step, lambda step=step: _apply_one(ctx, step)) for step in steps]
+
+
+def _apply_one(ctx: ImportContext, step: Step) -> None:
+    """Create the experiment or bring it up to date. A created one is checked for the
+    storage client its runs need (where the target put it is known only now) before they
+    start: a missing client stops the import."""
+    with ctx.track(step) as outcome:
+        if ctx.experiment_name:
+            if step.action == CREATE:
+                outcome.target_id = _create(ctx, step.name, {})
+            for source_id in ctx.source_ids(NAME):
+                ctx.idmap.add(NAME, source_id, outcome.target_id)
+        else:
             doc = ctx.bundle.documents[NAME][step.source_id]
             tags = _target_tags(doc, ctx.source_tags, [])
             if step.action == CREATE:
@@ -207,10 +214,8 @@ def _apply(ctx: ImportContext, steps: list[Step]) -> None:
                     if step.present.tags.get(key) != value:
                         ctx.dst.client.set_experiment_tag(step.target_id, key, value)
             ctx.idmap.add(NAME, step.source_id, outcome.target_id)
-    for step in steps:  # where the target put the new ones is known only now
-        outcome = ctx.outcomes[NAME][step.source_id]
-        if step.action == CREATE and outcome.target_id:
-            _require_client(ctx, ctx.dst.client.get_experiment(outcome.target_id))
+    if step.action == CREATE and outcome.target_id:
+        _require_client(ctx, ctx.dst.client.get_experiment(outcome.target_id))
 
 
 def _create(ctx: ImportContext, name: str, tags: dict[str, str]) -> str:

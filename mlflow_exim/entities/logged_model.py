@@ -28,9 +28,19 @@ from mlflow_exim.entities.artifacts import count_files, upload_tree
 from mlflow_exim.entities.run import MAX_METRICS_PER_BATCH
 from mlflow_exim.errors import BundleError, EximError
 from mlflow_exim.idmap import IdMap
-from mlflow_exim.kind import CREATE, REDO, SKIP, ExportContext, ImportContext, Kind, Step, planning
+from mlflow_exim.kind import (
+    CREATE,
+    REDO,
+    SKIP,
+    ExportContext,
+    ImportContext,
+    Kind,
+    Step,
+    Task,
+    planning,
+)
 from mlflow_exim.report import Outcome, log, one_line
-from mlflow_exim.work import Workers, paged, progress_bar
+from mlflow_exim.work import Workers, paged
 
 LOGGED_MODEL_FILE = "logged_model.json"
 # The server keeps this tag itself: registering a version on the target appends to it.
@@ -274,8 +284,10 @@ def _plan(ctx: ImportContext) -> list[Step]:
     return steps
 
 
-def _apply(ctx: ImportContext, steps: list[Step]) -> None:
-    bar = progress_bar(len(steps), "import logged models")
+def _apply(ctx: ImportContext, steps: list[Step]) -> list[Task]:
+    """Each model once its experiment and its source run are done (it fails with the run's
+    reason when the run failed), and the runs its metrics were logged in."""
+    bar = ctx.progress(len(steps), "import logged models")
 
     def apply(step: Step) -> None:
         with ctx.track(step) as outcome:
@@ -290,11 +302,20 @@ def _apply(ctx: ImportContext, steps: list[Step]) -> None:
                              idmap=ctx.idmap, source_tags=ctx.source_tags, outcome=outcome,
                              transfers=ctx.transfers)
             ctx.idmap.add(NAME, step.source_id, outcome.target_id)
-        bar.update()
 
-    ctx.objects.each(apply, steps)
-    bar.close()
-    _delete_resent(ctx, steps)
+    tasks = []
+    for step in steps:
+        doc = ctx.bundle.documents[NAME][step.source_id]
+        tasks.append(Task(
+            step, lambda step=step: apply(step), done=bar.update,
+            needs=[("experiments", doc["experiment_id"])]
+            + ([("runs", doc["source_run_id"])] if doc["source_run_id"] else []),
+            after=[("runs", m["run_id"]) for m in doc["metrics"] if m.get("run_id")]))
+    return tasks
+
+
+def _finish(ctx: ImportContext) -> None:
+    _delete_resent(ctx, [step for step in ctx.steps.get(NAME, []) if not step.error])
 
 
 def _delete_resent(ctx: ImportContext, steps: list[Step]) -> None:
@@ -350,4 +371,5 @@ KIND = Kind(
     label=lambda model: model.name,
     plan=_plan,
     apply=_apply,
+    finish=_finish,
 )

@@ -43,6 +43,7 @@ from mlflow_exim.kind import (
     ImportContext,
     Kind,
     Step,
+    Task,
     planning,
 )
 from mlflow_exim.report import FAILED, Outcome, one_line
@@ -278,8 +279,19 @@ def _changed_tags(present: dict | None, wanted: dict[str, str]) -> list[str]:
             if key != PROMPT_TAG or key in present if present.get(key) != value]
 
 
-def _apply(ctx: ImportContext, steps: list[Step]) -> None:
-    ctx.objects.each(lambda step: _apply_prompt(ctx, step), steps)
+def _apply(ctx: ImportContext, steps: list[Step]) -> list[Task]:
+    """Each prompt once the experiments it is linked to and the runs its versions name are
+    done (a link to one that did not arrive is dropped, with a warning)."""
+    return [Task(step, lambda step=step: _apply_prompt(ctx, step),
+                 after=_linked(ctx.bundle.documents[NAME][step.source_id]))
+            for step in steps]
+
+
+def _linked(doc: dict) -> list[tuple[str, str]]:
+    """The (kind, source id) of the experiments and runs a prompt's links name."""
+    return [("experiments", i) for i in linked_experiments_of(doc)] + [
+        ("runs", i) for v in doc["versions"]
+        for i in _ids(v["tags"].get(ASSOCIATED_RUNS_TAG, ""))]
 
 
 def _apply_prompt(ctx: ImportContext, step: Step) -> None:

@@ -44,6 +44,7 @@ from mlflow_exim.kind import (
     ImportContext,
     Kind,
     Step,
+    Task,
     planning,
 )
 from mlflow_exim.report import FAILED, Outcome, one_line
@@ -599,8 +600,14 @@ def _get_or_none(dst: Endpoint, name: str) -> RegisteredModel | None:
         return None
 
 
-def _apply(ctx: ImportContext, steps: list[Step]) -> None:
-    ctx.objects.each(lambda step: _apply_model(ctx, step), steps)
+def _apply(ctx: ImportContext, steps: list[Step]) -> list[Task]:
+    """Each model once the runs and logged models of all its versions are done (its
+    versions go in order, one after another); a version whose run or logged model failed
+    fails with that reason, the others arrive."""
+    return [Task(step, lambda step=step: _apply_model(ctx, step),
+                 after=[(kind, object_id) for v in ctx.bundle.documents[NAME][step.source_id][
+                     "versions"] for _, kind, object_id in _dependencies(v)])
+            for step in steps]
 
 
 def _created(dst: Endpoint, name: str, tags: dict, description: str) -> bool:
@@ -644,10 +651,12 @@ def _apply_model(ctx: ImportContext, step: Step) -> None:
     run_uris: dict[str, str] = {}
     by_number = {v["version"]: v for v in doc["versions"]}
     for part in step.parts:
+        v = by_number[part.source_id.rpartition("/")[2]]
+        part.error = part.error or ctx.unmet([(kind, object_id)
+                                              for _, kind, object_id in _dependencies(v)])
         if part.error:
             ctx.fail(part)
             continue
-        v = by_number[part.source_id.rpartition("/")[2]]
         with ctx.track(part) as version_outcome:
             if part.action in (SKIP, UPDATE):
                 if part.action == UPDATE:

@@ -62,10 +62,11 @@ from mlflow_exim.kind import (
     ImportContext,
     Kind,
     Step,
+    Task,
     planning,
 )
 from mlflow_exim.report import FAILED, SKIPPED, Outcome, abbreviate, one_line
-from mlflow_exim.work import Workers, paged, parents_first, progress_bar
+from mlflow_exim.work import Workers, paged, parents_first
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
@@ -592,16 +593,19 @@ def _plan_one(ctx: ImportContext, step: Step, present: Run | None, leftovers: li
         step.action, step.reason = SKIP, "already present"
 
 
-def _apply(ctx: ImportContext, steps: list[Step]) -> None:
-    """Side by side, each run as soon as its parent is done (see
-    :meth:`Workers.each_after`), so that a parent's target id is known before its
-    children, and a child does not wait for its parent's slow siblings."""
-    by_id = {step.source_id: step for step in steps}
-    facts = ctx.bundle.facts[NAME]
-    bar = progress_bar(len(steps), "import runs")
-    ctx.objects.each_after(lambda source_id: (_apply_one(ctx, by_id[source_id]), bar.update()),
-                           {i: facts[i]["parent"] for i in by_id})
-    bar.close()
+def _apply(ctx: ImportContext, steps: list[Step]) -> list[Task]:
+    """Each run once its experiment and its parent are done, so that the parent's target
+    id is known; a run whose parent failed fails with the parent's reason (created
+    without it, a re-run would find it complete and never link it)."""
+    bar = ctx.progress(len(steps), "import runs")
+    return [Task(step, lambda step=step: _apply_one(ctx, step),
+                 needs=_needs(ctx.bundle.facts[NAME][step.source_id]), done=bar.update)
+            for step in steps]
+
+
+def _needs(fact: dict) -> list[tuple[str, str]]:
+    return [("experiments", fact["experiment_id"])] + (
+        [(NAME, fact["parent"])] if fact["parent"] else [])
 
 
 def _apply_one(ctx: ImportContext, step: Step) -> None:

@@ -32,6 +32,7 @@ from mlflow_exim.kind import (
     ImportContext,
     Kind,
     Step,
+    Task,
     planning,
 )
 from mlflow_exim.report import Outcome
@@ -166,8 +167,13 @@ def _plan_present(ctx: ImportContext, doc: dict, step: Step, experiment_id: str)
     step.already_present(changed)
 
 
-def _apply(ctx: ImportContext, steps: list[Step]) -> None:
-    ctx.objects.each(lambda step: _apply_one(ctx, step), steps)
+def _apply(ctx: ImportContext, steps: list[Step]) -> list[Task]:
+    """Each scorer once its experiment is done; it fails with the experiment's reason when
+    the experiment failed."""
+    return [Task(step, lambda step=step: _apply_one(ctx, step),
+                 needs=[("experiments", ctx.bundle.documents[NAME][step.source_id]
+                         ["experiment_id"])])
+            for step in steps]
 
 
 def _apply_one(ctx: ImportContext, step: Step) -> None:

@@ -51,9 +51,19 @@ from mlflow_exim.entities import logged_model as logged_model_entity
 from mlflow_exim.entities import run as run_entity
 from mlflow_exim.errors import BundleError
 from mlflow_exim.idmap import IdMap
-from mlflow_exim.kind import CREATE, REDO, SKIP, ExportContext, ImportContext, Kind, Step, planning
+from mlflow_exim.kind import (
+    CREATE,
+    REDO,
+    SKIP,
+    ExportContext,
+    ImportContext,
+    Kind,
+    Step,
+    Task,
+    planning,
+)
 from mlflow_exim.report import FAILED, SKIPPED, Outcome, one_line
-from mlflow_exim.work import paged, progress_bar
+from mlflow_exim.work import paged
 
 NAME = "traces"
 TRACES_FILE = "traces.json"
@@ -720,17 +730,20 @@ def _plan_one(ctx: ImportContext, step: Step, experiment: str) -> None:
                              "experiment: those traces get new ids (see the id map)")
 
 
-def _apply(ctx: ImportContext, steps: list[Step]) -> None:
+def _apply(ctx: ImportContext, steps: list[Step]) -> list[Task]:
+    """An experiment's traces once the experiment and the runs, logged models and prompts
+    they name are done (a reference to one that did not arrive is dropped, with a warning),
+    a batch at a time on ``transfers``."""
     total = sum(ctx.bundle.facts[NAME][s.source_id]["traces"] for s in steps)
-    bar = progress_bar(total, "import traces")
+    bar = ctx.progress(total, "import traces")
     refs = _References(ctx.dst, ctx.idmap)
-    for step in steps:
+
+    def apply_step(step: Step) -> None:
         directory = ctx.bundle.dirs[NAME][step.source_id]
         doc = ctx.bundle.documents[NAME][step.source_id]
         experiment = ctx.target_experiment(doc["experiment_id"])
 
-        def apply(batch: list[dict], experiment=experiment, step=step,
-                  directory=directory, doc=doc) -> None:
+        def apply(batch: list[dict]) -> None:
             why = step.present or (None if experiment else
                                    f"its experiment {doc['experiment_id']} was not imported")
             if why:
@@ -748,11 +761,41 @@ def _apply(ctx: ImportContext, steps: list[Step]) -> None:
             bar.update(len(batch))
 
         if step.action != SKIP or step.present:
-            ctx.objects.each(apply, _batches(directory, doc))
+            ctx.transfers.each(apply, _batches(directory, doc))
         else:
             _report_present(ctx, directory, doc)
             bar.update(doc["traces"])
-    bar.close()
+
+    tasks = []
+    for step in steps:
+        doc = ctx.bundle.documents[NAME][step.source_id]
+        named = [] if step.action == SKIP or step.present else sorted(
+            _references(ctx.bundle.dirs[NAME][step.source_id], doc))
+        tasks.append(Task(step, lambda step=step: apply_step(step),
+                          after=[("experiments", doc["experiment_id"]), *named]))
+    return tasks
+
+
+def _references(directory: Path, doc: dict) -> set[tuple[str, str]]:
+    """The (kind, source id) of the runs, logged models and prompts that an experiment's
+    traces name (metadata, assessments, run links, linked prompts)."""
+    found: set[tuple[str, str]] = set()
+    for line in lines_of(directory, doc):
+        info = line["info"]
+        metadata = info.get("trace_metadata") or {}
+        runs = [metadata.get(SOURCE_RUN), *line["run_links"]]
+        for assessment in info.get("assessments", []):
+            runs += [assessment.get("run_id"),
+                     (assessment.get("metadata") or {}).get(ASSESSMENT_SOURCE_RUN)]
+        found.update(("runs", run_id) for run_id in runs if run_id)
+        if metadata.get(MODEL_ID):
+            found.add(("logged_models", metadata[MODEL_ID]))
+        try:
+            prompts = json.loads((info.get("tags") or {}).get(TraceTagKey.LINKED_PROMPTS, "[]"))
+            found.update(("prompts", prompt["name"]) for prompt in prompts)
+        except (ValueError, TypeError, KeyError):
+            continue  # the writing of the trace meets it
+    return found
 
 
 def _report_present(ctx: ImportContext, directory: Path, doc: dict) -> None:

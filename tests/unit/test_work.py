@@ -1,4 +1,4 @@
-"""work: parents-first ordering, the worker pool, and the progress bar."""
+"""work: ordering by needs, the worker pool and its scheduler, and the progress bar."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import threading
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mlflow_exim.errors import EximError
-from mlflow_exim.work import Workers, parents_first, progress_bar
+from mlflow_exim.work import Workers, needs_first, parents_first, progress_bar
 
 
 def _runs(**parents) -> dict[str, str | None]:
@@ -44,29 +46,82 @@ def test_parents_first_terminates_on_cycles(parents):
     assert sorted(parents_first(runs)) == sorted(runs)
 
 
-@pytest.mark.parametrize("size", [1, 2, 4])
-@pytest.mark.parametrize("parents", [
-    dict(a1=None, a2="a1", a3="a2", b1=None, b2="b1", c="elsewhere"),
-    dict(a="b", b="a"), dict(s="s"), dict(t="a", a="b", b="c", c="a", u=None),
-])
-def test_each_after_calls_every_item_once_after_its_parent_returned(size, parents):
-    lock = threading.Lock()
-    events: list[tuple[str, str]] = []
+graphs = st.dictionaries(st.integers(0, 12), st.lists(st.integers(-2, 14), max_size=4),
+                         max_size=13)  # needs outside the keys, on themselves, in circles
 
-    def call(item: str) -> None:
+
+def _kept(needs: dict) -> list[tuple]:
+    """(need, key) pairs that survive the cutting of circles: the need comes first."""
+    order = needs_first(needs)
+    return [(need, key) for key, wanted in needs.items() for need in wanted
+            if need in needs and order.index(need) < order.index(key)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(needs=graphs, size=st.sampled_from([1, 2, 3]))
+def test_each_after_calls_every_key_once_after_what_it_needs_and_size_at_a_time(needs, size):
+    lock = threading.Lock()
+    events: list[tuple[str, int]] = []
+    running = [0, 0]  # now, most
+
+    def call(key: int) -> None:
         with lock:
-            events.append(("start", item))
+            events.append(("start", key))
+            running[0] += 1
+            running[1] = max(running)
+        time.sleep(0.001)  # so that calls overlap
         with lock:
-            events.append(("end", item))
+            running[0] -= 1
+            events.append(("end", key))
 
     with Workers(size) as pool:
-        pool.each_after(call, parents)
-    started = [item for what, item in events if what == "start"]
-    assert sorted(started) == sorted(parents)
-    order = parents_first(parents)
-    for child, parent in parents.items():
-        if parent in parents and order.index(parent) < order.index(child):
-            assert events.index(("end", parent)) < events.index(("start", child))
+        pool.each_after(call, needs)
+    assert sorted(key for what, key in events if what == "start") == sorted(needs)
+    assert running[1] <= size
+    for need, key in _kept(needs):
+        assert events.index(("end", need)) < events.index(("start", key))
+
+
+@given(needs=graphs)
+def test_needs_first_places_every_key_once_and_cuts_only_circles(needs):
+    order = needs_first(needs)
+    assert sorted(order) == sorted(needs)
+    acyclic = {key: [n for n in wanted if n in needs and n < key]  # no circle possible
+               for key, wanted in needs.items()}
+    order = needs_first(acyclic)
+    for key, wanted in acyclic.items():
+        assert all(order.index(n) < order.index(key) for n in wanted)
+
+
+@settings(max_examples=40, deadline=None)
+@given(needs=graphs, size=st.sampled_from([1, 2, 3]), data=st.data())
+def test_each_after_stops_starting_calls_after_an_error_and_reraises_it(needs, size, data):
+    if not needs:
+        return
+    failing = data.draw(st.sampled_from(sorted(needs)))
+    calls: list[int] = []
+    lock = threading.Lock()
+
+    def call(key: int) -> None:
+        with lock:
+            calls.append(key)
+        if key == failing:
+            raise ValueError("boom")
+
+    with Workers(size) as pool, pytest.raises(ValueError, match="boom"):
+        pool.each_after(call, needs)
+    waits_on_it = {key for need, key in _kept(needs) if need == failing}
+    assert failing in calls and not waits_on_it & set(calls)
+
+
+def test_each_after_takes_what_was_just_unblocked_before_what_waited_from_the_start():
+    """A model version whose run is done goes before the runs of other experiments that
+    were ready all along: chains finish early, kinds are not done in blocks."""
+    order: list[str] = []
+    with Workers(1) as inline:
+        inline.each_after(order.append, {"run-1": [], "run-2": [], "run-3": [],
+                                         "model-1": ["run-1"], "version-1": ["model-1"]})
+    assert order == ["run-1", "model-1", "version-1", "run-2", "run-3"]
 
 
 def test_each_after_starts_a_child_while_its_parents_slow_sibling_still_runs():
@@ -83,21 +138,8 @@ def test_each_after_starts_a_child_while_its_parents_slow_sibling_still_runs():
             child_started.set()
 
     with Workers(2) as pool:
-        pool.each_after(call, _runs(slow=None, quick=None, child="quick"))
+        pool.each_after(call, {"slow": [], "quick": [], "child": ["quick"]})
     assert seen == ["slow saw the child"]
-
-
-def test_each_after_stops_starting_calls_after_an_error():
-    calls: list[str] = []
-
-    def call(item: str) -> None:
-        calls.append(item)
-        if item == "a":
-            raise ValueError("boom")
-
-    with Workers(2) as pool, pytest.raises(ValueError, match="boom"):
-        pool.each_after(call, _runs(a=None, b="a", c="b"))
-    assert calls == ["a"]
 
 
 @pytest.mark.parametrize("size", [2, 4])
