@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,9 @@ from mlflow.entities import Dataset, DatasetInput, InputTag, ViewType
 import mlflow_exim
 from mlflow_exim import lineage
 from mlflow_exim.kind import CREATE, REDO, SKIP, UPDATE
-from mlflow_exim.report import PLANNED, SKIPPED
-from tests.seed import seed_bulk_workload
+from mlflow_exim.report import FAILED, OK, PLANNED, SKIPPED
+from tests.faultproxy import FaultProxy
+from tests.seed import make_run, seed_bulk_workload
 
 
 @pytest.fixture(scope="module")
@@ -177,3 +179,68 @@ def test_runs_sharing_a_dataset_import_in_parallel_without_a_clash(stack, unique
         runs = MlflowClient(stack.target.uri).search_runs([target.experiment_id])
         assert len(runs) == 24
         assert all([d.dataset.name for d in r.inputs.dataset_inputs] == ["shared"] for r in runs)
+
+
+def test_no_barrier_between_kinds_and_a_version_fails_with_its_runs_reason(
+        stack, unique, tmp_path):
+    """Through a proxy in front of the target: the only dataset input (of a run in an
+    experiment the model does not need) is held until the model's version exists on the
+    target. With a barrier between kinds the version would wait for that run, and the
+    hold would time out. Meanwhile the run behind version 2 fails for real (its target
+    experiment is deleted under it): version 2 and the run's child fail with its reason,
+    version 1 arrives."""
+    client = MlflowClient(stack.source.uri, stack.source.uri)
+    ids = {name: client.create_experiment(f"{unique}-{name}") for name in ("a", "b", "x")}
+    run_a = make_run(client, ids["a"], "a", 1)
+    run_b = make_run(client, ids["b"], "b", 2)
+    client.log_inputs(run_b, [DatasetInput(Dataset("d", "0123abcd", "local", "{}"))])
+    run_x = make_run(client, ids["x"], "x", 3)
+    child = make_run(client, ids["x"], "x-child", 4, parent=run_x)
+    model = f"{unique}-model"
+    client.create_registered_model(model)
+    for run_id in (run_a, run_x):
+        client.create_model_version(model, f"runs:/{run_id}/model", run_id=run_id)
+    bundle = tmp_path / "bundle"
+    assert mlflow_exim.export_all(bundle, tracking_uri=stack.source.uri,
+                                  experiments=f"{unique}-*", models=model).ok
+
+    target = MlflowClient(stack.target.uri, stack.target.uri)
+    doomed = target.create_experiment(f"{unique}-x")  # found by the plan, deleted on apply
+    seen: list[str] = []
+
+    def delete_doomed() -> None:
+        if target.get_experiment(doomed).lifecycle_stage == "active":
+            target.delete_experiment(doomed)
+
+    def hold_until_the_version_exists() -> None:
+        experiment_b = target.get_experiment_by_name(f"{unique}-b").experiment_id
+        for _ in range(600):
+            if target.search_model_versions(f"name = '{model}'"):
+                going_in = target.search_runs(
+                    [experiment_b], f"tags.`{lineage.PENDING}` = '{run_b}'")
+                seen.append("version created while the run of b was going in" if going_in
+                            else "version created after the run of b")
+                return
+            time.sleep(0.1)
+        seen.append("timed out: the version waited for the run of b")
+
+    proxy = FaultProxy(stack.target.uri)
+    try:
+        proxy.arm("/runs/create", "call", 10, action=delete_doomed)
+        proxy.arm("/runs/log-inputs", "call", 1, action=hold_until_the_version_exists)
+        report = mlflow_exim.import_all(bundle, tracking_uri=proxy.uri, workers=4)
+    finally:
+        proxy.close()
+    assert seen == ["version created while the run of b was going in"]
+    outcomes = {(o.kind, o.source_id): o for o in report.outcomes}
+    failed_run = outcomes["runs", run_x]
+    assert failed_run.status == FAILED and failed_run.reason
+    assert outcomes["runs", child].status == FAILED
+    assert outcomes["runs", child].reason == (
+        f"its run {run_x} could not be imported: {failed_run.reason}")
+    assert outcomes["model_versions", f"{model}/2"].status == FAILED
+    assert outcomes["model_versions", f"{model}/2"].reason == (
+        f"its run {run_x} could not be imported: {failed_run.reason}")
+    assert outcomes["model_versions", f"{model}/1"].status == OK
+    assert outcomes["runs", run_b].status == OK
+    assert [v.version for v in target.search_model_versions(f"name = '{model}'")] == ["1"]
