@@ -878,8 +878,9 @@ def copy_model_version_command(report_path, as_json, src_uri, dst_uri, config, s
 @dst_uri_option(required=False, dest="target",
                 detail=" Replaces the config's target (and its credentials).")
 @click.option("--bundle-dir", type=click.Path(file_okay=False),
-              help="Keep the bundle in DIR/bundle (an interrupted export resumes from it); "
-                   "default: a temporary directory, removed afterwards.")
+              help="Keep the export's chunks in DIR/bundle, each a bundle part-K-of-N (an "
+                   "interrupted export resumes from them); default: a temporary directory, "
+                   "removed afterwards.")
 @experiments_option(configurable=True)
 @models_option(configurable=True)
 @run_filter_options
@@ -896,8 +897,9 @@ def copy_model_version_command(report_path, as_json, src_uri, dst_uri, config, s
 @program
 def migrate_command(report_path, **flags):
     """Copy experiments, runs, logged models and registered models from one server to
-    another in one process: export, then import. Run again, it moves only what the
-    target lacks (with --since, only what changed)."""
+    another in one command: the export writes the selection in chunks, and the import takes
+    each chunk as soon as it is written. Run again, it moves only what the target lacks
+    (with --since, only what changed)."""
     _finish(mlflow_exim.migrate(report=report_path, **flags), None)
 
 

@@ -9,7 +9,7 @@ experiment also holds, is written once.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from mlflow_exim import not_carried
 from mlflow_exim.bundle import BundleWriter
 from mlflow_exim.bundle.format import singular
+from mlflow_exim.bundle.parts import PartsDir, part_name
 from mlflow_exim.catalog import KINDS
 from mlflow_exim.endpoint import Endpoint
 from mlflow_exim.entities import evaluation_dataset as dataset_entity
@@ -43,7 +44,7 @@ from mlflow_exim.selection import (
     select_experiments,
     select_registered_models,
 )
-from mlflow_exim.shard import Shard, linked, model_runs, split
+from mlflow_exim.shard import Node, Shard, chunks, linked, model_runs, parts, split
 from mlflow_exim.work import DEFAULT_WORKERS, Workers, paged, progress_bar
 
 EXPERIMENTS, RUNS = experiment_entity.NAME, run_entity.NAME
@@ -51,6 +52,9 @@ LOGGED_MODELS, REGISTERED_MODELS = logged_model_entity.NAME, registered_model_en
 MODEL_VERSIONS = registered_model_entity.VERSIONS
 PROMPTS, DATASETS, SCORERS = prompt_entity.NAME, dataset_entity.NAME, scorer_entity.NAME
 TRACES = trace_entity.NAME
+# Chunks of a pipelined export at most (see export_all_in_parts): more overlap the export
+# and the import better; each costs a manifest and an import's plan of the target.
+MOST_PARTS = 8
 
 
 def export_run(run_id: str, output_dir: str | Path, *,
@@ -191,6 +195,54 @@ def export_all(output_dir: str | Path, *, tracking_uri: str | Endpoint | None = 
     narrows the runs; its ``since`` also narrows logged models and model versions to those
     changed since then (an incremental sync). With ``shard`` (``"2/4"``), only that shard's
     part of it (see :mod:`mlflow_exim.shard`)."""
+    plan, options = _plan_all(tracking_uri, export_deleted_runs, experiments, models,
+                              run_filter, workers, shard, database_uri)
+    return _write_bundle(plan, output_dir, "export-all", options, workers, overwrite=overwrite)
+
+
+def export_all_in_parts(output_dir: str | Path, *, tracking_uri: str | Endpoint | None = None,
+                        export_deleted_runs: bool = False, experiments: Selection = "all",
+                        models: Selection = "all", run_filter: RunFilter | None = None,
+                        workers: int = DEFAULT_WORKERS, shard: Shard | str | None = None,
+                        database_uri: str | None = None,
+                        most_parts: int = MOST_PARTS) -> Report:
+    """What :func:`export_all` takes, planned once, split into its connected parts (see
+    :mod:`mlflow_exim.shard`) packed into at most ``most_parts`` chunks of about equal
+    weight, and written chunk after chunk, each as a bundle of its own in the parts
+    directory ``output_dir`` (:class:`~mlflow_exim.bundle.parts.PartsDir`), so that an
+    import can take each as soon as it is complete. A trace linked to a run of another
+    experiment lands in the chunk of that run. The report holds every chunk's outcomes and,
+    under ``parts``, each chunk's name and counts."""
+    plan, options = _plan_all(tracking_uri, export_deleted_runs, experiments, models,
+                              run_filter, workers, shard, database_uri)
+    left = not_carried.survey(plan.src, plan.items[EXPERIMENTS])  # the source's, once
+    not_carried.warn(left, plan.src.display_uri)
+    split_up = plan.split(most_parts)
+    names = [part_name(k, len(split_up)) for k in range(1, len(split_up) + 1)]
+    directory = PartsDir(output_dir)
+    directory.announce(names)
+    report = plan.report
+    report.command, report.outcomes = "export-all", []
+    report.extra["parts"] = []
+    for number, (name, part) in enumerate(zip(names, split_up, strict=True), 1):
+        directory.event("export-start", name)
+        written = _write_bundle(part, directory.root / name, "export-all",
+                                {**options, "part": f"{number}/{len(names)}"}, workers,
+                                overwrite=True, not_carried_left=left)
+        directory.event("export-end", name)
+        report.outcomes += written.outcomes
+        report.extra["parts"].append({"part": name, "counts": written.counts()})
+    if left:
+        report.extra["not_carried"] = left
+    report.extra["bundle"] = str(directory.root.absolute())
+    return report
+
+
+def _plan_all(tracking_uri, export_deleted_runs: bool, experiments: Selection,
+              models: Selection, run_filter: RunFilter | None, workers: int, shard,
+              database_uri: str | None) -> tuple[_Plan, dict]:
+    """The plan of an export-all (see :func:`export_all`) and the options its manifest
+    records."""
     src = Endpoint.connect(tracking_uri, must_exist=True, database_uri=database_uri)
     shard = Shard.of(shard)
     plan = _Plan(src, export_deleted_runs=export_deleted_runs,
@@ -203,11 +255,8 @@ def export_all(output_dir: str | Path, *, tracking_uri: str | Endpoint | None = 
         plan.add_prompts(plan.all_prompts())
         plan.add_datasets(dataset_entity.search(src))
     plan.narrow(shard)
-    return _write_bundle(plan, output_dir, "export-all",
-                         {"export_deleted_runs": export_deleted_runs,
-                          "experiments": experiments, "models": models,
-                          **_filter_options(plan.run_filter), **_shard_option(shard)}, workers,
-                         overwrite=overwrite)
+    return plan, {"export_deleted_runs": export_deleted_runs, "experiments": experiments,
+                  "models": models, **_filter_options(plan.run_filter), **_shard_option(shard)}
 
 
 def export_traces(experiments: Selection, output_dir: str | Path, *,
@@ -488,6 +537,13 @@ class _Plan:
         bundle of the whole plan."""
         if shard is None:
             return
+        nodes, edges = self.graph()
+        taken = split(nodes, edges, shard)
+        kept = self.part(taken, lambda node: shard.takes(f"{node[0]}:{node[1]}"))
+        self.items, self.report.outcomes = kept.items, kept.report.outcomes
+
+    def graph(self) -> tuple[set[Node], list[tuple[Node, Node]]]:
+        """The objects of the plan and what must stay together (see :mod:`shard`)."""
         items = self.items
         edges = [((RUNS, run_id), (EXPERIMENTS, experiment_id))
                  for run_id, experiment_id in items[RUNS].items()]
@@ -506,19 +562,48 @@ class _Plan:
                                   for name, p in items[PROMPTS].items()})
         edges += linked(DATASETS, {i: self.src.store.get_dataset_experiment_ids(i)
                                    for i in items[DATASETS]})
-        nodes = {(kind, i) for kind, objects in items.items() for i in objects}
-        taken = split(nodes, edges, shard)
-        self.items = {kind: {i: item for i, item in objects.items() if i in taken.get(kind, ())}
-                      for kind, objects in items.items()}
+        return {(kind, i) for kind, objects in items.items() for i in objects}, edges
 
-        def in_shard(outcome) -> bool:  # a failure of planning: where its object would be
+    def split(self, most: int) -> list[_Plan]:
+        """The plan as at most ``most`` plans of whole parts (see :func:`shard.chunks`),
+        weighed by their runs and metric histories; a trace linked to a run of another
+        experiment goes with that run (its links are read now, once, for the export too).
+        A failure of planning goes with its object, else into the first."""
+        nodes, edges = self.graph()
+        for item in self.items[TRACES].values():
+            if item.links is not None:
+                edges += [((TRACES, experiment_id), (RUNS, run_id))
+                          for experiment_id, run_id in item.links.pairs()]
+
+        def weight(node: Node) -> int:
+            run = self.runs.get(node[1]) if node[0] == RUNS else None
+            return 1 + (len(run.data.metrics) if run is not None else 0)
+
+        packed = chunks(parts(nodes, edges), weight, most)
+        taken = [{kind: {i for k, i in members if k == kind} for kind in self.items}
+                 for members in packed]
+        return [self.part(part, lambda _, first=number == 0: first)
+                for number, part in enumerate(taken)]
+
+    def part(self, taken: dict[str, set[str]], takes_unplanned: Callable) -> _Plan:
+        """A plan of the objects ``taken`` (per kind), with their planning failures and
+        those of objects not in the plan that ``takes_unplanned((kind, id))``; what was read
+        while planning is shared."""
+        items = {kind: {i: item for i, item in objects.items() if i in taken.get(kind, ())}
+                 for kind, objects in self.items.items()}
+        nodes = {(kind, i) for kind, objects in self.items.items() for i in objects}
+
+        def in_part(outcome) -> bool:  # a failure of planning: where its object would be
             node = ((REGISTERED_MODELS, outcome.name) if outcome.kind == MODEL_VERSIONS
                     else (EXPERIMENTS, outcome.source_id) if outcome.kind == SCORERS
                     else (outcome.kind, outcome.source_id))
-            return (node[1] in taken[node[0]] if node in nodes
-                    else shard.takes(f"{node[0]}:{node[1]}"))
+            return (node[1] in taken.get(node[0], ()) if node in nodes
+                    else takes_unplanned(node))
 
-        self.report.outcomes = [o for o in self.report.outcomes if in_shard(o)]
+        report = Report(self.report.command)
+        report.outcomes = [o for o in self.report.outcomes if in_part(o)]
+        return replace(self, report=report, items=items,
+                       runs={i: r for i, r in self.runs.items() if i in items[RUNS]})
 
     def _version_entry(self, version: ModelVersion) -> tuple[ModelVersion, dict, list]:
         """The version, where its files are, and the (kind, id) pairs written with it."""
@@ -567,7 +652,8 @@ def _searched_runs(src: Endpoint, experiment_id: str, view: int,
 # Writing --------------------------------------------------------------------------------
 
 def _write_bundle(plan: _Plan, output_dir, command: str, options: dict,
-                  workers: int = DEFAULT_WORKERS, *, overwrite: bool = False) -> Report:
+                  workers: int = DEFAULT_WORKERS, *, overwrite: bool = False,
+                  not_carried_left: dict[str, int] | None = None) -> Report:
     """Write the plan, kind after kind in dependency order, ``workers`` objects at a time.
     An object whose dependency could not be written fails with that reason. Into a complete
     bundle of the same export, it refreshes that bundle: new objects are written, changed
@@ -589,8 +675,10 @@ def _write_bundle(plan: _Plan, output_dir, command: str, options: dict,
     for outcome in report.outcomes:
         for note in plan.notes.get((outcome.kind, outcome.source_id), []):
             outcome.warn(note)
-    left = not_carried.survey(src, plan.items[EXPERIMENTS])
-    not_carried.warn(left, src.display_uri)
+    left = not_carried_left
+    if left is None:  # else surveyed once for the whole export
+        left = not_carried.survey(src, plan.items[EXPERIMENTS])
+        not_carried.warn(left, src.display_uri)
     if left:
         report.extra["not_carried"] = left
     writer.finish([asdict(o) for o in report.failures], not_carried=left)

@@ -12,21 +12,21 @@ sides.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import fields, replace
 from pathlib import Path
 
 from mlflow_exim import sides
-from mlflow_exim.bundle.format import MANIFEST_FILE
+from mlflow_exim.bundle.parts import PartsDir
 from mlflow_exim.config import MigrationConfig, connect, load_config
 from mlflow_exim.endpoint import Endpoint, RetryPolicy
 from mlflow_exim.errors import EximError
-from mlflow_exim.exporter import export_all, export_models
+from mlflow_exim.exporter import export_all, export_all_in_parts, export_models
 from mlflow_exim.importer import import_all
-from mlflow_exim.report import Report
+from mlflow_exim.report import Report, merge
 from mlflow_exim.selection import Renames, RunFilter, Selection
 from mlflow_exim.shard import Shard
 from mlflow_exim.verify import Scorecard, verify, verify_bundle
@@ -57,10 +57,16 @@ def migrate(source: str | Endpoint | None = None, target: str | Endpoint | None 
     the config's credentials are then not used. ``report`` (default: the config's
     ``options.report``) is a file the JSON report is also written to.
 
-    The bundle is written to ``bundle_dir/bundle`` and kept there (an interrupted export
-    resumes from it; a complete bundle an earlier ``migrate`` left there is replaced), or
-    else to a temporary directory that is removed. With ``dry_run`` the export still reads the
-    source into a temporary bundle, and the import only reads the target and reports
+    The export and the import run at once: the selection is planned once, split into
+    chunks of whole connected parts (an experiment with its runs, a registered model with
+    the experiments behind its versions...) and written chunk after chunk, each a bundle
+    ``bundle_dir/bundle/part-<k>-of-<n>``, while the import takes each chunk as soon as it
+    is complete. The chunks are kept there (an interrupted export resumes a chunk it left
+    partial; complete ones an earlier ``migrate`` left there are replaced), or else written
+    to a temporary directory that is removed. The report's ``pipeline`` says how many
+    chunks there were and how long the phases overlapped (none with a single part: then
+    the export ends before the import starts). With ``dry_run`` the export still reads the
+    source into temporary bundles, and the import only reads the target and reports
     what it would create and what is already there.
 
     ``source_retry`` and ``target_retry`` override, field by field, how each side's
@@ -76,7 +82,7 @@ def migrate(source: str | Endpoint | None = None, target: str | Endpoint | None 
 
     ``shard`` (``"2/4"``) migrates only that shard's part (see :mod:`mlflow_exim.shard`):
     N migrations, one per shard, at once or not, take everything and nothing twice. Its
-    bundle is ``bundle_dir/bundle-2-of-4``."""
+    chunks are in ``bundle_dir/bundle-2-of-4``."""
     loaded = load_config(config) if isinstance(config, (str, Path)) else config
     given = {"bundle_dir": bundle_dir, "experiments": experiments, "models": models,
              "experiment_renames": experiment_renames, "model_renames": model_renames,
@@ -110,44 +116,117 @@ _DEFAULTS = {"bundle_dir": None, "experiments": "all", "models": "all", "run_fil
 def _migrate(src: Endpoint, dst: Endpoint, *, bundle_dir, experiments, models, run_filter,
              experiment_renames, model_renames, import_source_tags, export_deleted_runs,
              stage_to_alias, workers, dry_run, shard) -> Report:
+    """Export and import at once: the export writes the selection chunk after chunk (see
+    :func:`export_all_in_parts`), each a bundle of its own, while the import takes each
+    chunk as soon as it is complete. Each side runs in its own thread, or in a process of
+    its own (:mod:`sides`); they meet in the parts directory only."""
     with _bundle_location(None if dry_run else bundle_dir, shard) as location:
-        exported = sides.call(src, export_all, location, tracking_uri=src,
-                              experiments=experiments,
-                              models=models, run_filter=run_filter,
-                              export_deleted_runs=export_deleted_runs, workers=workers,
-                              shard=shard)
-        imported = sides.call(dst, import_all, location, tracking_uri=dst,
-                              import_source_tags=import_source_tags,
-                              stage_to_alias=stage_to_alias,
-                              experiment_renames=experiment_renames,
-                              model_renames=model_renames, workers=workers, dry_run=dry_run)
-    report = Report(COMMAND)
-    report.started_at = exported.started_at
-    for outcome in exported.failures:  # what could not be exported never reached the bundle
-        report.add(outcome)
-    for outcome in imported.outcomes:
-        report.add(outcome)
-    report.extra = {**imported.extra, "source": src.display_uri, "target": dst.display_uri,
-                    "export_seconds": round((imported.started_at
-                                             - exported.started_at).total_seconds(), 3)}
+        parts = PartsDir(location)
+        parts.start()
+
+        def export() -> Report:
+            try:
+                return sides.call(src, export_all_in_parts, location, tracking_uri=src,
+                                  experiments=experiments, models=models,
+                                  run_filter=run_filter,
+                                  export_deleted_runs=export_deleted_runs, workers=workers,
+                                  shard=shard)
+            finally:
+                parts.end()
+
+        with ThreadPoolExecutor(1, thread_name_prefix="mlflow-exim-export") as pool:
+            exporting = pool.submit(export)
+            try:
+                imported = sides.call(dst, import_parts, location, tracking_uri=dst,
+                                      import_source_tags=import_source_tags,
+                                      stage_to_alias=stage_to_alias,
+                                      experiment_renames=experiment_renames,
+                                      model_renames=model_renames, workers=workers,
+                                      dry_run=dry_run)
+            finally:
+                exported = exporting.result()  # its error, if any, is the migration's
+        events = parts.events()
+    report = merge([r for _, r in imported], [name for name, _ in imported]) if imported \
+        else Report(COMMAND)
+    report.command, report.started_at = COMMAND, exported.started_at
+    report.outcomes = [*exported.failures, *report.outcomes]  # what could not be exported
+    # never reached a bundle
+    for _, part in imported:
+        _join_extra(report.extra, part.extra)
+    report.extra.pop("bundle_export_failures", None)  # they are in the outcomes
+    report.extra.setdefault("id_map", {})
+    report.extra.setdefault("dry_run", dry_run)
+    if exported.extra.get("not_carried"):
+        report.extra["not_carried"] = exported.extra["not_carried"]
+    report.extra.update({"source": src.display_uri, "target": dst.display_uri,
+                         **_overlap(exported, events, report.extra.pop("merged", []))})
     if bundle_dir and not dry_run:
         report.extra["bundle"] = str(location.absolute())
-    report.extra.pop("bundle_export_failures", None)  # they are in the outcomes
     return report
+
+
+def import_parts(location: Path, **options) -> list[tuple[str, Report]]:
+    """:func:`import_all` of each part of the parts directory ``location``, in order, as
+    soon as it is complete (see :class:`PartsDir`), until the export has ended; each
+    part's name with its report."""
+    parts = PartsDir(location)
+    done = []
+    for name in parts.names():
+        path = parts.wait(name)
+        if path is None:  # the export failed or was killed before it
+            break
+        parts.event("import-start", name)
+        done.append((name, import_all(path, **options)))
+        parts.event("import-end", name)
+    return done
+
+
+def _join_extra(joined: dict, extra: dict) -> None:
+    """A part's report's command-specific results into the migration's: lists (what an
+    interrupted import left half-written, per kind) are joined, the rest kept from the
+    first part that has it (each part says the same)."""
+    for key, value in extra.items():
+        if key == "id_map" or key == "merged":
+            continue
+        if isinstance(value, dict) and isinstance(joined.get(key), dict):
+            for inner, items in value.items():
+                if isinstance(items, list):
+                    joined[key][inner] = joined[key].get(inner, []) + items
+        else:
+            joined.setdefault(key, value)
+
+
+def _overlap(exported: Report, events: list[dict], merged: list[dict]) -> dict:
+    """How long the export took, and how the phases overlapped: the parts, each with its
+    counts, and the events of the parts directory in the order they happened (a single
+    part is today's export, then import)."""
+    ends = [e["at"] for e in events if e["event"] == "export-end"]
+    export_end = max(ends, default=exported.started_at.timestamp())
+    overlap = 0.0
+    for start in (e for e in events if e["event"] == "import-start"):
+        end = next((e["at"] for e in events if e["event"] == "import-end"
+                    and e["part"] == start["part"]), start["at"])
+        overlap += max(0.0, min(end, export_end) - start["at"])
+    counts = {m["report"]: m["counts"] for m in merged}
+    return {"export_seconds": round(export_end - exported.started_at.timestamp(), 3),
+            "pipeline": {"parts": [{"part": p["part"], "exported": p["counts"],
+                                    "imported": counts.get(p["part"])}
+                                   for p in exported.extra.get("parts", [])],
+                         "overlap_seconds": round(overlap, 3),
+                         "events": [{"event": e["event"], "part": e["part"]}
+                                    for e in events]}}
 
 
 @contextmanager
 def _bundle_location(bundle_dir: str | Path | None, shard: Shard | None) -> Iterator[Path]:
+    """The parts directory: ``bundle_dir/bundle`` (``bundle-2-of-4`` for a shard), or
+    a temporary one, removed after."""
     if bundle_dir is None:
         with tempfile.TemporaryDirectory(prefix="mlflow-exim-migrate-") as scratch:
             yield Path(scratch) / "bundle"
         return
-    path = Path(bundle_dir) / ("bundle" if shard is None
-                               else f"bundle-{shard.index}-of-{shard.count}")
-    if (path / MANIFEST_FILE).exists():
-        shutil.rmtree(path)  # the previous migration's; this one exports anew
-    yield path
-
+    yield Path(bundle_dir) / ("bundle" if shard is None
+                              else f"bundle-{shard.index}-of-{shard.count}")
 
 
 def verify_sides(src: Endpoint, dst: Endpoint, *, experiments: Selection | None = None,

@@ -198,7 +198,11 @@ def merge_reports(paths: Sequence[str | Path]) -> Report:
     joined; and under ``merged`` each report's file, command, result and counts."""
     if not paths:
         raise EximError("no report to merge")
-    reports = [Report.read(path) for path in paths]
+    return merge([Report.read(path) for path in paths], [str(path) for path in paths])
+
+
+def merge(reports: Sequence[Report], labels: Sequence[str]) -> Report:
+    """One report of ``reports`` (see :func:`merge_reports`), each named by its label."""
     commands = sorted({r.command for r in reports})
     merged = Report(commands[0] if len(commands) == 1 else "+".join(commands))
     merged.started_at = min(r.started_at for r in reports)
@@ -208,8 +212,8 @@ def merge_reports(paths: Sequence[str | Path]) -> Report:
         for kind, ids in (report.extra.get("id_map") or {}).items():
             id_map.setdefault(kind, {}).update(ids)
     merged.extra["merged"] = [
-        {"report": str(path), "command": r.command, "ok": r.ok, "counts": r.counts()}
-        for path, r in zip(paths, reports, strict=True)]
+        {"report": label, "command": r.command, "ok": r.ok, "counts": r.counts()}
+        for label, r in zip(labels, reports, strict=True)]
     if id_map:
         merged.extra["id_map"] = id_map
     return merged

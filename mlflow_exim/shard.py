@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from mlflow_exim.bundle import Bundle
@@ -84,6 +84,18 @@ def split(nodes: Iterable[Node], edges: Iterable[tuple[Node, Node]],
     """Per kind of the nodes, the ids of those in ``shard`` (maybe none): the connected
     parts (through ``edges``; an edge to a node not in ``nodes`` is ignored) whose key it
     takes."""
+    nodes = list(nodes)
+    taken: dict[str, set[str]] = {kind: set() for kind, _ in nodes}
+    for members in parts(nodes, edges):
+        if shard.takes(part_key(members)):
+            for kind, object_id in members:
+                taken[kind].add(object_id)
+    return taken
+
+
+def parts(nodes: Iterable[Node], edges: Iterable[tuple[Node, Node]]) -> list[list[Node]]:
+    """The connected parts of the graph (an edge to a node not in ``nodes`` is ignored),
+    each sorted, in the order of their keys."""
     parent: dict[Node, Node] = {node: node for node in nodes}
 
     def root(node: Node) -> Node:
@@ -95,15 +107,26 @@ def split(nodes: Iterable[Node], edges: Iterable[tuple[Node, Node]],
     for one, other in edges:
         if one in parent and other in parent:
             parent[root(one)] = root(other)
-    parts: dict[Node, list[Node]] = {}
+    found: dict[Node, list[Node]] = {}
     for node in parent:
-        parts.setdefault(root(node), []).append(node)
-    taken: dict[str, set[str]] = {kind: set() for kind, _ in parent}
-    for members in parts.values():
-        if shard.takes(part_key(members)):
-            for kind, object_id in members:
-                taken[kind].add(object_id)
-    return taken
+        found.setdefault(root(node), []).append(node)
+    return sorted((sorted(members) for members in found.values()), key=part_key)
+
+
+def chunks(groups: list[list[Node]], weight: Callable[[Node], int],
+           count: int) -> list[list[Node]]:
+    """The parts ``groups`` packed into at most ``count`` chunks of about equal weight (the
+    sum of their nodes' ``weight``), a part never cut: the heaviest part first into the
+    lightest chunk, so that no chunk outweighs another by more than the heaviest part.
+    The chunks come lightest first (the first is exported and imported soonest), each
+    sorted; the same parts and weights always give the same chunks."""
+    bins: list[tuple[int, list[Node]]] = [(0, []) for _ in range(max(1, count))]
+    for members in sorted(groups, key=lambda g: (-sum(map(weight, g)), part_key(g))):
+        lightest = min(range(len(bins)), key=lambda i: (bins[i][0], i))
+        load, held = bins[lightest]
+        bins[lightest] = (load + sum(map(weight, members)), held + members)
+    return [sorted(held) for _, held in sorted((b for b in bins if b[1]),
+                                               key=lambda b: (b[0], min(b[1])))]
 
 
 def part_key(members: list[Node]) -> str:

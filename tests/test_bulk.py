@@ -335,7 +335,7 @@ options:
     assert real.exit_code == 0, real.output
     migrated = snapshot(stack.target.uri, "cfg")
     assert sorted(migrated["experiments"]) == ["cfg-bulk", "cfg-other"]
-    assert (tmp_path / "work" / "bundle" / "manifest.json").exists()
+    assert list((tmp_path / "work" / "bundle").glob("part-*-of-*/manifest.json"))
 
     again = invoke("migrate", "--config", config, "--report", tmp_path / "again.json")
     assert again.exit_code == 0, again.output

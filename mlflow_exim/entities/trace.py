@@ -98,12 +98,22 @@ class RunLinks:
         self.endpoint, self.traced, self.runs_of = endpoint, traced, runs_of
         self._lock = threading.Lock()
         self._links: dict[str, list[str]] | None = None
+        self._experiments: dict[str, str] = {}  # of the linked traces, by trace id
 
     def get(self, trace_id: str) -> list[str]:
+        return self._read_once().get(trace_id, [])
+
+    def pairs(self) -> set[tuple[str, str]]:
+        """(experiment id of a linked trace, id of a run it is linked to), each once."""
+        links = self._read_once()
+        return {(self._experiments[trace_id], run_id)
+                for trace_id, run_ids in links.items() for run_id in run_ids}
+
+    def _read_once(self) -> dict[str, list[str]]:
         with self._lock:
             if self._links is None:
                 self._links = self._read()
-        return self._links.get(trace_id, [])
+        return self._links
 
     def _read(self) -> dict[str, list[str]]:
         traced = [e for e in dict.fromkeys(self.traced) if has_traces(self.endpoint, e)]
@@ -118,6 +128,7 @@ class RunLinks:
                         for info in page:
                             if info.trace_metadata.get(SOURCE_RUN) != run_id:
                                 links.setdefault(info.trace_id, []).append(run_id)
+                                self._experiments[info.trace_id] = info.experiment_id
         return links
 
 
