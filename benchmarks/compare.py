@@ -12,7 +12,10 @@ the speed issue (82 runs, 157 metric histories of 75,000 points in all, 177 arti
 server. Each command is a child process, timed, with its own peak RSS and CPU seconds, and
 the CPU seconds that the server it talks to spent meanwhile (every process of the server's
 process group, from /proc): the floor that the server's own work sets. After each import
-the target's contents are counted against the source's. Last comes the ceiling: metric
+the target's contents are counted against the source's. Then mlflow-exim's ``migrate``
+(export and import pipelined) from the source into another fresh target, with both
+servers' CPU seconds meanwhile: on a machine both servers share, its floor is the larger of
+either server's CPU and half of all three processes' CPU. Last comes the ceiling: metric
 points per second that raw parallel ``log_batch`` calls reach on a fresh server.
 
 The reference tool is installed from PyPI into its own virtual environment, with the same
@@ -401,6 +404,8 @@ def commands(options: argparse.Namespace, venv: Path, ref_name: str) -> dict:
                                         "--tracking-uri", uri, *workers],
             "import": lambda uri, out: [exim, "import-all", "--input-dir", out,
                                         "--tracking-uri", uri, *workers],
+            "migrate": lambda src, dst: [exim, "migrate", "--src-uri", src, "--dst-uri", dst,
+                                         *workers],
         },
         # The reference reads its server from MLFLOW_TRACKING_URI only; its thread pool has
         # os.cpu_count() threads, and it has no option to choose the number.
@@ -509,6 +514,15 @@ def run(options: argparse.Namespace) -> dict:
             results["tools"][name].update({"import": asdict(step),
                                            "target": inventory(dst.uri)})
 
+    with server("source", work, fresh=False) as src, server("target-migrate", work) as dst:
+        print("mlflow-exim: migrate (pipelined) …", flush=True)
+        target_before = group_cpu(dst.proc.pid)
+        step = timed(tools["mlflow-exim"]["migrate"](src.uri, dst.uri),
+                     logs / "mlflow-exim-migrate.log", server_pgid=src.proc.pid)
+        results["migrate"] = {**asdict(step), "source_cpu_s": step.server_cpu_s,
+                              "target_cpu_s": round(group_cpu(dst.proc.pid) - target_before, 1),
+                              "target": inventory(dst.uri)}
+
     with server("target-ceiling", work) as dst:
         print("ceiling: parallel log_batch …", flush=True)
         results["ceiling"] = {"points": options.ceiling_points, "threads": options.workers,
@@ -522,7 +536,8 @@ def run(options: argparse.Namespace) -> dict:
     if options.memory:
         subprocess.run([sys.executable, str(ROOT / "benchmarks" / "metric_memory.py"),
                         "--workdir", str(work / "metric-memory")], check=True)
-    results["clean"] = _clean(results["tools"]["mlflow-exim"], source)
+    results["clean"] = _clean(results["tools"]["mlflow-exim"], source) and \
+        results["migrate"]["returncode"] == 0 and results["migrate"]["target"] == source
     if not results["clean"]:
         print(f"mlflow-exim did not finish cleanly; logs kept in {logs}", flush=True)
     elif options.workdir is None:
@@ -584,6 +599,17 @@ def report(results: dict) -> None:
     print(f"mlflow-exim at {results['revision']}, mlflow {results['mlflow']}; "
           f"load average (1, 5, 15 min) at start {results['load_average_start']}, "
           f"at end {results['load_average_end']}")
+    migrate = results["migrate"]
+    floor = max(migrate["source_cpu_s"], migrate["target_cpu_s"],
+                (migrate["source_cpu_s"] + migrate["target_cpu_s"] + migrate["cpu_s"]) / 2)
+    results["migrate_floor_s"] = round(floor, 1)
+    print(f"mlflow-exim migrate (pipelined): {migrate['seconds']:.1f} s against "
+          f"{exim['total_s']:.1f} s for its export-all + import-all "
+          f"({_ratio(exim['total_s'], migrate['seconds']):.2f}x); the servers' CPU meanwhile "
+          f"{migrate['source_cpu_s']:.1f} s (source) and {migrate['target_cpu_s']:.1f} s "
+          f"(target), the client's {migrate['cpu_s']:.1f} s: on these 2 cores its floor is "
+          f"{floor:.1f} s ({_ratio(migrate['seconds'], floor):.2f}x); exit "
+          f"{migrate['returncode']}")
     print("\ncounts on each target (source first):")
     keys = list(source)
     print(f"  {'':<14}" + "".join(f"{k:>18} " for k in keys))
@@ -594,6 +620,10 @@ def report(results: dict) -> None:
                         for k in keys)
         verdict = "same as source" if tool["target"] == source else "DIFFERS (marked !)"
         print(f"  {name:<14}{cells}   {verdict}")
+    target = results["migrate"]["target"]
+    cells = "".join(f"{target[k]:>18,}{' ' if target[k] == source[k] else '!'}" for k in keys)
+    print(f"  {'migrate':<14}{cells}   "
+          f"{'same as source' if target == source else 'DIFFERS (marked !)'}")
 
     ceiling_pps = results["ceiling"]["points_per_s"]
     import_s = exim["import"]["seconds"]

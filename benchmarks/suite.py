@@ -5,7 +5,7 @@
 
 1. benchmarks/compare.py on the team-shaped workload: mlflow-exim and the reference tool,
    export-all and import-all, with the CPU seconds each phase made its server spend, the
-   client's own, and the log_batch ceiling.
+   client's own; mlflow-exim's pipelined migrate beside them; and the log_batch ceiling.
 2. benchmarks/database_path.py, where this checkout has it: one run of a million points
    over REST and through the direct-database path, and the database driver's own insert
    rate of the same rows (skipped, with a line, where the file is absent).
@@ -102,6 +102,11 @@ def summary(results: dict) -> None:
           f"reference takes {results['compare']['ratio_total_reference_over_exim']:.2f}x as "
           f"long; mlflow-exim takes {results['compare']['ratio_total_exim_over_server_cpu']:.2f}x"
           f" the {exim['server_cpu_s']:.1f} CPU s it made the servers spend")
+    migrate, floor = results["compare"]["migrate"], results["compare"]["migrate_floor_s"]
+    print(f"team workload, migrate (pipelined): {migrate['seconds']:.1f} s, "
+          f"{migrate['seconds'] / floor:.2f}x the {floor:.1f} s that the servers' CPU sets "
+          f"on these 2 cores (source {migrate['source_cpu_s']:.1f}, target "
+          f"{migrate['target_cpu_s']:.1f}, client {migrate['cpu_s']:.1f} CPU s)")
     memory = results["memory"]
     peaks = [max(row["export_mb"], row["import_mb"]) for row in memory]
     print(f"peak RSS: {peaks[0]} MB at {memory[0]['points']:,} points, {peaks[-1]} MB at "

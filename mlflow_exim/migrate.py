@@ -171,13 +171,17 @@ def import_parts(location: Path, **options) -> list[tuple[str, Report]]:
     part's name with its report."""
     parts = PartsDir(location)
     done = []
-    for name in parts.names():
-        path = parts.wait(name)
-        if path is None:  # the export failed or was killed before it
-            break
-        parts.event("import-start", name)
-        done.append((name, import_all(path, **options)))
-        parts.event("import-end", name)
+    try:
+        for name in parts.names():
+            path = parts.wait(name)
+            if path is None:  # the export failed or was killed before it
+                break
+            parts.event("import-start", name)
+            done.append((name, import_all(path, **options)))
+            parts.event("import-end", name)
+    except BaseException:
+        parts.stop()  # the export then writes no further part
+        raise
     return done
 
 

@@ -7,7 +7,9 @@ Files on disk are the channel. The writer first lists the parts it will write
 ``manifest.json`` exists: a bundle is renamed into place only then). Whoever runs the
 writer marks the end (``export-ended``) when it returns or fails, so a reader never waits
 for a part that will not come. Both sides append what they start and finish to
-``events.jsonl``, one JSON line each, the order in which the phases overlapped.
+``events.jsonl``, one JSON line each, the order in which the phases overlapped. A reader
+that stops with an error marks it (``import-stopped``), and the writer then writes no
+further part.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from mlflow_exim.bundle.format import MANIFEST_FILE, PARTIAL_SUFFIX
 PARTS_FILE = "parts.json"
 EVENTS_FILE = "events.jsonl"
 ENDED_FILE = "export-ended"
+STOPPED_FILE = "import-stopped"
 POLL_SECONDS = 0.2
 _append = threading.Lock()
 
@@ -49,7 +52,7 @@ class PartsDir:
         for entry in self.root.iterdir():
             if entry.is_dir() and (entry / MANIFEST_FILE).exists():
                 shutil.rmtree(entry)
-            elif entry.name in (PARTS_FILE, EVENTS_FILE, ENDED_FILE):
+            elif entry.name in (PARTS_FILE, EVENTS_FILE, ENDED_FILE, STOPPED_FILE):
                 entry.unlink()
 
     def announce(self, names: list[str]) -> None:
@@ -66,6 +69,13 @@ class PartsDir:
     def end(self) -> None:
         """No part comes after this (the writer returned or failed)."""
         (self.root / ENDED_FILE).touch()
+
+    def stop(self) -> None:
+        """The reader takes no further part (it failed): the writer need not write one."""
+        (self.root / STOPPED_FILE).touch()
+
+    def stopped(self) -> bool:
+        return (self.root / STOPPED_FILE).exists()
 
     def names(self) -> list[str]:
         """The parts announced, waiting for the list; none when the writer ended without
