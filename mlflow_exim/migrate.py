@@ -187,8 +187,9 @@ def import_parts(location: Path, **options) -> list[tuple[str, Report]]:
 
 def _join_extra(joined: dict, extra: dict) -> None:
     """A part's report's command-specific results into the migration's: lists (what an
-    interrupted import left half-written, per kind) are joined, the rest kept from the
-    first part that has it (each part says the same)."""
+    interrupted import left half-written, per kind) are joined and counts (runs and points
+    per metric path) added, the rest kept from the first part that has it (each part says
+    the same)."""
     for key, value in extra.items():
         if key == "id_map" or key == "merged":
             continue
@@ -196,6 +197,8 @@ def _join_extra(joined: dict, extra: dict) -> None:
             for inner, items in value.items():
                 if isinstance(items, list):
                     joined[key][inner] = joined[key].get(inner, []) + items
+                elif isinstance(items, int) and not isinstance(items, bool):
+                    joined[key][inner] = joined[key].get(inner, 0) + items
         else:
             joined.setdefault(key, value)
 

@@ -120,6 +120,11 @@ def test_import_twice_gives_the_same_target_and_creates_nothing(stack, workload)
     assert _statuses(second) == {SKIPPED}, [o for o in second.outcomes if o.status != SKIPPED]
     assert second.extra["id_map"] == first.extra["id_map"]
     assert snapshot(stack.target.uri, "twice") == before
+    runs = open_bundle(workload.bundle).facts["runs"]
+    points = sum(fact["metric_points"] for fact in runs.values())
+    assert points and first.extra["metric_histories"] == {"path": "rest", "runs": len(runs),
+                                                          "points": points}
+    assert second.extra["metric_histories"] == {"path": "rest", "runs": 0, "points": 0}
 
 
 def test_sigkill_while_writing_then_rerun_verifies_100_percent(stack, workload):

@@ -24,6 +24,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric
 
 import mlflow_exim
+from mlflow_exim.bundle.jsonio import NON_FINITE, dumps, encode_float
 from mlflow_exim.database import Database
 from mlflow_exim.endpoint import Endpoint, display_uri
 from mlflow_exim.errors import EximError
@@ -202,8 +203,12 @@ def test_sqlite_import_through_the_database_is_served_and_identical(source, tmp_
     server = DatabaseServer("sqlite-target", tmp_path, sqlite_uri(database))
     try:
         done = cli("import-experiment", "--tracking-uri", server.uri, "--database-uri",
-                   sqlite_uri(database), "--input-dir", source["direct"])
+                   sqlite_uri(database), "--input-dir", source["direct"],
+                   "--report", tmp_path / "report.json")
         assert done.returncode == 0, done.stdout + done.stderr
+        carried = json.loads((tmp_path / "report.json").read_text())["metric_histories"]
+        assert carried == {"path": "database (sqlite)", "runs": 3,
+                           "points": len(ODD_POINTS) + BIG_RUN_POINTS}
         card = mlflow_exim.verify(source["uri"], server.uri, experiments=[source["name"]])
         assert card.ok, card.text()
         assert card.totals["runs"] == 3
@@ -290,16 +295,16 @@ KILLED_IMPORT = textwrap.dedent("""
 
     database.CHUNK_ROWS = 4_000
     done = []
-    write = database.Database._execute
+    write = database.Database._insert_json  # sqlite parses the bundle's lines itself
 
-    def killed_after_two_batches(self, statement, rows, *more):
-        write(self, statement, rows, *more)
-        if len(rows) == database.CHUNK_ROWS:  # a full batch: only the big run has them
-            done.append(len(rows))
+    def killed_after_two_batches(self, insert, run_id, batch):
+        write(self, insert, run_id, batch)
+        if len(batch) == database.CHUNK_ROWS:  # a full batch: only the big run has them
+            done.append(len(batch))
         if len(done) == 2:  # two batches committed, the run still pending
             os.kill(os.getpid(), signal.SIGKILL)
 
-    database.Database._execute = killed_after_two_batches
+    database.Database._insert_json = killed_after_two_batches
     uri, db, bundle, name = sys.argv[1:]
     mlflow_exim.import_experiment(bundle, tracking_uri=Endpoint(uri, database_uri=db),
                                   experiment_name=name, workers=1)
@@ -376,10 +381,17 @@ def test_the_rows_written_are_the_rows_mlflow_writes(embedded, points):
     metrics = [Metric(*point) for point in points]
     for start in range(0, len(metrics), 7):  # several requests, as the REST path sends them
         client.log_batch(theirs, metrics=metrics[start:start + 7])
-    written = Database(sqlite_uri(path), "rows").write_metric_history(ours, points)
-    assert written == len(points)
+    database = Database(sqlite_uri(path), "rows")
+    assert database.write_metric_history(ours, points) == len(points)
+    # the bundle's own lines, parsed by sqlite itself (what import-run takes on sqlite)
+    lines = [dumps({"key": key, "value": encode_float(value), "timestamp": timestamp,
+                    "step": step}, indent=None) for key, value, timestamp, step in points]
+    parsed = client.create_run(experiment).info.run_id
+    assert database.parses_json
+    assert database.write_metric_json(parsed, lines, NON_FINITE) == len(points)
     for table in (SqlMetric, SqlLatestMetric):
         assert _rows(path, table, ours) == _rows(path, table, theirs), table.__tablename__
+        assert _rows(path, table, parsed) == _rows(path, table, theirs), table.__tablename__
 
 
 def test_the_rows_written_into_postgresql_are_the_rows_mlflow_writes(postgres):

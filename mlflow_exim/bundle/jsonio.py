@@ -15,7 +15,8 @@ from typing import Any
 
 from mlflow_exim.errors import BundleError
 
-_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+# How the bundle writes the floats JSON has no number for (see docs/FORMAT.md).
+NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
 def encode_float(value: float) -> float | str:
@@ -28,7 +29,7 @@ def encode_float(value: float) -> float | str:
 
 def decode_float(value: Any) -> float:
     if isinstance(value, str):
-        return _NON_FINITE[value]
+        return NON_FINITE[value]
     return float(value)
 
 
@@ -80,6 +81,10 @@ class JsonLinesWriter:
         self._file.close()
 
 
+# json.loads without its per-call checks: a history of a million points is a million lines
+_decode = json.JSONDecoder().decode
+
+
 def iter_json_lines(path: Path) -> Iterator[Any]:
     try:
         handle = path.open(encoding="utf-8")
@@ -91,8 +96,8 @@ def iter_json_lines(path: Path) -> Iterator[Any]:
         number = 0
         try:
             for number, line in enumerate(handle, start=1):  # noqa: B007 - named on error
-                if line.strip():
-                    yield json.loads(line)
+                if not line.isspace():
+                    yield _decode(line)
         except json.JSONDecodeError as exc:
             raise BundleError(path, f"line {number} is not valid JSON: {exc.msg}") from None
         except UnicodeDecodeError:

@@ -39,6 +39,7 @@ from mlflow.utils.uri import add_databricks_profile_info_to_artifact_uri
 from mlflow_exim import lineage
 from mlflow_exim.bundle.format import ARTIFACTS_DIR, Section
 from mlflow_exim.bundle.jsonio import (
+    NON_FINITE,
     JsonLinesWriter,
     decode_float,
     dumps,
@@ -341,7 +342,7 @@ def import_run(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, *,
         metrics_file = directory / METRICS_FILE
         metrics = () if dst.database is not None else _read_metric_history(metrics_file)
         if dst.database is not None:  # committed before the run is marked complete
-            dst.database.write_metric_history(run_id, _read_points(metrics_file))
+            _write_metric_history(dst, run_id, metrics_file)
         transfers.each(
             lambda batch: dst.store.log_batch(run_id, metrics=batch[2], params=batch[0],
                                               tags=batch[1]),
@@ -476,6 +477,18 @@ def _target_tags(doc: dict, run_id: str, parent_run_id: str | None, source_tags:
         for key in skipped:
             outcome.warn(f"source tag for {key!r} not written: its key would be too long")
     return tags
+
+
+def _write_metric_history(dst: Endpoint, run_id: str, path: Path) -> None:
+    """The points of ``metrics.jsonl`` straight into the target's database: as the JSON
+    lines they are, where the database parses them itself (the bundle's reader has
+    checked every line), else as checked points."""
+    if not dst.database.parses_json:
+        dst.database.write_metric_history(run_id, _read_points(path))
+        return
+    with path.open(encoding="utf-8") as lines:
+        dst.database.write_metric_json(
+            run_id, (line for line in lines if not line.isspace()), NON_FINITE)
 
 
 def _read_metric_history(path: Path) -> Iterator[Metric]:
@@ -641,6 +654,20 @@ def _finish(ctx: ImportContext) -> None:
 
     ctx.objects.each(link, list(ctx.outcomes.get(NAME, {}).values()))
     ctx.delete_again(NAME, ctx.dst.client.delete_run)
+    _report_metric_path(ctx)
+
+
+def _report_metric_path(ctx: ImportContext) -> None:
+    """Which path carried the metric histories of the runs this import wrote (``database``
+    with its dialect, or ``rest``), and how many runs and points (as the bundle counts
+    them) took it: ``extra["metric_histories"]``."""
+    written = [o for o in ctx.outcomes.get(NAME, {}).values()
+               if o.status != FAILED and o.action in (CREATE, REDO)]
+    database = ctx.dst.database
+    ctx.report.extra["metric_histories"] = {
+        "path": f"database ({database.dialect})" if database is not None else "rest",
+        "runs": len(written),
+        "points": sum(ctx.bundle.facts[NAME][o.source_id]["metric_points"] for o in written)}
 
 
 def _export(ctx: ExportContext, run_id: str, experiment_id: str, directory: Path,
