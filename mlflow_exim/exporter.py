@@ -571,7 +571,12 @@ class _Plan:
         """The plan as at most ``most`` plans of whole parts (see :func:`shard.chunks`),
         weighed by their runs and metric histories; a trace linked to a run of another
         experiment goes with that run (its links are read now, once, for the export too).
-        A failure of planning goes with its object, else into the first."""
+        A failure of planning goes with its object, else into the first. A plan with
+        prompts or evaluation datasets is one chunk: a prompt version's runs and a record's
+        run are remapped only when imported with them, and the plan does not read those
+        links."""
+        if self.items[PROMPTS] or self.items[DATASETS]:
+            most = 1
         nodes, edges = self.graph()
         for item in self.items[TRACES].values():
             if item.links is not None:
