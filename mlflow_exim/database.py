@@ -23,7 +23,6 @@ import math
 import re
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from functools import cached_property
 from itertools import islice
 from typing import NamedTuple
@@ -259,7 +258,7 @@ class Database:
         except Exception as exc:  # noqa: BLE001 - MLflow's words, on one line
             raise EximError(f"metric {key!r}: {self._words(exc)}") from None
 
-    @contextmanager
+    @contextlib.contextmanager
     def _removed_on_failure(self, run_id: str) -> Iterator[None]:
         """The rows of ``run_id`` deleted again if what follows fails: its batches are
         committed one by one, and a run left half-written is deleted by the importer,
