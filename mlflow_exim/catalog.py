@@ -67,5 +67,5 @@ def open_bundle(path: str | Path) -> Bundle:
     return Bundle.open(path, [kind.section for kind in KINDS])
 
 
-def new_idmap() -> IdMap:
-    return IdMap(NAMES)
+def new_idmap(known: dict[str, dict[str, str]] | None = None) -> IdMap:
+    return IdMap(NAMES, known)

@@ -571,13 +571,14 @@ class _Plan:
         """The plan as at most ``most`` plans of whole parts (see :func:`shard.chunks`),
         weighed by their runs and metric histories; a trace linked to a run of another
         experiment goes with that run (its links are read now, once, for the export too).
-        A failure of planning goes with its object, else into the first. A plan with
-        prompts or evaluation datasets is one chunk: a prompt version's runs and a record's
-        run are remapped only when imported with them, and the plan does not read those
-        links."""
-        if self.items[PROMPTS] or self.items[DATASETS]:
-            most = 1
+        A failure of planning goes with its object, else into the first. Prompts and
+        evaluation datasets go into the last chunk, after everything they may link to: the
+        plan does not read their links to runs (a prompt version's, a record's), which the
+        import of a chunk resolves through the ids of the chunks before it."""
         nodes, edges = self.graph()
+        last = {node for node in nodes if node[0] in (PROMPTS, DATASETS)}
+        nodes -= last
+        edges = [edge for edge in edges if not {*edge} & last]
         for item in self.items[TRACES].values():
             if item.links is not None:
                 edges += [((TRACES, experiment_id), (RUNS, run_id))
@@ -588,6 +589,8 @@ class _Plan:
             return 1 + (len(run.data.metrics) if run is not None else 0)
 
         packed = chunks(parts(nodes, edges), weight, most)
+        if last:
+            packed = [*packed[:-1], sorted([*(packed[-1] if packed else []), *last])]
         taken = [{kind: {i for k, i in members if k == kind} for kind in self.items}
                  for members in packed]
         return [self.part(part, lambda _, first=number == 0: first)

@@ -106,7 +106,8 @@ def import_all(input_dir: str | Path, *, tracking_uri: str | Endpoint | None = N
                model_renames: Renames = (), experiments: Selection = "all",
                models: Selection = "all", workers: int = DEFAULT_WORKERS,
                dry_run: bool = False, shard: Shard | str | None = None,
-               database_uri: str | None = None) -> Report:
+               database_uri: str | None = None,
+               known_ids: dict[str, dict[str, str]] | None = None) -> Report:
     """Import everything a bundle holds (made by ``export-all`` or any other export), or
     the ``experiments`` and registered ``models`` selected from it (the grammar of
     :func:`selection.parse_selection`; ``"none"`` for no models), with what they need: the
@@ -116,7 +117,11 @@ def import_all(input_dir: str | Path, *, tracking_uri: str | Endpoint | None = N
     ``model_renames``. Running it again completes what is missing and duplicates nothing;
     ``dry_run`` reports the plan (what would be created, skipped as present or brought up
     to date) and writes nothing. With ``shard`` (``"2/4"``), only that shard's part of it
-    (see :mod:`mlflow_exim.shard`): N imports, one per shard, take it all, nothing twice."""
+    (see :mod:`mlflow_exim.shard`): N imports, one per shard, take it all, nothing twice.
+    ``known_ids`` (the ``id_map`` of earlier imports' reports) resolves links to objects
+    those imports brought and this bundle does not hold (a prompt version's runs, a
+    dataset record's run, an experiment renamed on the way): a pipelined ``migrate``
+    gives each chunk those of the chunks before it."""
     bundle = open_bundle(input_dir)
     return _Import(bundle, Endpoint.connect(tracking_uri, database_uri=database_uri),
                    "import-all",
@@ -127,7 +132,8 @@ def import_all(input_dir: str | Path, *, tracking_uri: str | Endpoint | None = N
                    model_renames={name: rename(name, model_renames)
                                   for name in bundle.documents[REGISTERED_MODELS]},
                    selected=_selection(bundle, experiments, models),
-                   workers=workers, dry_run=dry_run, shard=Shard.of(shard)).run()
+                   workers=workers, dry_run=dry_run, shard=Shard.of(shard),
+                   known_ids=known_ids).run()
 
 
 def import_traces(input_dir: str | Path, *, tracking_uri: str | Endpoint | None = None,
@@ -283,6 +289,8 @@ class _Import:
     leaves them out. ``model_renames`` maps source model names to target names.
     ``selected`` narrows the bundle to some objects per kind (see :func:`_selection`),
     and ``shard`` to that shard's part of them (see :mod:`mlflow_exim.shard`).
+    ``known_ids`` seeds the id map with earlier imports' (see
+    :class:`~mlflow_exim.idmap.IdMap`).
     An embedded store takes one writer at a time (sqlite locks the whole file)."""
 
     def __init__(self, bundle: Bundle, dst: Endpoint, command: str, *,
@@ -290,8 +298,10 @@ class _Import:
                  names: dict[str, str] | None = None, models: ImportOptions | None = None,
                  model_renames: dict[str, str] | None = None,
                  selected: dict[str, set[str]] | None = None, workers: int = DEFAULT_WORKERS,
-                 dry_run: bool = False, shard: Shard | None = None):
+                 dry_run: bool = False, shard: Shard | None = None,
+                 known_ids: dict[str, dict[str, str]] | None = None):
         self.bundle, self.dst, self.dry_run, self.shard = bundle, dst, dry_run, shard
+        self.known_ids = known_ids
         self.workers = workers if dst.is_http else 1
         if shard:
             selected = narrow(selected or {}, split(*bundle_graph(bundle), shard))
@@ -316,7 +326,7 @@ class _Import:
             return self._run()
 
     def _run(self) -> Report:
-        idmap = new_idmap()
+        idmap = new_idmap(self.known_ids)
         new_store = self.dry_run and self.dst.missing_store is not None
         if new_store:  # opening it would create it: the plan is to create everything
             log.warning("%s does not exist: the import would create a new store and every "

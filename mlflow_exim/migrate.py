@@ -168,16 +168,20 @@ def _migrate(src: Endpoint, dst: Endpoint, *, bundle_dir, experiments, models, r
 def import_parts(location: Path, **options) -> list[tuple[str, Report]]:
     """:func:`import_all` of each part of the parts directory ``location``, in order, as
     soon as it is complete (see :class:`PartsDir`), until the export has ended; each
-    part's name with its report."""
+    part's name with its report. Each part knows the ids the parts before it brought, so
+    that a link to one of their objects (a prompt version's run, say) arrives too."""
     parts = PartsDir(location)
     done = []
+    known: dict[str, dict[str, str]] = {}
     try:
         for name in parts.names():
             path = parts.wait(name)
             if path is None:  # the export failed or was killed before it
                 break
             parts.event("import-start", name)
-            done.append((name, import_all(path, **options)))
+            done.append((name, import_all(path, known_ids=known, **options)))
+            for kind, ids in done[-1][1].extra["id_map"].items():
+                known.setdefault(kind, {}).update(ids)
             parts.event("import-end", name)
     except BaseException:
         parts.stop()  # the export then writes no further part

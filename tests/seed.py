@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +36,14 @@ MLMODEL_TEMPLATE = (
 class Seeded:
     experiments: dict[str, str] = field(default_factory=dict)  # name -> id
     runs: dict[str, str] = field(default_factory=dict)  # label -> id
+
+
+def prompt_links_settled() -> None:
+    """Wait for MLflow's client to link the prompts it registered to the Default
+    experiment: it does so in threads of its own, which would undo a link set after."""
+    for thread in threading.enumerate():
+        if thread.name.startswith("link_prompt_to_experiment_thread"):
+            thread.join()
 
 
 def make_run(client: MlflowClient, experiment_id: str, name: str, offset: int, *, user="alice",

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import uuid
 from pathlib import Path
 
@@ -36,6 +35,7 @@ import mlflow_exim
 from mlflow_exim import cli, lineage
 from mlflow_exim.catalog import open_bundle
 from mlflow_exim.kind import UPDATE
+from tests.seed import prompt_links_settled
 from tests.servers import Mlflow2Server
 from tests.unit.samples import rehash
 
@@ -71,14 +71,6 @@ def _rows(db: Path) -> list[str]:
         return list(connection.iterdump())
 
 
-def _linked_to_default() -> None:
-    """Wait for MLflow's client to link the prompts it registered to the Default
-    experiment: it does so in threads of its own, which would undo a link set after."""
-    for thread in threading.enumerate():
-        if thread.name.startswith("link_prompt_to_experiment_thread"):
-            thread.join()
-
-
 @pytest.fixture(scope="module")
 def seeded(stack) -> dict:
     uri = stack.source.uri
@@ -94,7 +86,7 @@ def seeded(stack) -> dict:
     client.register_prompt(TEXT, CHAT_TEMPLATE, commit_message="as chat")
     client.register_prompt(CHAT, CHAT_TEMPLATE, commit_message="chat one")
     client.register_prompt(CHAT, [{"role": "user", "content": "{{q}}?"}])
-    _linked_to_default()
+    prompt_links_settled()
     client.delete_prompt_version(TEXT, "3")
     client.set_prompt_version_tag(TEXT, "1", "reviewed", "later")  # after creation
     client.set_prompt_version_tag(TEXT, "2", "mlflow.prompt.associatedRunIds", run_id)

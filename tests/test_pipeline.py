@@ -1,6 +1,7 @@
 """A pipelined migrate on the shared real servers: the selection goes in chunks of whole
 parts, the import of the first chunk starts while the export still writes the last, and
-the target ends verified whole; run again, it creates nothing."""
+the target ends verified whole, with the links from the last chunk's prompt and dataset
+to runs of earlier chunks; run again, it creates nothing."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric
 
 import mlflow_exim
+from mlflow_exim.bundle.parts import PartsDir
 from mlflow_exim.catalog import open_bundle
-from tests.seed import T0, make_run
+from mlflow_exim.exporter import export_all_in_parts
+from tests.seed import T0, make_run, prompt_links_settled
 
 # One trace in an experiment, through MLflow's fluent API (global state: a process of its
 # own); prints its id.
@@ -30,7 +33,9 @@ print(span.trace_id)
 def _seed(uri: str, prefix: str) -> dict[str, str]:
     """Three lone experiments of one run, and a heavy part: ``<prefix>-a`` (a parent with a
     child, long histories) and ``<prefix>-b`` held together by a registered model with a
-    version from a run of each, and ``<prefix>-c``, whose trace is linked to a run of a."""
+    version from a run of each, and ``<prefix>-c``, whose trace is linked to a run of a.
+    A prompt of lone-1 whose version names lone-1's run, and a dataset of lone-2 with a
+    record from lone-2's run."""
     client = MlflowClient(uri, uri)
     ids = {name: client.create_experiment(f"{prefix}-{name}")
            for name in ("a", "b", "c", "lone-1", "lone-2", "lone-3")}
@@ -51,9 +56,20 @@ def _seed(uri: str, prefix: str) -> dict[str, str]:
     out, _ = tracing.communicate(timeout=120)
     assert tracing.returncode == 0
     client.link_traces_to_run([out.split()[-1]], parent)
-    for name in ("lone-1", "lone-2", "lone-3"):
-        make_run(client, ids[name], name, 4)
-    return {**ids, "parent": parent}
+    lone = {name: make_run(client, ids[name], name, 4) for name in ("lone-1", "lone-2",
+                                                                     "lone-3")}
+    prompt = f"{prefix}-prompt"
+    client.register_prompt(prompt, "Answer {{question}}")
+    prompt_links_settled()
+    client.set_prompt_tag(prompt, "_mlflow_experiment_ids", f",{ids['lone-1']},")
+    client.set_prompt_version_tag(prompt, "1", "mlflow.prompt.associatedRunIds",
+                                  lone["lone-1"])
+    dataset = client.create_dataset(f"{prefix}-golden", experiment_id=[ids["lone-2"]])
+    client._tracking_client.store.upsert_dataset_records(dataset.dataset_id, [
+        {"inputs": {"question": "from code"},
+         "source": {"source_type": "CODE", "source_data": {"run_id": lone["lone-2"]}}}])
+    return {**ids, "parent": parent, "prompt": prompt, "dataset": dataset.dataset_id,
+            **{f"{name}-run": run_id for name, run_id in lone.items()}}
 
 
 def test_a_pipelined_migrate_overlaps_its_phases_and_loses_nothing(stack, unique, tmp_path):
@@ -75,6 +91,9 @@ def test_a_pipelined_migrate_overlaps_its_phases_and_loses_nothing(stack, unique
     assert set(heavy["experiments"]) == {ids["a"], ids["b"], ids["c"]}
     assert list(heavy["registered_models"]) == [f"{prefix}-model"]
     assert all(len(holds[name]["experiments"]) == 1 for name in names[:-1])
+    # the prompt and the dataset come last, away from the runs they name
+    assert list(heavy["prompts"]) == [ids["prompt"]]
+    assert list(heavy["evaluation_datasets"]) == [ids["dataset"]]
     events = [(e["event"], e["part"]) for e in pipeline["events"]]
     assert events.index(("import-start", names[0])) < events.index(("export-end", names[-1]))
     assert [part for event, part in events if event == "import-end"] == names
@@ -86,11 +105,43 @@ def test_a_pipelined_migrate_overlaps_its_phases_and_loses_nothing(stack, unique
     target = MlflowClient(stack.target.uri)
     copies = [e.experiment_id for e in target.search_experiments(
         filter_string=f"name LIKE '{unique}-%'")]
-    parent = report.extra["id_map"]["runs"][ids["parent"]]
-    assert len(target.search_traces(locations=copies, run_id=parent)) == 1
+    runs = report.extra["id_map"]["runs"]
+    assert len(target.search_traces(locations=copies, run_id=runs[ids["parent"]])) == 1
+    version = target.get_prompt_version(ids["prompt"], 1)
+    assert version.tags["mlflow.prompt.associatedRunIds"] == runs[ids["lone-1-run"]]
+    dataset = report.extra["id_map"]["evaluation_datasets"][ids["dataset"]]
+    (record,) = target._tracking_client.store._load_dataset_records(dataset)[0]
+    assert record.to_dict()["source"]["source_data"] == {"run_id": runs[ids["lone-2-run"]]}
 
     again = mlflow_exim.migrate(stack.source.uri, stack.target.uri, experiments=f"{prefix}-*",
                                 models=f"{prefix}-*", bundle_dir=tmp_path, workers=2, **renames)
     assert again.ok and {o.action for o in again.outcomes} == {"skip"}, again.summary()
     assert len(target.search_runs(copies)) == 6
     assert len(target.search_model_versions(f"name = '{unique}-model'")) == 2
+
+
+def test_the_export_writes_no_chunk_after_the_import_stopped(stack, unique, tmp_path,
+                                                              monkeypatch):
+    """An import that fails marks it (see test_parts.py); the export, which checks the mark
+    before each chunk, then writes no further one: here the mark is made as the first
+    chunk's export ends."""
+    prefix = unique + "stop"
+    client = MlflowClient(stack.source.uri)
+    for number in range(3):
+        make_run(client, client.create_experiment(f"{prefix}-{number}"), "lone", number)
+    announced = PartsDir.event
+
+    def import_fails_meanwhile(parts, what, name):
+        announced(parts, what, name)
+        if what == "export-end":
+            parts.stop()
+
+    monkeypatch.setattr(PartsDir, "event", import_fails_meanwhile)
+    parts = PartsDir(tmp_path / "bundle")
+    parts.start()
+    report = export_all_in_parts(parts.root, tracking_uri=stack.source.uri,
+                                 experiments=f"{prefix}-*", models="none")
+    assert parts.names() == [f"part-{k}-of-3" for k in (1, 2, 3)]
+    assert [p["part"] for p in report.extra["parts"]] == ["part-1-of-3"]
+    assert sorted(p.name for p in parts.root.glob("part-*")) == ["part-1-of-3"]
+    assert report.counts()["experiments"]["ok"] == 1
