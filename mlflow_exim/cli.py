@@ -996,8 +996,9 @@ def report_group():
 @program
 def report_merge_command(reports, report_path, as_json):
     """Join the reports of several commands, such as the shards of one migration
-    (--shard), into one: every object's outcome (the counts add up), the id maps joined,
-    and each report's result."""
+    (--shard), into one: every object's outcome (the counts add up), the id maps and
+    half-written objects joined, the metric histories' runs and points added up, and each
+    report's result."""
     merged = mlflow_exim.merge_reports(reports)
     _finish(merged, report_path, stdout=json.dumps(merged.to_dict(), indent=2, sort_keys=True)
             if as_json else None)

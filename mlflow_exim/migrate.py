@@ -151,8 +151,6 @@ def _migrate(src: Endpoint, dst: Endpoint, *, bundle_dir, experiments, models, r
     report.command, report.started_at = COMMAND, exported.started_at
     report.outcomes = [*exported.failures, *report.outcomes]  # what could not be exported
     # never reached a bundle
-    for _, part in imported:
-        _join_extra(report.extra, part.extra)
     report.extra.pop("bundle_export_failures", None)  # they are in the outcomes
     report.extra.setdefault("id_map", {})
     report.extra.setdefault("dry_run", dry_run)
@@ -187,24 +185,6 @@ def import_parts(location: Path, **options) -> list[tuple[str, Report]]:
         parts.stop()  # the export then writes no further part
         raise
     return done
-
-
-def _join_extra(joined: dict, extra: dict) -> None:
-    """A part's report's command-specific results into the migration's: lists (what an
-    interrupted import left half-written, per kind) are joined and counts (runs and points
-    per metric path) added, the rest kept from the first part that has it (each part says
-    the same)."""
-    for key, value in extra.items():
-        if key == "id_map" or key == "merged":
-            continue
-        if isinstance(value, dict) and isinstance(joined.get(key), dict):
-            for inner, items in value.items():
-                if isinstance(items, list):
-                    joined[key][inner] = joined[key].get(inner, []) + items
-                elif isinstance(items, int) and not isinstance(items, bool):
-                    joined[key][inner] = joined[key].get(inner, 0) + items
-        else:
-            joined.setdefault(key, value)
 
 
 def _overlap(exported: Report, events: list[dict], merged: list[dict]) -> dict:

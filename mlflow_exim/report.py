@@ -195,7 +195,9 @@ _COMPUTED = ("command", "started_at", "finished_at", "ok", "counts", "objects")
 def merge_reports(paths: Sequence[str | Path]) -> Report:
     """One report of the reports at ``paths`` (the shards of one migration, say): every
     object's outcome, so that the counts add up and one failure fails it; the id maps
-    joined; and under ``merged`` each report's file, command, result and counts."""
+    joined, so are what interrupted imports left half-written, and the runs and points
+    per metric-history path added up; any other result kept where every report says the
+    same; and under ``merged`` each report's file, command, result and counts."""
     if not paths:
         raise EximError("no report to merge")
     return merge([Report.read(path) for path in paths], [str(path) for path in paths])
@@ -206,14 +208,34 @@ def merge(reports: Sequence[Report], labels: Sequence[str]) -> Report:
     commands = sorted({r.command for r in reports})
     merged = Report(commands[0] if len(commands) == 1 else "+".join(commands))
     merged.started_at = min(r.started_at for r in reports)
-    id_map: dict[str, dict[str, str]] = {}
     for report in reports:
         merged.outcomes += report.outcomes
-        for kind, ids in (report.extra.get("id_map") or {}).items():
-            id_map.setdefault(kind, {}).update(ids)
+    extras = [r.extra for r in reports]
+    for key in {key for extra in extras for key in extra} - {"merged"}:
+        values = [extra[key] for extra in extras if key in extra]
+        if key in _JOINED_PER_KIND:  # {kind: ids} or {kind: [ids]}
+            joined: dict = {}
+            for value in values:
+                for kind, ids in value.items():
+                    if isinstance(ids, dict):
+                        joined.setdefault(kind, {}).update(ids)
+                    else:
+                        joined[kind] = joined.get(kind, []) + list(ids)
+            merged.extra[key] = joined
+        elif key in _ADDED_UP:  # counts added, the rest (a path's name) as the first says
+            merged.extra[key] = {
+                inner: (sum(v.get(inner, 0) for v in values)
+                        if isinstance(first, int) and not isinstance(first, bool) else first)
+                for inner, first in values[0].items()}
+        elif len(values) == len(extras) and all(v == values[0] for v in values):
+            merged.extra[key] = values[0]
     merged.extra["merged"] = [
         {"report": label, "command": r.command, "ok": r.ok, "counts": r.counts()}
         for label, r in zip(labels, reports, strict=True)]
-    if id_map:
-        merged.extra["id_map"] = id_map
     return merged
+
+
+# Results that each report holds for its own objects only, and that a merge joins: ids per
+# kind (the id map), what an interrupted import left half-written per kind; and counts.
+_JOINED_PER_KIND = ("id_map", "half_written")
+_ADDED_UP = ("metric_histories",)

@@ -145,22 +145,26 @@ def test_the_kubernetes_example_runs_shard_index_plus_one_of_completions():
 
 
 def _shard_report(path: Path, command: str, outcomes: list[tuple[str, str, str]],
-                  id_map: dict) -> Path:
+                  id_map: dict, **extra) -> Path:
     report = Report(command)
     for kind, source_id, status in outcomes:
         report.add(Outcome(kind, source_id, status=status, reason="boom" if status == FAILED
                            else None))
-    report.extra["id_map"] = id_map
+    report.extra.update(id_map=id_map, **extra)
     report.write(path)
     return path
 
 
 def test_report_merge_sums_the_shards_and_fails_if_one_did(tmp_path):
     first = _shard_report(tmp_path / "1.json", "migrate", [("runs", "a", OK), ("runs", "b", OK)],
-                          {"runs": {"a": "A", "b": "B"}})
+                          {"runs": {"a": "A", "b": "B"}}, target="http://t", bundle="b1",
+                          half_written={"runs": ["x"]},
+                          metric_histories={"path": "rest", "runs": 2, "points": 500})
     second = _shard_report(tmp_path / "2.json", "migrate",
                            [("runs", "c", SKIPPED), ("experiments", "1", OK)],
-                           {"runs": {"c": "C"}, "experiments": {"1": "7"}})
+                           {"runs": {"c": "C"}, "experiments": {"1": "7"}}, target="http://t",
+                           bundle="b2", half_written={"runs": ["y"], "logged_models": ["m"]},
+                           metric_histories={"path": "rest", "runs": 1, "points": 20})
     out = tmp_path / "merged.json"
     result = CliRunner().invoke(cli.main, ["report", "merge", str(first), str(second),
                                            "--report", str(out)])
@@ -169,6 +173,9 @@ def test_report_merge_sums_the_shards_and_fails_if_one_did(tmp_path):
     assert merged["command"] == "migrate" and merged["ok"]
     assert merged["counts"]["runs"] == {OK: 2, SKIPPED: 1, PLANNED: 0, FAILED: 0}
     assert merged["id_map"] == {"runs": {"a": "A", "b": "B", "c": "C"}, "experiments": {"1": "7"}}
+    assert merged["half_written"] == {"runs": ["x", "y"], "logged_models": ["m"]}
+    assert merged["metric_histories"] == {"path": "rest", "runs": 3, "points": 520}
+    assert merged["target"] == "http://t" and "bundle" not in merged  # alike, or not kept
     assert [m["report"] for m in merged["merged"]] == [str(first), str(second)]
     assert Report.read(out).counts() == merge_reports([first, second]).counts()
 
