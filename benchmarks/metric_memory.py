@@ -1,21 +1,27 @@
 """Peak memory of export-run and import-run against metric-history length.
 
-    python benchmarks/metric_memory.py [--points 1000,1000000] [--workdir DIR] [--json PATH]
+    python benchmarks/metric_memory.py [--points 1000,1000000] [--rest] [--workdir DIR]
+        [--json PATH]
 
 For each size it seeds a run with that many points of one metric in an embedded sqlite
 store, then runs export-run and import-run, each in a fresh process, and prints wall time
 and peak RSS. Histories are streamed page by page (export) and batch by batch (import),
-so peak RSS should not grow with the number of points.
+so peak RSS should not grow with the number of points. The embedded stores are their
+own databases, so this measures the direct-database path; with ``--rest`` the export
+reads that store through an ``mlflow server`` and the import writes into another, the
+REST path.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
 import time
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from mlflow.entities import Metric
@@ -66,9 +72,9 @@ def measure(args: list[str], cwd: Path) -> tuple[float, int]:
     return seconds, int(peak[-1].split()[1]) // 1024
 
 
-def sizes(lengths: list[int], root: Path) -> list[dict]:
-    """Seed, export and import a run of each history length under ``root``; prints a row
-    per length and returns them."""
+def sizes(lengths: list[int], root: Path, rest: bool = False) -> list[dict]:
+    """Seed, export and import a run of each history length under ``root`` (through
+    servers with ``rest``); prints a row per length and returns them."""
     print(f"{'points':>10} {'seed s':>8} {'export s':>9} {'export MB':>10} "
           f"{'import s':>9} {'import MB':>10}", flush=True)
     rows = []
@@ -80,11 +86,14 @@ def sizes(lengths: list[int], root: Path) -> list[dict]:
         start = time.perf_counter()
         run_id = seed(src, points, work / "src-artifacts")
         seeded = time.perf_counter() - start
-        export_s, export_mb = measure(["export-run", "--tracking-uri", src, "--run-id", run_id,
-                                       "--output-dir", str(work / "bundle")], work)
-        import_s, import_mb = measure(["import-run", "--tracking-uri", dst, "--input-dir",
-                                       str(work / "bundle"), "--experiment-name", "memory"],
-                                      work)
+        with ExitStack() as servers:
+            if rest:
+                src, dst = (servers.enter_context(_server(name, work)) for name in ("src", "dst"))
+            export_s, export_mb = measure(["export-run", "--tracking-uri", src, "--run-id",
+                                           run_id, "--output-dir", str(work / "bundle")], work)
+            import_s, import_mb = measure(["import-run", "--tracking-uri", dst, "--input-dir",
+                                           str(work / "bundle"), "--experiment-name", "memory"],
+                                          work)
         print(f"{points:>10} {seeded:>8.1f} {export_s:>9.1f} {export_mb:>10} "
               f"{import_s:>9.1f} {import_mb:>10}", flush=True)
         rows.append({"points": points, "seed_s": round(seeded, 1),
@@ -93,15 +102,33 @@ def sizes(lengths: list[int], root: Path) -> list[dict]:
     return rows
 
 
+@contextmanager
+def _server(name: str, work: Path):
+    """The URI of an ``mlflow server`` on ``work/<name>.db`` (as tests start them), for the
+    ``with`` block."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.servers import MlflowServer
+
+    server = MlflowServer(name, work, str(work / f"{name}-proxied"))
+    try:
+        server.wait()
+        yield server.uri
+    finally:
+        server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--points", default="1000,1000000",
                         help="comma list of history lengths (default: %(default)s)")
+    parser.add_argument("--rest", action="store_true",
+                        help="export and import through mlflow servers (the REST path)")
     parser.add_argument("--workdir", default="bench-work/metric-memory")
     parser.add_argument("--json", type=Path, help="also write the rows here as JSON")
     options = parser.parse_args()
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "600")
     rows = sizes([int(p) for p in options.points.split(",")],
-                 Path(options.workdir).absolute())
+                 Path(options.workdir).absolute(), rest=options.rest)
     if options.json:
         options.json.write_text(json.dumps(rows, indent=2) + "\n")
 
