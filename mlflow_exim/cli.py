@@ -923,14 +923,18 @@ def migrate_command(report_path, **flags):
 @click.option("--artifact-content/--no-artifact-content", default=True, show_default=True,
               help="Compare artifacts byte for byte (otherwise paths and sizes only).")
 @retry_options
+@database_uri_options()
 @output_options
 @program
 def verify_command(source, input_dir, target, config, experiments, models, id_map,
-                   artifact_content, source_retry, target_retry, as_json):
+                   artifact_content, source_retry, target_retry, src_database_uri,
+                   dst_database_uri, as_json):
     """Compare a source server (or a bundle) with the target field by field; print a
     scorecard per kind of object; exit 1 on any difference. Sides that need different
     bearer tokens or retry settings cannot share a process: the source's selection is
-    then exported into a temporary bundle first, and the bundle compared."""
+    then exported into a temporary bundle first, and the bundle compared. A side's
+    database (--src-database-uri, --dst-database-uri, or the config's database_uri) has
+    runs' metric histories read there, one SELECT per metric, instead of over REST."""
     from mlflow_exim import sides
     from mlflow_exim.config import connect, load_config
     from mlflow_exim.migrate import verify_sides
@@ -938,12 +942,13 @@ def verify_command(source, input_dir, target, config, experiments, models, id_ma
     if input_dir:
         loaded = load_config(config) if config else None
         dst = connect(target, loaded and loaded.target, "target", must_exist=True,
-                      retry=target_retry)
+                      retry=target_retry, database_uri=dst_database_uri)
         card = sides.call(dst, mlflow_exim.verify_bundle, input_dir, dst, id_map=id_map,
                           compare_artifact_content=artifact_content)
     else:
         src, dst = _connect_sides(config, source, target, source_retry, target_retry,
-                                  names=("source", "target"), dst_must_exist=True)
+                                  names=("source", "target"), dst_must_exist=True,
+                                  databases=(src_database_uri, dst_database_uri))
         card = verify_sides(src, dst, experiments=experiments, models=models, id_map=id_map,
                             compare_artifact_content=artifact_content)
     _print(card, as_json)

@@ -139,20 +139,22 @@ class Database:
                             f"but MLflow {mlflow.__version__} expects {expected}: refused "
                             "(run `mlflow db upgrade` on it, or use the MLflow its server runs)")
 
-    def metric_history(self, run_id: str) -> Iterator[Point]:
-        """Every point of every metric of a run, in the order the REST path writes them
-        (keys by code point; then timestamp, step and value, as MLflow pages a history),
-        streamed with a server-side cursor."""
+    def metric_history(self, run_id: str, key: str | None = None) -> Iterator[Point]:
+        """Every point of every metric of a run (or of metric ``key`` only), in the order
+        the REST path writes them (keys by code point; then timestamp, step and value, as
+        MLflow pages a history), streamed with a server-side cursor."""
         from mlflow.store.tracking.dbmodels.models import SqlMetric
         from sqlalchemy import collate, select
 
         table = SqlMetric.__table__
         c = table.c
         collation = _CODE_POINT_ORDER.get(self.dialect)
-        key = collate(c.key, collation) if collation else c.key
+        ordered = collate(c.key, collation) if collation else c.key
         query = (select(c.key, c.value, c.timestamp, c.step, c.is_nan)
                  .where(c.run_uuid == run_id)
-                 .order_by(key, c.timestamp, c.step, c.value, c.is_nan))
+                 .order_by(ordered, c.timestamp, c.step, c.value, c.is_nan))
+        if key is not None:
+            query = query.where(c.key == key)
         with self.engine.connect() as connection:
             rows = connection.execution_options(stream_results=True,
                                                 yield_per=FETCH_ROWS).execute(query)

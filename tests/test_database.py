@@ -169,7 +169,7 @@ def source(stack, tmp_path_factory):
                    "--experiment", name, "--output-dir", bundle)
         assert done.returncode == 0, done.stderr
     return {"name": name, "runs": {"odd": odd, "big": big, "empty": empty}, "rest": rest,
-            "direct": direct, "work": work, "uri": stack.source.uri}
+            "direct": direct, "work": work, "uri": stack.source.uri, "database": database}
 
 
 def metric_files(bundle: Path) -> dict[str, bytes]:
@@ -216,6 +216,21 @@ def test_sqlite_import_through_the_database_is_served_and_identical(source, tmp_
         with sqlite3.connect(database) as connection:
             assert connection.execute("SELECT count(*) FROM metrics").fetchone()[0] == (
                 len(ODD_POINTS) + BIG_RUN_POINTS)
+        # verify reading both sides' histories from their databases: identical; and from a
+        # copy of the target's with one point changed, which the server does not serve:
+        # that difference, so the histories did come from the database
+        verify = ("verify", "--src-uri", source["uri"], "--dst-uri", server.uri,
+                  "--experiments", source["name"], "--src-database-uri", source["database"])
+        done = cli(*verify, "--dst-database-uri", sqlite_uri(database))
+        assert done.returncode == 0, done.stdout + done.stderr
+        changed = tmp_path / "changed.db"
+        shutil.copy(database, changed)
+        with sqlite3.connect(changed) as connection:
+            connection.execute("UPDATE metrics SET value = value + 1 WHERE rowid = "
+                               "(SELECT min(rowid) FROM metrics WHERE is_nan = 0)")
+        done = cli(*verify, "--dst-database-uri", sqlite_uri(changed))
+        assert done.returncode == 1 and "histories differ" in done.stdout, done.stdout
+        assert mlflow_exim.verify(source["uri"], server.uri, experiments=[source["name"]]).ok
     finally:
         server.stop()
 
