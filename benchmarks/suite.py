@@ -9,7 +9,8 @@
 2. benchmarks/database_path.py, where this checkout has it: one run of a million points
    over REST and through the direct-database path, and the database driver's own insert
    rate of the same rows (skipped, with a line, where the file is absent).
-3. benchmarks/metric_memory.py: each command's peak RSS at 1,000 and 1,000,000 points.
+3. benchmarks/metric_memory.py: each command's peak RSS at 1,000 and 1,000,000 points,
+   on embedded stores (the direct-database path), then through servers (REST).
 
 ``--quick`` keeps the team workload (both tools) and shrinks the rest: a ceiling of 50,000
 points and 100,000 points for the database and memory runs. The load average is printed
@@ -85,6 +86,11 @@ def main() -> None:
     results["memory"] = metric_memory.sizes([1_000, big], work / "metric-memory")
     results["memory_s"] = round(time.perf_counter() - started)
 
+    started = _part("peak memory against history length (REST, through servers)")
+    results["memory_rest"] = metric_memory.sizes([1_000, big], work / "metric-memory-rest",
+                                                 rest=True)
+    results["memory_rest_s"] = round(time.perf_counter() - started)
+
     results["load_average_end"] = compare._load()
     summary(results)
     if options.json:
@@ -107,12 +113,13 @@ def summary(results: dict) -> None:
           f"{migrate['seconds'] / floor:.2f}x the {floor:.1f} s that the servers' CPU sets "
           f"on these 2 cores (source {migrate['source_cpu_s']:.1f}, target "
           f"{migrate['target_cpu_s']:.1f}, client {migrate['cpu_s']:.1f} CPU s)")
-    memory = results["memory"]
-    peaks = [max(row["export_mb"], row["import_mb"]) for row in memory]
-    print(f"peak RSS: {peaks[0]} MB at {memory[0]['points']:,} points, {peaks[-1]} MB at "
-          f"{memory[-1]['points']:,} ({peaks[-1] - peaks[0]:+} MB)")
+    for path, memory in (("database path", results["memory"]),
+                         ("REST", results["memory_rest"])):
+        peaks = [max(row["export_mb"], row["import_mb"]) for row in memory]
+        print(f"peak RSS, {path}: {peaks[0]} MB at {memory[0]['points']:,} points, "
+              f"{peaks[-1]} MB at {memory[-1]['points']:,} ({peaks[-1] - peaks[0]:+} MB)")
     print(f"took {results['compare_s']} s + {results['database_path_s']} s + "
-          f"{results['memory_s']} s")
+          f"{results['memory_s']} s + {results['memory_rest_s']} s")
 
 
 if __name__ == "__main__":
