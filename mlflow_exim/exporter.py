@@ -208,10 +208,11 @@ def export_all_in_parts(output_dir: str | Path, *, tracking_uri: str | Endpoint 
                         most_parts: int = MOST_PARTS) -> Report:
     """What :func:`export_all` takes, planned once, split into its connected parts (see
     :mod:`mlflow_exim.shard`) packed into at most ``most_parts`` chunks of about equal
-    weight, and written chunk after chunk, each as a bundle of its own in the parts
-    directory ``output_dir`` (:class:`~mlflow_exim.bundle.parts.PartsDir`), so that an
-    import can take each as soon as it is complete. A trace linked to a run of another
-    experiment lands in the chunk of that run. Once the reader marks that it stopped, no
+    weight (and one of the prompts and evaluation datasets), and written chunk after
+    chunk, each as a bundle of its own in the parts directory ``output_dir``
+    (:class:`~mlflow_exim.bundle.parts.PartsDir`), so that an import can take each as soon
+    as it is complete. A trace linked to a run of another experiment lands in the chunk of
+    that run. Once the reader marks that it stopped, no
     further chunk is written. The report holds every written chunk's outcomes and, under
     ``parts``, each chunk's name and counts."""
     plan, options = _plan_all(tracking_uri, export_deleted_runs, experiments, models,
@@ -572,9 +573,9 @@ class _Plan:
         weighed by their runs and metric histories; a trace linked to a run of another
         experiment goes with that run (its links are read now, once, for the export too).
         A failure of planning goes with its object, else into the first. Prompts and
-        evaluation datasets go into the last chunk, after everything they may link to: the
-        plan does not read their links to runs (a prompt version's, a record's), which the
-        import of a chunk resolves through the ids of the chunks before it."""
+        evaluation datasets make a last chunk of their own, after everything they may link
+        to: the plan does not read their links to runs (a prompt version's, a record's),
+        which the import of that chunk resolves through the ids of the chunks before it."""
         nodes, edges = self.graph()
         last = {node for node in nodes if node[0] in (PROMPTS, DATASETS)}
         nodes -= last
@@ -588,9 +589,7 @@ class _Plan:
             run = self.runs.get(node[1]) if node[0] == RUNS else None
             return 1 + (len(run.data.metrics) if run is not None else 0)
 
-        packed = chunks(parts(nodes, edges), weight, most)
-        if last:
-            packed = [*packed[:-1], sorted([*(packed[-1] if packed else []), *last])]
+        packed = chunks(parts(nodes, edges), weight, most) + ([sorted(last)] if last else [])
         taken = [{kind: {i for k, i in members if k == kind} for kind in self.items}
                  for members in packed]
         return [self.part(part, lambda _, first=number == 0: first)

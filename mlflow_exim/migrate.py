@@ -12,7 +12,10 @@ sides.
 
 from __future__ import annotations
 
+import json
+import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -20,17 +23,18 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 from mlflow_exim import sides
+from mlflow_exim.bundle.format import MANIFEST_FILE
 from mlflow_exim.bundle.parts import PartsDir
 from mlflow_exim.config import MigrationConfig, connect, load_config
-from mlflow_exim.endpoint import Endpoint, RetryPolicy
+from mlflow_exim.endpoint import Endpoint, RetryPolicy, is_http_uri
 from mlflow_exim.errors import EximError
 from mlflow_exim.exporter import export_all, export_all_in_parts, export_models
-from mlflow_exim.importer import import_all
+from mlflow_exim.importer import DATASETS, PROMPTS, import_all
 from mlflow_exim.report import Report, merge
 from mlflow_exim.selection import Renames, RunFilter, Selection
 from mlflow_exim.shard import Shard
 from mlflow_exim.verify import Scorecard, verify, verify_bundle
-from mlflow_exim.work import DEFAULT_WORKERS
+from mlflow_exim.work import DEFAULT_WORKERS, Workers
 
 COMMAND = "migrate"
 
@@ -164,27 +168,68 @@ def _migrate(src: Endpoint, dst: Endpoint, *, bundle_dir, experiments, models, r
 
 
 def import_parts(location: Path, **options) -> list[tuple[str, Report]]:
-    """:func:`import_all` of each part of the parts directory ``location``, in order, as
-    soon as it is complete (see :class:`PartsDir`), until the export has ended; each
-    part's name with its report. Each part knows the ids the parts before it brought, so
-    that a link to one of their objects (a prompt version's run, say) arrives too."""
+    """:func:`import_all` of each part of the parts directory ``location`` as soon as it
+    is complete (see :class:`PartsDir`), in order, ``CHUNKS_AT_ONCE`` parts at a time (one
+    into an embedded store), until the export has ended; each imported part's name with
+    its report, in order. Parts are independent (each a connected whole), except one
+    holding prompts or evaluation datasets, whose links to runs may name any earlier
+    part's: it is imported once every part before it has been. Each part knows the ids of
+    the parts imported before it started, so that such a link arrives. An error stops new
+    parts, marks the stop for the export, and is raised once the parts under way end."""
     parts = PartsDir(location)
-    done = []
+    names = parts.names()
+    ended = {name: threading.Event() for name in names}
     known: dict[str, dict[str, str]] = {}
-    try:
-        for name in parts.names():
+    reports: dict[str, Report] = {}
+    lock = threading.Lock()
+
+    def one(numbered: tuple[int, str]) -> None:
+        number, name = numbered
+        try:
             path = parts.wait(name)
-            if path is None:  # the export failed or was killed before it
-                break
+            if path is None or parts.stopped():  # the export failed before it, or an
+                return  # import did
+            if _links_to_runs(path):
+                for earlier in names[:number]:
+                    ended[earlier].wait()
+            with lock:
+                seed = {kind: dict(ids) for kind, ids in known.items()}
             parts.event("import-start", name)
-            done.append((name, import_all(path, known_ids=known, **options)))
-            for kind, ids in done[-1][1].extra["id_map"].items():
-                known.setdefault(kind, {}).update(ids)
+            report = import_all(path, known_ids=seed, **options)
+            with lock:
+                reports[name] = report
+                for kind, ids in report.extra["id_map"].items():
+                    known.setdefault(kind, {}).update(ids)
             parts.event("import-end", name)
-    except BaseException:
-        parts.stop()  # the export then writes no further part
-        raise
-    return done
+        except BaseException:
+            parts.stop()  # the export then writes no further part
+            raise
+        finally:
+            ended[name].set()
+
+    target = options.get("tracking_uri")
+    uri = target.uri if isinstance(target, Endpoint) else target or os.environ.get(
+        "MLFLOW_TRACKING_URI")
+    at_once = CHUNKS_AT_ONCE if is_http_uri(uri) else 1  # an embedded store: one writer
+    with Workers(at_once, "mlflow-exim-parts") as pool:
+        pool.each(one, enumerate(names))
+    return [(name, reports[name]) for name in names if name in reports]
+
+
+# Parts imported at once: while one waits on its slowest object, or plans and checks its
+# bundle, the other keeps the target busy.
+CHUNKS_AT_ONCE = 2
+
+
+def _links_to_runs(part: Path) -> bool:
+    """Whether the part holds prompts or evaluation datasets (its manifest's inventory
+    says), whose links to runs the split does not follow. A manifest that cannot be read
+    says no: the part's import then fails on it, in one line."""
+    try:
+        inventory = json.loads((part / MANIFEST_FILE).read_text(encoding="utf-8"))["inventory"]
+        return bool(inventory.get(PROMPTS) or inventory.get(DATASETS))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
 
 
 def _overlap(exported: Report, events: list[dict], merged: list[dict]) -> dict:

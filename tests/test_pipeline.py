@@ -84,19 +84,24 @@ def test_a_pipelined_migrate_overlaps_its_phases_and_loses_nothing(stack, unique
 
     pipeline = report.extra["pipeline"]
     names = [p["part"] for p in pipeline["parts"]]
-    assert names == [f"part-{k}-of-4" for k in (1, 2, 3, 4)]
+    assert names == [f"part-{k}-of-5" for k in range(1, 6)]
     holds = {name: open_bundle(tmp_path / "bundle" / name).documents for name in names}
-    heavy = holds[names[-1]]  # the heaviest chunk comes last, whole: the model with a, b and
-    # c, whose trace is linked to a run of a
+    heavy = holds[names[-2]]  # the heaviest chunk of runs comes last, whole: the model with
+    # a, b and c, whose trace is linked to a run of a
     assert set(heavy["experiments"]) == {ids["a"], ids["b"], ids["c"]}
     assert list(heavy["registered_models"]) == [f"{prefix}-model"]
-    assert all(len(holds[name]["experiments"]) == 1 for name in names[:-1])
-    # the prompt and the dataset come last, away from the runs they name
-    assert list(heavy["prompts"]) == [ids["prompt"]]
-    assert list(heavy["evaluation_datasets"]) == [ids["dataset"]]
+    assert all(len(holds[name]["experiments"]) == 1 for name in names[:-2])
+    # the prompt and the dataset are a chunk of their own, away from the runs they name,
+    # imported once every other chunk has been
+    genai = holds[names[-1]]
+    assert not genai["experiments"] and not genai["runs"]
+    assert list(genai["prompts"]) == [ids["prompt"]]
+    assert list(genai["evaluation_datasets"]) == [ids["dataset"]]
     events = [(e["event"], e["part"]) for e in pipeline["events"]]
     assert events.index(("import-start", names[0])) < events.index(("export-end", names[-1]))
-    assert [part for event, part in events if event == "import-end"] == names
+    assert sorted(part for event, part in events if event == "import-end") == names
+    assert all(events.index(("import-end", name)) < events.index(("import-start", names[-1]))
+               for name in names[:-1])
 
     card = mlflow_exim.verify(stack.source.uri, stack.target.uri, experiments=f"{prefix}-*",
                               models=f"{prefix}-*", id_map=tmp_path / "report.json")
