@@ -21,8 +21,10 @@ import contextlib
 import io
 import math
 import re
+import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cached_property
 from itertools import islice
 from typing import NamedTuple
@@ -172,7 +174,11 @@ class Database:
         latest: dict[str, tuple] = {}
         rows: list[tuple] = []
         count = 0
-        with self._removed_on_failure(run_id):
+        inserting: Future | None = None
+        # the next batch is read while the database takes the one before (one in flight):
+        # the server's work and this process's overlap
+        with self._removed_on_failure(run_id), ThreadPoolExecutor(
+                1, thread_name_prefix="mlflow-exim-insert") as inserter:
             for key, value, timestamp, step in points:
                 value, is_nan = stored_value(value)
                 row = (key, value, timestamp, step, is_nan, run_id)
@@ -184,9 +190,13 @@ class Database:
                 if best is None or order > best[0]:  # strictly later, as MLflow compares
                     latest[key] = (order, row)
                 if len(rows) == CHUNK_ROWS:
-                    self._execute(metrics, rows)
+                    if inserting is not None:
+                        inserting.result()  # its error, if any, is raised here
+                    inserting = inserter.submit(self._execute, metrics, rows)
                     count += len(rows)
                     rows = []
+            if inserting is not None:
+                inserting.result()
             count += len(rows)
             self._execute(metrics, rows, (SqlLatestMetric.__table__.insert(),
                                           [row for _, row in latest.values()]))
@@ -219,16 +229,19 @@ class Database:
 
         metrics, latest = SqlMetric.__tablename__, SqlLatestMetric.__tablename__
         columns = ", ".join(_COLUMNS)
-        value = "json_extract(value, '$.value')"
         stored = {text: stored_value(number) for text, number in non_finite.items()}
         special = " ".join(f"WHEN {_sql_text(text)} THEN {number!r}"
                            for text, (number, _) in stored.items())
         nans = ", ".join(_sql_text(text) for text, (_, nan) in stored.items() if nan)
-        insert = (f"INSERT INTO {metrics} ({columns}) SELECT json_extract(value, '$.key'), "
-                  f"CASE {value} {special} ELSE max(min({value}, {_LARGEST_DOUBLE!r}), "
-                  f"{-_LARGEST_DOUBLE!r}) END, json_extract(value, '$.timestamp'), "
-                  f"json_extract(value, '$.step'), {value} IN ({nans}), ? "
-                  "FROM json_each(?) WHERE true ON CONFLICT DO NOTHING")
+        # each field extracted once (a materialized CTE; before sqlite 3.35 the query is
+        # flattened, and the value extracted for each use)
+        materialized = "MATERIALIZED " if sqlite3.sqlite_version_info >= (3, 35) else ""
+        fields = ", ".join(f"json_extract(value, '$.{name}')"
+                           for name in ("key", "value", "timestamp", "step"))
+        insert = (f"WITH point (k, v, t, s) AS {materialized}(SELECT {fields} FROM json_each(?))"
+                  f" INSERT INTO {metrics} ({columns}) SELECT k, CASE v {special} ELSE "
+                  f"max(min(v, {_LARGEST_DOUBLE!r}), {-_LARGEST_DOUBLE!r}) END, t, s, "
+                  f"v IN ({nans}), ? FROM point WHERE true ON CONFLICT DO NOTHING")
         count = 0
         points = iter(points)
         with self._removed_on_failure(run_id):
@@ -250,7 +263,7 @@ class Database:
 
     def _insert_json(self, insert: str, run_id: str, batch: list[str]) -> None:
         with self.engine.begin() as connection:
-            connection.exec_driver_sql(insert, (run_id, f"[{','.join(batch)}]"))
+            connection.exec_driver_sql(insert, (f"[{','.join(batch)}]", run_id))
 
     def _check_name(self, key: str) -> None:
         from mlflow.utils.validation import _validate_metric_name

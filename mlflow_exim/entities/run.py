@@ -508,9 +508,11 @@ def _read_points(path: Path) -> Iterator[tuple[str, float, int, int]]:
                 raise ValueError(f"key is longer than MLflow's {limits.KEY} characters")
             if type(timestamp) is not int or type(step) is not int:
                 raise TypeError("timestamp and step must be integers")
-            if isinstance(value, bool):
-                raise TypeError("value is a boolean")
-            yield key, decode_float(value), timestamp, step
+            if type(value) is not float:  # the common case needs no call
+                if isinstance(value, bool):
+                    raise TypeError("value is a boolean")
+                value = decode_float(value)
+            yield key, value, timestamp, step
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise BundleError(path, f"metric point {abbreviate(point, 120)} is malformed: "
                                     f"{type(exc).__name__} {exc}") from None
