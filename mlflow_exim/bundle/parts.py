@@ -89,9 +89,11 @@ class PartsDir:
         return path if self._wait(lambda: (path / MANIFEST_FILE).exists()) else None
 
     def _wait(self, ready) -> bool:
+        """Whether ``ready()`` came true before the end mark, or before a reader's stop
+        mark (a reader that stopped takes nothing more: the writer then ends too)."""
         while not ready():
-            if (self.root / ENDED_FILE).exists():
-                return ready()  # written just before the end mark
+            if (self.root / ENDED_FILE).exists() or self.stopped():
+                return ready()  # written just before the mark
             time.sleep(POLL_SECONDS)
         return True
 
