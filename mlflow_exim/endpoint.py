@@ -296,11 +296,6 @@ def _quote_userinfo(value: str) -> str:
     return quote(value.encode("utf-8").decode("latin-1"), safe="")
 
 
-def is_http_uri(uri: str | None) -> bool:
-    """Whether a tracking URI names a server (else an embedded store, or nothing)."""
-    return (uri or "").startswith(("http://", "https://"))
-
-
 class Endpoint:
     """A tracking server (``http(s)://…``) or an embedded store (``sqlite:///file.db``).
 
@@ -385,7 +380,7 @@ class Endpoint:
 
     @property
     def is_http(self) -> bool:
-        return is_http_uri(self.uri)
+        return self.uri.startswith(("http://", "https://"))
 
     @property
     def missing_store(self) -> Path | None:

@@ -212,9 +212,9 @@ def export_all_in_parts(output_dir: str | Path, *, tracking_uri: str | Endpoint 
     chunk, each as a bundle of its own in the parts directory ``output_dir``
     (:class:`~mlflow_exim.bundle.parts.PartsDir`), so that an import can take each as soon
     as it is complete. A trace linked to a run of another experiment lands in the chunk of
-    that run. Once the reader marks that it stopped, no
-    further chunk is written. The report holds every written chunk's outcomes and, under
-    ``parts``, each chunk's name and counts."""
+    that run. Once the reader marks that it stopped, no further chunk is written. The
+    report holds every written chunk's outcomes and, under ``parts``, each chunk's name
+    and counts."""
     plan, options = _plan_all(tracking_uri, export_deleted_runs, experiments, models,
                               run_filter, workers, shard, database_uri)
     left = not_carried.survey(plan.src, plan.items[EXPERIMENTS])  # the source's, once

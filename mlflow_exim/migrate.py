@@ -13,7 +13,6 @@ sides.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from mlflow_exim import sides
 from mlflow_exim.bundle.format import MANIFEST_FILE
 from mlflow_exim.bundle.parts import PartsDir
 from mlflow_exim.config import MigrationConfig, connect, load_config
-from mlflow_exim.endpoint import Endpoint, RetryPolicy, is_http_uri
+from mlflow_exim.endpoint import Endpoint, RetryPolicy
 from mlflow_exim.errors import EximError
 from mlflow_exim.exporter import export_all, export_all_in_parts, export_models
 from mlflow_exim.importer import DATASETS, PROMPTS, import_all
@@ -176,6 +175,8 @@ def import_parts(location: Path, **options) -> list[tuple[str, Report]]:
     part's: it is imported once every part before it has been. Each part knows the ids of
     the parts imported before it started, so that such a link arrives. An error stops new
     parts, marks the stop for the export, and is raised once the parts under way end."""
+    target = options.pop("tracking_uri", None)
+    dst = target if isinstance(target, Endpoint) else Endpoint(target)  # one for all parts
     parts = PartsDir(location)
     names = parts.names()
     ended = {name: threading.Event() for name in names}
@@ -195,7 +196,7 @@ def import_parts(location: Path, **options) -> list[tuple[str, Report]]:
             with lock:
                 seed = {kind: dict(ids) for kind, ids in known.items()}
             parts.event("import-start", name)
-            report = import_all(path, known_ids=seed, **options)
+            report = import_all(path, tracking_uri=dst, known_ids=seed, **options)
             with lock:
                 reports[name] = report
                 for kind, ids in report.extra["id_map"].items():
@@ -207,10 +208,7 @@ def import_parts(location: Path, **options) -> list[tuple[str, Report]]:
         finally:
             ended[name].set()
 
-    target = options.get("tracking_uri")
-    uri = target.uri if isinstance(target, Endpoint) else target or os.environ.get(
-        "MLFLOW_TRACKING_URI")
-    at_once = CHUNKS_AT_ONCE if is_http_uri(uri) else 1  # an embedded store: one writer
+    at_once = CHUNKS_AT_ONCE if dst.is_http else 1  # an embedded store: one writer
     with Workers(at_once, "mlflow-exim-parts") as pool:
         pool.each(one, enumerate(names))
     return [(name, reports[name]) for name in names if name in reports]
