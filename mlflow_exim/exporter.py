@@ -221,8 +221,9 @@ def export_all_in_parts(output_dir: str | Path, *, tracking_uri: str | Endpoint 
     not_carried.warn(left, plan.src.display_uri)
     split_up = plan.split(most_parts)
     names = [part_name(k, len(split_up)) for k in range(1, len(split_up) + 1)]
+    waiting = [name for name, part in zip(names, split_up, strict=True) if part.links_beyond()]
     directory = PartsDir(output_dir)
-    directory.announce(names)
+    directory.announce(names, after_earlier=waiting)
     report = plan.report
     report.command, report.outcomes = "export-all", []
     report.extra["parts"] = []
@@ -594,6 +595,11 @@ class _Plan:
                  for members in packed]
         return [self.part(part, lambda _, first=number == 0: first)
                 for number, part in enumerate(taken)]
+
+    def links_beyond(self) -> bool:
+        """Whether objects of this plan may link to objects of any other that :meth:`split`
+        made: prompts and evaluation datasets, whose links to runs it does not read."""
+        return bool(self.items[PROMPTS] or self.items[DATASETS])
 
     def part(self, taken: dict[str, set[str]], takes_unplanned: Callable) -> _Plan:
         """A plan of the objects ``taken`` (per kind), with their planning failures and

@@ -12,7 +12,6 @@ sides.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -22,13 +21,12 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 from mlflow_exim import sides
-from mlflow_exim.bundle.format import MANIFEST_FILE
 from mlflow_exim.bundle.parts import PartsDir
 from mlflow_exim.config import MigrationConfig, connect, load_config
 from mlflow_exim.endpoint import Endpoint, RetryPolicy
 from mlflow_exim.errors import EximError
 from mlflow_exim.exporter import export_all, export_all_in_parts, export_models
-from mlflow_exim.importer import DATASETS, PROMPTS, import_all
+from mlflow_exim.importer import import_all
 from mlflow_exim.report import Report, merge
 from mlflow_exim.selection import Renames, RunFilter, Selection
 from mlflow_exim.shard import Shard
@@ -170,15 +168,16 @@ def import_parts(location: Path, **options) -> list[tuple[str, Report]]:
     """:func:`import_all` of each part of the parts directory ``location`` as soon as it
     is complete (see :class:`PartsDir`), in order, ``CHUNKS_AT_ONCE`` parts at a time (one
     into an embedded store), until the export has ended; each imported part's name with
-    its report, in order. Parts are independent (each a connected whole), except one
-    holding prompts or evaluation datasets, whose links to runs may name any earlier
-    part's: it is imported once every part before it has been. Each part knows the ids of
+    its report, in order. Parts are independent (each a connected whole), except those
+    the export lists as after earlier ones (the one of prompts and evaluation datasets,
+    whose links to runs may name any earlier part's): such a part is imported once every
+    part before it has been. Each part knows the ids of
     the parts imported before it started, so that such a link arrives. An error stops new
     parts, marks the stop for the export, and is raised once the parts under way end."""
     target = options.pop("tracking_uri", None)
     dst = target if isinstance(target, Endpoint) else Endpoint(target)  # one for all parts
     parts = PartsDir(location)
-    names = parts.names()
+    names, waiting = parts.names(), parts.after_earlier()
     ended = {name: threading.Event() for name in names}
     known: dict[str, dict[str, str]] = {}
     reports: dict[str, Report] = {}
@@ -190,7 +189,7 @@ def import_parts(location: Path, **options) -> list[tuple[str, Report]]:
             path = parts.wait(name)
             if path is None or parts.stopped():  # the export failed before it, or an
                 return  # import did
-            if _links_to_runs(path):
+            if name in waiting:
                 for earlier in names[:number]:
                     ended[earlier].wait()
             with lock:
@@ -217,17 +216,6 @@ def import_parts(location: Path, **options) -> list[tuple[str, Report]]:
 # Parts imported at once: while one waits on its slowest object, or plans and checks its
 # bundle, the other keeps the target busy.
 CHUNKS_AT_ONCE = 2
-
-
-def _links_to_runs(part: Path) -> bool:
-    """Whether the part holds prompts or evaluation datasets (its manifest's inventory
-    says), whose links to runs the split does not follow. A manifest that cannot be read
-    says no: the part's import then fails on it, in one line."""
-    try:
-        inventory = json.loads((part / MANIFEST_FILE).read_text(encoding="utf-8"))["inventory"]
-        return bool(inventory.get(PROMPTS) or inventory.get(DATASETS))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return False
 
 
 def _overlap(exported: Report, events: list[dict], merged: list[dict]) -> dict:

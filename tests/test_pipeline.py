@@ -92,7 +92,8 @@ def test_a_pipelined_migrate_overlaps_its_phases_and_loses_nothing(stack, unique
     assert list(heavy["registered_models"]) == [f"{prefix}-model"]
     assert all(len(holds[name]["experiments"]) == 1 for name in names[:-2])
     # the prompt and the dataset are a chunk of their own, away from the runs they name,
-    # imported once every other chunk has been
+    # which the list marks to import once every other chunk has been
+    assert PartsDir(tmp_path / "bundle").after_earlier() == {names[-1]}
     genai = holds[names[-1]]
     assert not genai["experiments"] and not genai["runs"]
     assert list(genai["prompts"]) == [ids["prompt"]]

@@ -55,15 +55,18 @@ class PartsDir:
             elif entry.name in (PARTS_FILE, EVENTS_FILE, ENDED_FILE, STOPPED_FILE):
                 entry.unlink()
 
-    def announce(self, names: list[str]) -> None:
-        """The writer's list of the parts it will write, in order; what another plan left
-        beside them (partial parts of another split) is removed."""
+    def announce(self, names: list[str], after_earlier: list[str] | tuple = ()) -> None:
+        """The writer's list of the parts it will write, in order, and which of them are to
+        be imported only after every part before them (``after_earlier``: their links may
+        name objects of any earlier part); what another plan left beside them (partial
+        parts of another split) is removed."""
         keep = {*names, *(name + PARTIAL_SUFFIX for name in names)}
         for entry in self.root.iterdir():
             if entry.is_dir() and entry.name.startswith("part-") and entry.name not in keep:
                 shutil.rmtree(entry)
         scratch = self.root / (PARTS_FILE + ".new")
-        scratch.write_text(json.dumps({"parts": names}))
+        waiting = [name for name in names if name in set(after_earlier)]
+        scratch.write_text(json.dumps({"parts": names, "after_earlier": waiting}))
         os.replace(scratch, self.root / PARTS_FILE)
 
     def end(self) -> None:
@@ -80,8 +83,15 @@ class PartsDir:
     def names(self) -> list[str]:
         """The parts announced, waiting for the list; none when the writer ended without
         one."""
+        return self._listing().get("parts", [])
+
+    def after_earlier(self) -> set[str]:
+        """The announced parts to import only after every part before them."""
+        return set(self._listing().get("after_earlier", []))
+
+    def _listing(self) -> dict:
         listed = self._wait(lambda: (self.root / PARTS_FILE).exists())
-        return json.loads((self.root / PARTS_FILE).read_text())["parts"] if listed else []
+        return json.loads((self.root / PARTS_FILE).read_text()) if listed else {}
 
     def wait(self, name: str) -> Path | None:
         """Part ``name`` once complete; None when the writer ended without it."""

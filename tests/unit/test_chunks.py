@@ -82,6 +82,14 @@ def test_the_reader_takes_each_part_once_complete_and_stops_when_the_writer_ends
     assert {e["event"] for e in directory.events()} == {"export-end", "import-start"}
 
 
+def test_the_list_names_the_parts_to_import_after_every_earlier_one(tmp_path):
+    directory = PartsDir(tmp_path / "bundle")
+    directory.start()
+    names = [part_name(k, 3) for k in (1, 2, 3)]
+    directory.announce(names, after_earlier=[names[2], "part-9-of-9"])  # one not listed
+    assert directory.names() == names and directory.after_earlier() == {names[2]}
+
+
 def test_a_writer_that_ends_before_announcing_leaves_nothing_to_wait_for(tmp_path):
     directory = PartsDir(tmp_path / "bundle")
     directory.start()
