@@ -32,7 +32,10 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import mlflow
+from mlflow.store.artifact.artifact_repo import ArtifactRepository
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
+from mlflow.utils.uri import add_databricks_profile_info_to_artifact_uri
 
 from mlflow_exim.database import Database, is_database_uri
 from mlflow_exim.errors import EximError
@@ -416,6 +419,22 @@ class Endpoint:
         """The tracking store. Used where the client adds process-wide state (active model,
         user from the OS) or reads whole histories into memory."""
         return _Retrying(self.client._tracking_client.store, self._health)
+
+    @property
+    def registry(self):
+        """The model registry's store. Used for a model the import created or checked
+        itself: the client asks the server, before each tag or alias call, whether the
+        model is a prompt (one more request each)."""
+        return _Retrying(self.client._get_registry_client().store, self._health)
+
+    def artifact_repository(self, artifact_uri: str) -> ArtifactRepository:
+        """The artifact store at ``artifact_uri`` (a run's or a logged model's, as the
+        server gave it). The client's ``log_artifact`` and ``log_model_artifact`` read the
+        run or model again to find it, for each file its cache does not hold yet (every
+        file that starts before the first one is done)."""
+        return get_artifact_repository(
+            add_databricks_profile_info_to_artifact_uri(artifact_uri, self.uri),
+            tracking_uri=self.uri)
 
     @cached_property
     def mlflow_version(self) -> str:

@@ -1,19 +1,22 @@
 """What an export asks of its source, counted on the HTTP requests this process sends to
 the real source server: each run read once (the run behind a model version too), each
 metric history in one request when it fits a page, each artifact directory listed once.
-And the import through a real server: a child run starts as soon as its parent is done,
-not after its parent's slowest sibling."""
+And the import through a real server: a run is created with its tags, nothing is read
+back to upload a file or tag a model, and a child run starts as soon as its parent is
+done, not after its parent's slowest sibling."""
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import urllib.parse
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import requests
 from mlflow import MlflowClient
-from mlflow.entities import Metric
+from mlflow.entities import LoggedModelStatus, Metric
 
 import mlflow_exim
 from mlflow_exim.entities import run as run_entity
@@ -26,6 +29,7 @@ class _Requests:
 
     def __init__(self, monkeypatch):
         self.sent: list[tuple[str, str, dict]] = []
+        self.bodies: list[tuple[str, dict]] = []  # (path, JSON body) of each that had one
         self._lock = threading.Lock()
         original = requests.Session.request
 
@@ -35,6 +39,8 @@ class _Requests:
             fields.update(kwargs.get("params") or {})
             with self._lock:
                 self.sent.append((method, parsed.path, fields))
+                if isinstance(kwargs.get("json"), dict):
+                    self.bodies.append((parsed.path, kwargs["json"]))
             return original(session, method, url, *args, **kwargs)
 
         monkeypatch.setattr(requests.Session, "request", counting)
@@ -82,6 +88,53 @@ def test_an_export_reads_each_run_history_and_directory_once(stack, seeded, tmp_
                    for p in (tmp_path / "bundle").rglob("*.txt") if parent in str(p))
     assert [f.split("/artifacts/", 1)[1] for f in files] == ["model/inner/weights.txt",
                                                              "top.txt"]
+
+
+def test_an_import_creates_runs_with_their_tags_and_reads_nothing_back_to_fill_them(
+        stack, seeded, tmp_path, monkeypatch):
+    """Each run's tags travel in its creation, not in a LogBatch (where the server writes
+    them in a transaction of their own, and a ``mlflow.runName`` once more); model files
+    are uploaded and versions tagged and aliased without reading the logged model or the
+    registered model first."""
+    unique, _, parent, _, model = seeded
+    source = MlflowClient(stack.source.uri)
+    logged = source.create_logged_model(source.get_run(parent).info.experiment_id,
+                                        name="net", source_run_id=parent)
+    with tempfile.TemporaryDirectory() as scratch:
+        for name in ("MLmodel", "weights.bin", "conf/extra.txt"):
+            (Path(scratch) / name).parent.mkdir(parents=True, exist_ok=True)
+            (Path(scratch) / name).write_text(name)
+        source.log_model_artifacts(logged.model_id, scratch)
+    source.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+    version = source.create_model_version(model, f"models:/{logged.model_id}",
+                                          run_id=parent, model_id=logged.model_id)
+    source.set_registered_model_alias(model, "champion", version.version)
+    bundle = tmp_path / "bundle"
+    assert mlflow_exim.export_all(bundle, tracking_uri=stack.source.uri,
+                                  experiments=f"{unique}-req", models=model).ok
+    target = MlflowClient(stack.target.uri)
+    sent = _Requests(monkeypatch)
+    report = mlflow_exim.import_all(bundle, tracking_uri=stack.target.uri)
+    assert report.ok, report.summary()
+
+    created = [body for path, body in sent.bodies if path.endswith("/runs/create")]
+    assert {run["run_name"] for run in created} == {"parent", "child"}
+    for run in created:
+        tags = {t["key"]: t["value"] for t in run["tags"]}
+        assert tags["mlflow.user"] == "alice" and tags["mlflow.runName"] == run["run_name"]
+    batches = [body for path, body in sent.bodies if path.endswith("/runs/log-batch")]
+    assert batches and not any(body.get("tags") for body in batches)
+    model_id = report.extra["id_map"]["logged_models"][logged.model_id]
+    assert [m for m, path, _ in sent.sent if path.endswith(f"/logged-models/{model_id}")
+            ] == ["PATCH"]  # its finalizing: no GET
+    assert sent.count("/registered-models/get", name=model) <= 1  # the plan's own lookup
+    runs = {r.info.run_name: r for r in target.search_runs(
+        [target.get_experiment_by_name(f"{unique}-req").experiment_id])}
+    assert runs["parent"].data.tags["mlflow.user"] == "alice"
+    assert runs["parent"].data.tags["mlflow.runName"] == "parent"
+    assert target.get_model_version_by_alias(model, "champion").version == "3"
+    assert sorted(a.path for a in target.list_logged_model_artifacts(model_id)) == [
+        "MLmodel", "conf", "weights.bin"]
 
 
 def test_a_child_run_is_imported_while_its_parents_slow_sibling_still_is(

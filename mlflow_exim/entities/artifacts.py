@@ -11,9 +11,10 @@ from __future__ import annotations
 import importlib.util
 import re
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
+
+from mlflow.store.artifact.artifact_repo import ArtifactRepository
 
 from mlflow_exim.errors import EximError
 from mlflow_exim.report import Outcome
@@ -61,20 +62,19 @@ def count_files(directory: Path) -> int:
     return sum(1 for p in directory.rglob("*") if p.is_file())
 
 
-def upload_tree(local_dir: Path, upload: Callable[[str, str | None], None],
+def upload_tree(local_dir: Path, repo: ArtifactRepository,
                 replacements: dict[str, tuple[str, str]], transfers: Workers, *,
-                artifact_uri: str, upload_dirs: Callable[[str], None],
-                outcome: Outcome) -> None:
-    """Call ``upload(local_path, artifact_dir)`` for every file under ``local_dir``, at the
-    same relative path, several at a time through ``transfers``. In an ``MLmodel`` file,
-    each ``key: old`` line of ``replacements`` (key → (old id, new id)) is rewritten to the
-    new id first. Empty directories go through ``upload_dirs(local_tree)`` (a tree of them
-    alone) where ``artifact_uri`` is a file system; elsewhere ``outcome`` names them."""
+                artifact_uri: str, outcome: Outcome) -> None:
+    """Upload every file under ``local_dir`` into ``repo``, the store at ``artifact_uri``
+    (as the server gives it), at the same relative path, several at a time through
+    ``transfers``. In an ``MLmodel`` file, each ``key: old`` line of ``replacements`` (key
+    → (old id, new id)) is rewritten to the new id first. Empty directories are recreated
+    where the store is a file system; elsewhere ``outcome`` names them."""
     def one(path: Path) -> None:
         parent = path.parent.relative_to(local_dir).as_posix()
         if path.name == MLMODEL_FILE:
             path = _rewritten_mlmodel(path, replacements, Path(scratch))
-        upload(str(path), None if parent == "." else parent)
+        repo.log_artifact(str(path), None if parent == "." else parent)
 
     entries = sorted(local_dir.rglob("*"))
     with tempfile.TemporaryDirectory(prefix="mlflow-exim-mlmodel-") as scratch:
@@ -90,7 +90,7 @@ def upload_tree(local_dir: Path, upload: Callable[[str, str | None], None],
     with tempfile.TemporaryDirectory(prefix="mlflow-exim-dirs-") as tree:
         for relative in empty:
             (Path(tree) / relative).mkdir(parents=True)
-        upload_dirs(tree)
+        repo.log_artifacts(tree)
 
 
 def _rewritten_mlmodel(path: Path, replacements: dict[str, tuple[str, str]],

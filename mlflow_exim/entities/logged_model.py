@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 import mlflow
-from mlflow.entities import LoggedModel, LoggedModelStatus, Metric
+from mlflow.entities import LoggedModel, LoggedModelStatus, LoggedModelTag, Metric
 
 from mlflow_exim import lineage
 from mlflow_exim.bundle.format import ARTIFACTS_DIR, Section
@@ -183,18 +183,16 @@ def import_model(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, 
     model_id = model.model_id
     outcome.target_id = model_id
     try:
-        upload_tree(directory / ARTIFACTS_DIR,
-                    lambda path, artifact_dir: dst.client.log_model_artifact(
-                        model_id, path, artifact_dir),
+        upload_tree(directory / ARTIFACTS_DIR, dst.artifact_repository(model.artifact_location),
                     {"model_id": (doc["model_id"], model_id),
                      **({"run_id": (doc["source_run_id"], source_run)} if source_run else {})},
-                    transfers, artifact_uri=model.artifact_location,
-                    upload_dirs=lambda tree: dst.client.log_model_artifacts(model_id, tree),
-                    outcome=outcome)
+                    transfers, artifact_uri=model.artifact_location, outcome=outcome)
         _import_metrics(dst, doc, model_id, source_run, idmap, outcome)
         if doc["status"] in _FINAL_STATUSES:
             dst.client.finalize_logged_model(model_id, doc["status"])
-        dst.client.set_logged_model_tags(model_id, {lineage.SOURCE_MODEL_ID: doc["model_id"]})
+        # The store's call: the client's reads the model first, to say it is missing.
+        dst.store.set_logged_model_tags(
+            model_id, [LoggedModelTag(lineage.SOURCE_MODEL_ID, doc["model_id"])])
         dst.client.delete_logged_model_tag(model_id, lineage.PENDING)
     except BaseException:
         with contextlib.suppress(Exception):  # the original error is what matters

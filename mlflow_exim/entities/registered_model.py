@@ -315,7 +315,7 @@ def _bring_up_to_date(dst: Endpoint, doc: dict, v: dict, present: ModelVersion,
     if options.copy_stages and (present.current_stage or NO_STAGE) != v["current_stage"]:
         _set_stage(dst, name, number, v["current_stage"])
     if lineage.PENDING in (present.tags or {}):
-        dst.client.delete_model_version_tag(name, number, lineage.PENDING)
+        dst.registry.delete_model_version_tag(name, number, lineage.PENDING)
 
 
 def _set_stage(dst: Endpoint, name: str, version: str, stage: str) -> None:
@@ -402,7 +402,7 @@ def _import_version(dst: Endpoint, doc: dict, v: dict, name: str,
                      f"version {wanted} or later")
     if options.copy_stages and v["current_stage"] != NO_STAGE:
         _set_stage(dst, name, created.version, v["current_stage"])
-    dst.client.delete_model_version_tag(name, created.version, lineage.PENDING)
+    dst.registry.delete_model_version_tag(name, created.version, lineage.PENDING)
     return str(created.version)
 
 
@@ -491,7 +491,7 @@ def _set_aliases(dst: Endpoint, doc: dict, name: str, numbers: dict[str, str],
         if version not in numbers:
             outcome.warn(f"alias {alias!r} not set: version {version} did not arrive")
             continue
-        dst.client.set_registered_model_alias(name, alias, numbers[version])
+        dst.registry.set_registered_model_alias(name, alias, numbers[version])
 
 
 # Recognising a copy ---------------------------------------------------------------------

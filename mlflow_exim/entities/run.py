@@ -33,8 +33,7 @@ from mlflow.entities import (
     ViewType,
 )
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
-from mlflow.utils.uri import add_databricks_profile_info_to_artifact_uri
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from mlflow_exim import lineage
 from mlflow_exim.bundle.format import ARTIFACTS_DIR, Section
@@ -322,23 +321,31 @@ def import_run(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, *,
     the caller: nothing can be written into a deleted run, and children come later.
     Metric batches and artifact files go through ``transfers`` side by side.
 
-    The run carries the tag ``mlflow_exim.import.pending`` beside the source-id tag until
-    its last step, which deletes the pending tag; see :func:`find_imported`. If any step
-    fails, the half-written target run is deleted before the error propagates.
+    The run is created with its tags, the tag ``mlflow_exim.import.pending`` and the
+    source-id tag among them (so the server writes them in the run's own transaction, not
+    in a LogBatch's), but for those sent after (see :func:`_sent_after_creation`). Its
+    last step deletes the pending tag; see :func:`find_imported`. If any step fails, the
+    half-written target run is deleted before the error propagates.
     """
     info = doc["info"]
     source_id = info["run_id"]
+    run_name = info.get("run_name") or None
+    tags = _target_tags(doc, parent_run_id, source_tags, outcome)
+    later = _sent_after_creation(tags, run_name)
     run = dst.store.create_run(
         experiment_id=experiment_id,
         user_id=info.get("user_id") or "unknown",
         start_time=info["start_time"],
-        tags=[RunTag(lineage.PENDING, source_id), RunTag(lineage.SOURCE_RUN_ID, source_id)],
-        run_name=info.get("run_name") or None,
+        tags=[RunTag(lineage.PENDING, source_id), RunTag(lineage.SOURCE_RUN_ID, source_id),
+              *(RunTag(k, v) for k, v in tags.items())],
+        run_name=run_name,
     )
     run_id = run.info.run_id
     outcome.target_id = run_id
     try:
-        tags = _target_tags(doc, run_id, parent_run_id, source_tags, outcome)
+        if LOG_MODEL_HISTORY_TAG in later:
+            later[LOG_MODEL_HISTORY_TAG] = later[LOG_MODEL_HISTORY_TAG].replace(source_id,
+                                                                                run_id)
         metrics_file = directory / METRICS_FILE
         metrics = () if dst.database is not None else _read_metric_history(metrics_file)
         if dst.database is not None:  # committed before the run is marked complete
@@ -347,7 +354,7 @@ def import_run(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, *,
             lambda batch: dst.store.log_batch(run_id, metrics=batch[2], params=batch[0],
                                               tags=batch[1]),
             _log_batches([Param(k, v) for k, v in doc["params"].items()],
-                         [RunTag(k, v) for k, v in tags.items()],
+                         [RunTag(k, v) for k, v in later.items()],
                          metrics))
         datasets = [
             DatasetInput(Dataset(**item["dataset"]),
@@ -459,24 +466,39 @@ def import_model_links(dst: Endpoint, doc: dict, run_id: str, idmap: IdMap,
         dst.client.log_outputs(run_id, outputs)
 
 
-def _target_tags(doc: dict, run_id: str, parent_run_id: str | None, source_tags: bool,
+def _target_tags(doc: dict, parent_run_id: str | None, source_tags: bool,
                  outcome: Outcome) -> dict:
-    source_run_id = doc["info"]["run_id"]
+    """The run's tags as the target gets them (the import's own marks aside): the parent's
+    target id, and the source tags where asked for."""
     tags = lineage.without_import_marks(doc["tags"])
     if parent_run_id:
         tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
     elif MLFLOW_PARENT_RUN_ID in tags:
         outcome.warn(f"parent run {tags.pop(MLFLOW_PARENT_RUN_ID)} was not imported with it; "
                      f"{MLFLOW_PARENT_RUN_ID} removed")
-    if LOG_MODEL_HISTORY_TAG in tags:
-        tags[LOG_MODEL_HISTORY_TAG] = tags[LOG_MODEL_HISTORY_TAG].replace(source_run_id, run_id)
     if source_tags:
         skipped: list[str] = []
         tags.update(lineage.run_source_tags(doc, skipped))
-        tags.pop(lineage.SOURCE_RUN_ID)  # written with the run's creation
+        tags.pop(lineage.SOURCE_RUN_ID)  # written with the import's marks
         for key in skipped:
             outcome.warn(f"source tag for {key!r} not written: its key would be too long")
     return tags
+
+
+def _sent_after_creation(tags: dict, run_name: str | None) -> dict:
+    """Take out of ``tags`` those LogBatch requests send once the run exists: the model
+    history, which names the run's own id; a ``mlflow.runName`` other than the run's name
+    (run creation refuses the two to differ; a LogBatch makes the tag the name, as it did
+    at the source); and all but the first tags a LogBatch can hold, so that no request
+    grows larger than one."""
+    later = {}
+    if LOG_MODEL_HISTORY_TAG in tags:
+        later[LOG_MODEL_HISTORY_TAG] = tags.pop(LOG_MODEL_HISTORY_TAG)
+    if MLFLOW_RUN_NAME in tags and (not run_name or tags[MLFLOW_RUN_NAME] != run_name):
+        later[MLFLOW_RUN_NAME] = tags.pop(MLFLOW_RUN_NAME)
+    for key in list(tags)[MAX_PARAMS_TAGS_PER_BATCH:]:
+        later[key] = tags.pop(key)
+    return later
 
 
 def _write_metric_history(dst: Endpoint, run_id: str, path: Path) -> None:
@@ -540,15 +562,9 @@ def _import_artifacts(dst: Endpoint, run: Run, local_dir: Path, source_run_id: s
     """Upload every file under ``local_dir`` at the same relative path, and its empty
     directories where the run's store can hold them. MLflow-2 style model directories keep
     a copy of their run id in ``MLmodel``; it names the new run."""
-    # Into the run's own store, as the export reads it: MlflowClient.log_artifact reads the
-    # run again to find it, for each file that its cache of stores does not hold yet (every
-    # file that starts before the first one is done).
-    repo = get_artifact_repository(
-        add_databricks_profile_info_to_artifact_uri(run.info.artifact_uri, dst.uri),
-        tracking_uri=dst.uri)
-    upload_tree(local_dir, repo.log_artifact, {"run_id": (source_run_id, run.info.run_id)},
-                transfers, artifact_uri=run.info.artifact_uri, upload_dirs=repo.log_artifacts,
-                outcome=outcome)
+    upload_tree(local_dir, dst.artifact_repository(run.info.artifact_uri),
+                {"run_id": (source_run_id, run.info.run_id)}, transfers,
+                artifact_uri=run.info.artifact_uri, outcome=outcome)
 
 
 # The kind -------------------------------------------------------------------------------
