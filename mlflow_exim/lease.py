@@ -25,6 +25,8 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
 
+from mlflow.entities.model_registry import RegisteredModelTag
+
 from mlflow_exim.endpoint import Endpoint
 from mlflow_exim.errors import EximError
 from mlflow_exim.report import log, one_line
@@ -66,7 +68,7 @@ def held(dst: Endpoint, key: str, work: str, *, wait: float = 0.0) -> Iterator[N
         renewer.join()
         with contextlib.suppress(Exception):  # an expired lease is taken over anyway
             if (_holder(dst, name) or ("",))[0] == owner:
-                dst.client.delete_registered_model(name)
+                dst.registry.delete_registered_model(name)
 
 
 def _acquire(dst: Endpoint, name: str, owner: str, work: str, deadline: float) -> None:
@@ -87,7 +89,7 @@ def _acquire(dst: Endpoint, name: str, owner: str, work: str, deadline: float) -
                         work, holder[0])
             with contextlib.suppress(Exception):  # another job may have taken it first
                 if _holder(dst, name) == holder:
-                    dst.client.delete_registered_model(name)
+                    dst.registry.delete_registered_model(name)
             continue
         if time.monotonic() >= deadline:
             until = datetime.fromtimestamp(holder[1], timezone.utc).strftime("%H:%M:%S UTC")
@@ -130,6 +132,6 @@ def _holder(dst: Endpoint, name: str) -> tuple[str, float] | None:
 def _renew(dst: Endpoint, name: str, stop: threading.Event) -> None:
     while not stop.wait(TTL_SECONDS / 4):
         try:
-            dst.client.set_registered_model_tag(name, EXPIRES, _expiry())
+            dst.registry.set_registered_model_tag(name, RegisteredModelTag(EXPIRES, _expiry()))
         except Exception as exc:  # noqa: BLE001 - the work goes on; the lease may lapse
             log.warning("%s: lease %s not renewed: %s", dst.display_uri, name, exc)

@@ -93,9 +93,9 @@ def test_an_export_reads_each_run_history_and_directory_once(stack, seeded, tmp_
 def test_an_import_creates_runs_with_their_tags_and_reads_nothing_back_to_fill_them(
         stack, seeded, tmp_path, monkeypatch):
     """Each run's tags travel in its creation, not in a LogBatch (where the server writes
-    them in a transaction of their own, and a ``mlflow.runName`` once more); model files
-    are uploaded and versions tagged and aliased without reading the logged model or the
-    registered model first."""
+    them in a transaction of their own, and a ``mlflow.runName`` once more), and so do a
+    logged model's; model files are uploaded and versions tagged and aliased without
+    reading the logged model or the registered model first."""
     unique, _, parent, _, model = seeded
     source = MlflowClient(stack.source.uri)
     logged = source.create_logged_model(source.get_run(parent).info.experiment_id,
@@ -127,6 +127,7 @@ def test_an_import_creates_runs_with_their_tags_and_reads_nothing_back_to_fill_t
     model_id = report.extra["id_map"]["logged_models"][logged.model_id]
     assert [m for m, path, _ in sent.sent if path.endswith(f"/logged-models/{model_id}")
             ] == ["PATCH"]  # its finalizing: no GET
+    assert sent.count(f"/logged-models/{model_id}/tags") == 0  # its tags came with it
     assert sent.count("/registered-models/get", name=model) <= 1  # the plan's own lookup
     runs = {r.info.run_name: r for r in target.search_runs(
         [target.get_experiment_by_name(f"{unique}-req").experiment_id])}

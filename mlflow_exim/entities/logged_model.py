@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 import mlflow
-from mlflow.entities import LoggedModel, LoggedModelStatus, LoggedModelTag, Metric
+from mlflow.entities import LoggedModel, LoggedModelStatus, Metric
 
 from mlflow_exim import lineage
 from mlflow_exim.bundle.format import ARTIFACTS_DIR, Section
@@ -163,9 +163,9 @@ def export(src: Endpoint, model: LoggedModel, directory: Path) -> dict:
 def import_model(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, *,
                  idmap: IdMap, source_tags: bool, outcome: Outcome, transfers: Workers) -> str:
     """Recreate one logged model on the target; returns its new id. Its source run and the
-    runs its metrics name must already be in ``idmap``. Like a run, it carries the tag
-    ``mlflow_exim.import.pending`` until its last step writes the source-id tag. A
-    half-made model is deleted when any step fails."""
+    runs its metrics name must already be in ``idmap``. Like a run, it is created with the
+    source-id tag and the tag ``mlflow_exim.import.pending``, which its last step deletes.
+    A half-made model is deleted when any step fails."""
     source_run = idmap.get("runs", doc["source_run_id"])
     if doc["source_run_id"] and source_run is None:
         outcome.warn(f"its source run {doc['source_run_id']} is not part of this import; "
@@ -174,8 +174,7 @@ def import_model(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, 
     tags.pop(MODEL_VERSIONS_TAG, None)
     if source_tags:
         tags.update(lineage.logged_model_source_tags(doc))
-        tags.pop(lineage.SOURCE_MODEL_ID)  # written last, as the mark of a complete model
-    tags[lineage.PENDING] = doc["model_id"]
+    tags[lineage.SOURCE_MODEL_ID] = tags[lineage.PENDING] = doc["model_id"]
     model = dst.client.create_logged_model(experiment_id, name=doc["name"],
                                            source_run_id=source_run, tags=tags,
                                            params=doc["params"] or None,
@@ -190,9 +189,6 @@ def import_model(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, 
         _import_metrics(dst, doc, model_id, source_run, idmap, outcome)
         if doc["status"] in _FINAL_STATUSES:
             dst.client.finalize_logged_model(model_id, doc["status"])
-        # The store's call: the client's reads the model first, to say it is missing.
-        dst.store.set_logged_model_tags(
-            model_id, [LoggedModelTag(lineage.SOURCE_MODEL_ID, doc["model_id"])])
         dst.client.delete_logged_model_tag(model_id, lineage.PENDING)
     except BaseException:
         with contextlib.suppress(Exception):  # the original error is what matters
