@@ -85,6 +85,21 @@ _HTTP_SETTINGS = (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", int), ("MLFLOW_HTTP_REQUES
                   ("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", float))
 
 
+# Connections MLflow's client keeps open per server (its MLFLOW_HTTP_POOL_MAXSIZE, default
+# 10). An export or import asks more at once: objects side by side, each fetching or
+# sending files through its artifact store's own threads (2 per core, up to 20), two chunk
+# imports at once in migrate. Past the pool's size each answer closes its connection, and
+# urllib3 warns "Connection pool is full, discarding connection" every time.
+CONNECTIONS_KEPT = 128
+
+
+def _keep_connections() -> None:
+    """Have MLflow keep :data:`CONNECTIONS_KEPT` connections per server, unless the user
+    set ``MLFLOW_HTTP_POOL_MAXSIZE``. MLflow reads it when this process sends its first
+    request: a library caller that already sent one keeps its pool as it is."""
+    os.environ.setdefault("MLFLOW_HTTP_POOL_MAXSIZE", str(CONNECTIONS_KEPT))
+
+
 def check_http_settings() -> None:
     """One line naming the first ``MLFLOW_HTTP_REQUEST_*`` variable MLflow cannot read,
     and what it takes there, before any request is sent."""
@@ -350,6 +365,7 @@ class Endpoint:
                                                              database_uri)
         if endpoint.is_http:
             check_http_settings()
+            _keep_connections()
         endpoint._health.reset()  # an outage that ended an earlier command ends only that one
         if must_exist and endpoint.missing_store is not None:
             raise EximError(f"tracking store {endpoint.display_uri}: {endpoint.missing_store} "

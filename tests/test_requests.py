@@ -7,6 +7,9 @@ done, not after its parent's slowest sibling."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tempfile
 import threading
 import urllib.parse
@@ -21,6 +24,8 @@ from mlflow.entities import LoggedModelStatus, Metric
 import mlflow_exim
 from mlflow_exim.entities import run as run_entity
 from tests.seed import T0, _upload, make_run
+
+BIN = Path(sys.executable).parent
 
 
 class _Requests:
@@ -136,6 +141,25 @@ def test_an_import_creates_runs_with_their_tags_and_reads_nothing_back_to_fill_t
     assert target.get_model_version_by_alias(model, "champion").version == "3"
     assert sorted(a.path for a in target.list_logged_model_artifacts(model_id)) == [
         "MLmodel", "conf", "weights.bin"]
+
+
+def test_an_export_keeps_its_connections_whatever_it_asks_at_once(stack, unique, tmp_path):
+    """MLflow's client keeps 10 connections per server unless told more, and an export asks
+    more at once (several runs, each fetching its files through its artifact store's own
+    threads): past 10, each answer closes its connection, and urllib3 warns of it."""
+    client = MlflowClient(stack.source.uri)
+    experiment = client.create_experiment(f"{unique}-pool")
+    for index in range(8):
+        run_id = make_run(client, experiment, f"run-{index}", index)
+        _upload(client, run_id, {f"file-{k}.txt": b"x" * 10_000 for k in range(12)})
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_HTTP_POOL_MAXSIZE"}
+    done = subprocess.run([str(BIN / "mlflow-exim"), "export-experiment", "--experiment",
+                           f"{unique}-pool", "--output-dir", str(tmp_path / "bundle"),
+                           "--tracking-uri", stack.source.uri, "--workers", "8"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Connection pool is full" not in done.stderr
+    assert len(list((tmp_path / "bundle").rglob("file-*.txt"))) == 8 * 12
 
 
 def test_a_child_run_is_imported_while_its_parents_slow_sibling_still_is(
