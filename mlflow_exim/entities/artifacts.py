@@ -14,8 +14,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
-from mlflow.store.artifact.artifact_repo import ArtifactRepository
-
+from mlflow_exim.endpoint import Endpoint
 from mlflow_exim.errors import EximError
 from mlflow_exim.report import Outcome
 from mlflow_exim.work import Workers
@@ -62,14 +61,17 @@ def count_files(directory: Path) -> int:
     return sum(1 for p in directory.rglob("*") if p.is_file())
 
 
-def upload_tree(local_dir: Path, repo: ArtifactRepository,
+def upload_tree(local_dir: Path, dst: Endpoint, artifact_uri: str,
                 replacements: dict[str, tuple[str, str]], transfers: Workers, *,
-                artifact_uri: str, outcome: Outcome) -> None:
-    """Upload every file under ``local_dir`` into ``repo``, the store at ``artifact_uri``
-    (as the server gives it), at the same relative path, several at a time through
-    ``transfers``. In an ``MLmodel`` file, each ``key: old`` line of ``replacements`` (key
-    → (old id, new id)) is rewritten to the new id first. Empty directories are recreated
-    where the store is a file system; elsewhere ``outcome`` names them."""
+                outcome: Outcome) -> None:
+    """Upload every file under ``local_dir`` into the artifact store at ``artifact_uri`` (a
+    run's or a logged model's, as ``dst`` gave it), at the same relative path, several at a
+    time through ``transfers``. In an ``MLmodel`` file, each ``key: old`` line of
+    ``replacements`` (key → (old id, new id)) is rewritten to the new id first. Empty
+    directories are recreated where the store is a file system; elsewhere ``outcome``
+    names them."""
+    repo = dst.artifact_repository(artifact_uri)
+
     def one(path: Path) -> None:
         parent = path.parent.relative_to(local_dir).as_posix()
         if path.name == MLMODEL_FILE:

@@ -182,10 +182,10 @@ def import_model(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, 
     model_id = model.model_id
     outcome.target_id = model_id
     try:
-        upload_tree(directory / ARTIFACTS_DIR, dst.artifact_repository(model.artifact_location),
+        upload_tree(directory / ARTIFACTS_DIR, dst, model.artifact_location,
                     {"model_id": (doc["model_id"], model_id),
                      **({"run_id": (doc["source_run_id"], source_run)} if source_run else {})},
-                    transfers, artifact_uri=model.artifact_location, outcome=outcome)
+                    transfers, outcome=outcome)
         _import_metrics(dst, doc, model_id, source_run, idmap, outcome)
         if doc["status"] in _FINAL_STATUSES:
             dst.client.finalize_logged_model(model_id, doc["status"])

@@ -562,9 +562,8 @@ def _import_artifacts(dst: Endpoint, run: Run, local_dir: Path, source_run_id: s
     """Upload every file under ``local_dir`` at the same relative path, and its empty
     directories where the run's store can hold them. MLflow-2 style model directories keep
     a copy of their run id in ``MLmodel``; it names the new run."""
-    upload_tree(local_dir, dst.artifact_repository(run.info.artifact_uri),
-                {"run_id": (source_run_id, run.info.run_id)}, transfers,
-                artifact_uri=run.info.artifact_uri, outcome=outcome)
+    upload_tree(local_dir, dst, run.info.artifact_uri,
+                {"run_id": (source_run_id, run.info.run_id)}, transfers, outcome=outcome)
 
 
 # The kind -------------------------------------------------------------------------------
