@@ -110,9 +110,17 @@ def _take(dst: Endpoint, name: str, owner: str, work: str) -> bool:
             description="A lease held by mlflow-exim while it works; deleted when done.")
         return True
     except Exception as exc:
-        if any(m in str(exc) for m in _ALREADY):
+        # MLflow's server words a name clash by reading the model it clashed with: when its
+        # holder released it in between, the create answers that the model does not exist.
+        if any(m in str(exc) for m in _ALREADY) or _gone(exc):
             return False
         raise
+
+
+def _gone(exc: Exception) -> bool:
+    """Whether ``exc`` says the lease's registered model does not exist (a server's answer,
+    or an embedded store's)."""
+    return "RESOURCE_DOES_NOT_EXIST" in str(exc) or "not found" in str(exc).lower()
 
 
 def _holder(dst: Endpoint, name: str) -> tuple[str, float] | None:
@@ -120,7 +128,7 @@ def _holder(dst: Endpoint, name: str) -> tuple[str, float] | None:
     try:
         tags = dst.client.get_registered_model(name).tags or {}
     except Exception as exc:
-        if "RESOURCE_DOES_NOT_EXIST" in str(exc) or "not found" in str(exc).lower():
+        if _gone(exc):
             return None
         raise
     try:

@@ -340,6 +340,36 @@ def test_a_lease_is_refused_while_held_and_taken_over_once_expired(tmp_path, mon
     assert store.client.search_registered_models() == []
 
 
+def test_a_lease_released_while_its_create_clashed_is_taken_on_the_next_try(tmp_path,
+                                                                           monkeypatch):
+    """MLflow's server words a name clash by reading the model it clashed with; when the
+    holder released it in between, the create answers RESOURCE_DOES_NOT_EXIST (seen with
+    two copy-model-version of one version at once). The lease is free then: the next try
+    takes it. The answer is made up here, as no store can be made to race on cue."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
+
+    from mlflow_exim import lease
+    from mlflow_exim.endpoint import Endpoint
+
+    store = Endpoint.connect(f"sqlite:///{tmp_path / 'leases.db'}")
+    create = store.client.create_registered_model
+    answered: list[str] = []
+
+    def released_meanwhile(name, **fields):
+        if not answered:
+            answered.append(name)
+            raise MlflowException(f"Registered Model with name={name} not found",
+                                  RESOURCE_DOES_NOT_EXIST)
+        return create(name, **fields)
+
+    monkeypatch.setattr(store.client, "create_registered_model", released_meanwhile)
+    with lease.held(store, "job", "the job"):
+        assert lease.OWNER in store.client.get_registered_model(lease.name_of("job")).tags
+    assert answered == [lease.name_of("job")]
+    assert store.client.search_registered_models() == []
+
+
 # Creates sent again after a lost answer ------------------------------------------------------
 
 def test_a_create_sent_again_after_a_lost_answer_makes_one_version_and_one_model(
