@@ -1,9 +1,9 @@
 """Export: server → bundle. Each public function is one CLI command.
 
-Every export first makes a plan (which objects of each kind to write), then writes it kind
-after kind in the catalog's dependency order, each object through its kind's ``export``
-hook. An object needed by several others, such as a run behind a model version that its
-experiment also holds, is written once.
+Every export first makes a plan (which objects of each kind to write), then writes it,
+each object through its kind's ``export`` hook as soon as the objects it needs are
+written. An object needed by several others, such as a run behind a model version that
+its experiment also holds, is written once.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from mlflow_exim.entities import scorer as scorer_entity
 from mlflow_exim.entities import trace as trace_entity
 from mlflow_exim.entities.artifacts import require_client
 from mlflow_exim.errors import EximError
-from mlflow_exim.kind import ExportContext, Kind
+from mlflow_exim.kind import ExportContext
 from mlflow_exim.report import Report, one_line
 from mlflow_exim.selection import (
     RunFilter,
@@ -670,8 +670,9 @@ def _searched_runs(src: Endpoint, experiment_id: str, view: int,
 def _write_bundle(plan: _Plan, output_dir, command: str, options: dict,
                   workers: int = DEFAULT_WORKERS, *, overwrite: bool = False,
                   not_carried_left: dict[str, int] | None = None) -> Report:
-    """Write the plan, kind after kind in dependency order, ``workers`` objects at a time.
-    An object whose dependency could not be written fails with that reason. Into a complete
+    """Write the plan, ``workers`` objects at a time, each as soon as what it needs is
+    written (see :func:`_write_objects`). An object whose dependency could not be written
+    fails with that reason. Into a complete
     bundle of the same export, it refreshes that bundle: new objects are written, changed
     ones written again, the others kept; with ``overwrite`` it replaces any bundle there
     (see :class:`BundleWriter`)."""
@@ -686,8 +687,7 @@ def _write_bundle(plan: _Plan, output_dir, command: str, options: dict,
         (RUNS, run_id): plan.runs[run_id] for run_id in plan.whole if run_id in plan.items[RUNS]})
     plan.runs.clear()
     with Workers(workers, "export") as pool:
-        for kind in KINDS:
-            _write_kind(ctx, kind, plan.items[kind.name], pool)
+        _write_objects(ctx, plan.items, pool)
     for outcome in report.outcomes:
         for note in plan.notes.get((outcome.kind, outcome.source_id), []):
             outcome.warn(note)
@@ -714,11 +714,21 @@ def _require_clients(plan: _Plan) -> None:
                            f"({experiment.name}) on {plan.src.display_uri}")
 
 
-def _write_kind(ctx: ExportContext, kind: Kind, items: dict, pool: Workers) -> None:
-    bar = progress_bar(len(items), f"export {kind.name.replace('_', ' ')}")
+def _write_objects(ctx: ExportContext, items: dict[str, dict], pool: Workers) -> None:
+    """Every planned object (``items``: kind name → source id → item) on one scheduler
+    (:meth:`Workers.each_after`): each as soon as the objects it needs or waits for are
+    written (a run's experiment; a registered model's versions' runs and logged models),
+    never after the slowest object of the kind before it."""
+    kinds = {kind.name: kind for kind in KINDS}
+    bars = {kind.name: progress_bar(len(items[kind.name]),
+                                    f"export {kind.name.replace('_', ' ')}")
+            for kind in KINDS if items[kind.name]}
+    needs = {(kind.name, object_id): [*kind.export_needs(item), *kind.export_after(item)]
+             for kind in KINDS for object_id, item in items[kind.name].items()}
 
-    def write(entry: tuple[str, object]) -> None:
-        object_id, item = entry
+    def write(key: tuple[str, str]) -> None:
+        kind, object_id = kinds[key[0]], key[1]
+        item = items[kind.name][object_id]
         with ctx.report.track(kind.name, object_id, kind.label(item)) as outcome:
             for needed, needed_id in kind.export_needs(item):
                 if not ctx.writer.has(needed, needed_id):
@@ -730,7 +740,8 @@ def _write_kind(ctx: ExportContext, kind: Kind, items: dict, pool: Workers) -> N
                 kind.export(ctx, object_id, item, directory, outcome)
             ctx.writer.add(kind.name, object_id, **kind.inventory(item))
             outcome.target_id = ctx.writer.relative(directory)
-        bar.update()
+        bars[kind.name].update()
 
-    pool.each(write, list(items.items()))
-    bar.close()
+    pool.each_after(write, needs)
+    for bar in bars.values():
+        bar.close()

@@ -247,15 +247,17 @@ class Kind:
 
     ``name`` (plural, e.g. ``runs``) is the one name of the kind in the bundle's inventory,
     the report, the id map and verify's scorecard; ``parts`` names kinds that live inside
-    its documents (``model_versions``). ``depends_on`` lists the kinds whose objects must
-    be exported and imported first. ``section`` is its place in the bundle.
+    its documents (``model_versions``). ``depends_on`` lists the kinds whose objects may
+    be needed by its objects (the catalog's order, and an import's planning, follow it).
+    ``section`` is its place in the bundle.
 
     Hooks:
 
     * ``export(ctx, object_id, item, directory, outcome)`` writes one planned object into
       its directory (its document last); ``inventory(item)`` gives the fields its manifest
       entry carries, ``export_needs(item)`` the (kind, id) pairs that must have been written
-      first, ``label(item)`` the name reported for it; a resumed (or refreshed) export
+      first, ``export_after(item)`` those only waited for (whose failure the hook reports
+      itself), ``label(item)`` the name reported for it; a resumed (or refreshed) export
       keeps an object written whole before unless ``rewrite_on_resume`` (cheap objects that
       report parts) or ``unchanged(ctx, object_id, item, directory)`` says that the source
       has changed it since;
@@ -274,6 +276,7 @@ class Kind:
     export: Callable[[ExportContext, str, Any, Path, Outcome], None] | None = None
     inventory: Callable[[Any], dict] = lambda item: {}
     export_needs: Callable[[Any], list[tuple[str, str]]] = lambda item: []
+    export_after: Callable[[Any], list[tuple[str, str]]] = lambda item: []
     label: Callable[[Any], str | None] = lambda item: None
     rewrite_on_resume: bool = False
     unchanged: Callable[[ExportContext, str, Any, Path], bool] | None = None

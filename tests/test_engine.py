@@ -181,6 +181,45 @@ def test_runs_sharing_a_dataset_import_in_parallel_without_a_clash(stack, unique
         assert all([d.dataset.name for d in r.inputs.dataset_inputs] == ["shared"] for r in runs)
 
 
+def test_an_export_writes_a_model_while_a_run_it_does_not_need_is_read(
+        stack, unique, tmp_path):
+    """Through a proxy in front of the source: the first request naming a run that the
+    registered model does not need is held until the model's document is on disk. With a
+    barrier between kinds the model would wait for that run, and the hold would time
+    out."""
+    client = MlflowClient(stack.source.uri, stack.source.uri)
+    ids = {name: client.create_experiment(f"{unique}-{name}") for name in ("a", "b")}
+    run_a = make_run(client, ids["a"], "a", 1)
+    run_b = make_run(client, ids["b"], "b", 2)
+    model = f"{unique}-model"
+    client.create_registered_model(model)
+    client.create_model_version(model, f"runs:/{run_a}/model", run_id=run_a)
+    bundle = tmp_path / "bundle"
+    seen: list[str] = []
+
+    def hold_until_the_model_is_written() -> None:
+        for _ in range(300):
+            if any(tmp_path.rglob("registered_model.json")):
+                seen.append("model written while run b was read")
+                return
+            time.sleep(0.1)
+        seen.append("timed out: the model waited for run b")
+
+    proxy = FaultProxy(stack.source.uri)
+    try:
+        proxy.arm(run_b, "call", 1, action=hold_until_the_model_is_written)
+        report = mlflow_exim.export_all(bundle, tracking_uri=proxy.uri, workers=4,
+                                        experiments=f"{unique}-*", models=model)
+    finally:
+        proxy.close()
+    assert proxy.fired() == 1
+    assert seen == ["model written while run b was read"]
+    assert report.ok
+    assert {(o.kind, o.source_id) for o in report.outcomes} >= {
+        ("runs", run_a), ("runs", run_b), ("registered_models", model),
+        ("model_versions", f"{model}/1")}
+
+
 def test_no_barrier_between_kinds_and_a_version_fails_with_its_runs_reason(
         stack, unique, tmp_path):
     """Through a proxy in front of the target: the only dataset input (of a run in an

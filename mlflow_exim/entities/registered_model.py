@@ -721,6 +721,7 @@ KIND = Kind(
     parts=(VERSIONS,),
     export=_export,
     inventory=lambda item: {"name": item.model.name},
+    export_after=lambda item: [need for _, _, needs in item.versions for need in needs],
     label=lambda item: item.model.name,
     rewrite_on_resume=True,  # its versions' outcomes are reported as it is written
     plan=_plan,
