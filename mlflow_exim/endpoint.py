@@ -1,8 +1,12 @@
 """One side of a migration: a tracking (and registry) URI with its own client and credentials.
 
 An :class:`Endpoint` never touches process-wide MLflow state (no ``set_tracking_uri``,
-no environment writes), so a source and a target with different credentials live side
-by side in one process and are safe to use from worker threads.
+no credentials or retry settings in the environment), so a source and a target with
+different credentials live side by side in one process and are safe to use from worker
+threads. For http endpoints it sets two process-wide defaults that change no other
+code's results: how many connections MLflow keeps per server (:func:`_keep_connections`,
+unless the user chose), and the Databricks runtime modules that are not installed marked
+as absent (:func:`_skip_absent_runtime_probes`).
 
 How credentials reach MLflow: a username and password go into the URI handed to
 ``MlflowClient`` as ``user:password@``. MLflow derives every URL it calls from that URI
@@ -22,8 +26,10 @@ only opened in a process whose environment holds them: ``migrate``, the copies a
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import re
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -98,6 +104,22 @@ def _keep_connections() -> None:
     set ``MLFLOW_HTTP_POOL_MAXSIZE``. MLflow reads it when this process sends its first
     request: a library caller that already sent one keeps its pool as it is."""
     os.environ.setdefault("MLFLOW_HTTP_POOL_MAXSIZE", str(CONNECTIONS_KEPT))
+
+
+# Modules that MLflow's request headers try to import on every request, to learn whether it
+# runs on Databricks (mlflow.utils.databricks_utils). Where one is not installed, each
+# attempt searches the whole import path again, under the interpreter's import lock:
+# about 0.6 ms of the client's CPU per request, every worker thread queued behind it.
+RUNTIME_PROBES = ("dbruntime", "IPython", "pyspark")
+
+
+def _skip_absent_runtime_probes() -> None:
+    """Mark the :data:`RUNTIME_PROBES` that are not installed as absent (``None`` in
+    ``sys.modules``): importing one then fails at once, as it did after the search. An
+    installed one is left alone, so on Databricks MLflow finds its runtime as before."""
+    for name in RUNTIME_PROBES:
+        if name not in sys.modules and importlib.util.find_spec(name) is None:
+            sys.modules[name] = None
 
 
 def check_http_settings() -> None:
@@ -366,6 +388,7 @@ class Endpoint:
         if endpoint.is_http:
             check_http_settings()
             _keep_connections()
+            _skip_absent_runtime_probes()
         endpoint._health.reset()  # an outage that ended an earlier command ends only that one
         if must_exist and endpoint.missing_store is not None:
             raise EximError(f"tracking store {endpoint.display_uri}: {endpoint.missing_store} "

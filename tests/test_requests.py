@@ -162,6 +162,35 @@ def test_an_export_keeps_its_connections_whatever_it_asks_at_once(stack, unique,
     assert len(list((tmp_path / "bundle").rglob("file-*.txt"))) == 8 * 12
 
 
+PROBE_COUNT = """
+import importlib.abc, importlib.util, sys
+from mlflow_exim.endpoint import Endpoint
+RUNTIME_PROBES = ("dbruntime", "IPython", "pyspark")  # what MLflow's request headers import
+absent = [name for name in RUNTIME_PROBES if importlib.util.find_spec(name) is None]
+src = Endpoint.connect(sys.argv[1])
+asked = []
+class Count(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in RUNTIME_PROBES:
+            asked.append(name)
+sys.meta_path.insert(0, Count())
+for _ in range(5):
+    src.client.get_experiment("0")
+print(len(absent), len(asked), sum(sys.modules.get(name, 0) is None for name in absent))
+"""
+
+
+def test_requests_do_not_search_the_import_path_for_a_runtime_that_is_not_there(stack):
+    """MLflow's request headers look for Databricks' runtime modules on every request; in
+    a fresh interpreter, five requests after ``Endpoint.connect`` search the import path
+    for none of those that are not installed."""
+    done = subprocess.run([sys.executable, "-c", PROBE_COUNT, stack.source.uri],
+                          capture_output=True, text=True, timeout=120, check=True)
+    absent, asked, marked = map(int, done.stdout.split())
+    assert absent and absent == marked  # none installed here: each is marked absent
+    assert asked == 0
+
+
 def test_a_child_run_is_imported_while_its_parents_slow_sibling_still_is(
         stack, unique, tmp_path, monkeypatch):
     """The slow top-level run's metric upload waits until the target has the child run
