@@ -36,6 +36,9 @@ OWNER, EXPIRES = "mlflow_exim.lease.owner", "mlflow_exim.lease.expires"
 WORK = "mlflow_exim.lease.work"
 TTL_SECONDS = 20
 _ALREADY = ("RESOURCE_ALREADY_EXISTS", "already exists")
+# Tries, past the wait, to take a lease that was freed between a clash and the look at its
+# holder (another job took it first each time, or its server keeps answering so).
+FREED_TRIES = 5
 
 
 def name_of(key: str) -> str:
@@ -73,10 +76,14 @@ def held(dst: Endpoint, key: str, work: str, *, wait: float = 0.0) -> Iterator[N
 
 def _acquire(dst: Endpoint, name: str, owner: str, work: str, deadline: float) -> None:
     """Take the lease ``name``, waiting for a live one until ``deadline``."""
-    takeovers = 0
+    takeovers = freed = 0
     while not _take(dst, name, owner, work):
         holder = _holder(dst, name)
-        if holder is None:  # freed meanwhile
+        if holder is None:  # freed meanwhile: taken on the next try, unless others keep
+            freed += 1  # taking it first
+            if freed > FREED_TRIES and time.monotonic() >= deadline:
+                raise EximError(f"{work}: the lease {name} on {dst.display_uri} was taken by "
+                                f"other jobs on each of {freed} tries; run again")
             continue
         if holder[0] == owner:  # ours: MLflow sent our create again after a lost answer
             break

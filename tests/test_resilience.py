@@ -370,6 +370,37 @@ def test_a_lease_released_while_its_create_clashed_is_taken_on_the_next_try(tmp_
     assert store.client.search_registered_models() == []
 
 
+def test_a_lease_that_changes_hands_on_every_try_is_given_up_with_one_line(tmp_path,
+                                                                         monkeypatch):
+    """Each create clashes and each look at the holder finds none (other jobs keep taking
+    and freeing it, made up here as in the test above): after the wait and a few tries the
+    job stops with one line, where it used to try for ever."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS
+
+    from mlflow_exim import lease
+    from mlflow_exim.endpoint import Endpoint
+    from mlflow_exim.errors import EximError
+
+    store = Endpoint.connect(f"sqlite:///{tmp_path / 'leases.db'}")
+    tries: list[str] = []
+
+    def clash(name, **fields):
+        tries.append(name)
+        if len(tries) > 50:  # the old endless loop: stop it, and fail below
+            raise RuntimeError("still trying")
+        raise MlflowException(f"Registered Model (name={name}) already exists.",
+                              RESOURCE_ALREADY_EXISTS)
+
+    monkeypatch.setattr(store.client, "create_registered_model", clash)
+    given_up = r"^the job: the lease mlflow-exim\.lease\.\w+ on .* was taken by other jobs " \
+               r"on each of 6 tries; run again$"
+    with pytest.raises(EximError, match=given_up), lease.held(store, "job", "the job"):
+        pass
+    assert len(tries) == 6
+    assert store.client.search_registered_models() == []
+
+
 # Creates sent again after a lost answer ------------------------------------------------------
 
 def test_a_create_sent_again_after_a_lost_answer_makes_one_version_and_one_model(
