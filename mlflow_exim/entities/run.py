@@ -222,9 +222,9 @@ def _export_metric_history(src: Endpoint, run_id: str, keys: list[str], director
     if src.database is not None:  # the same points in one SELECT (mlflow_exim.database)
         points = src.database.metric_history(run_id)
     else:
-        points = ((key, m.value, m.timestamp, m.step) for key in keys
-                  for m in paged(src.store.get_metric_history, run_id, key,
-                                 max_results=METRIC_PAGE_SIZE))
+        points = (point for key in keys
+                  for point in paged(src.histories.get_metric_history, run_id, key,
+                                     max_results=METRIC_PAGE_SIZE))
     with JsonLinesWriter(directory / METRICS_FILE) as out:
         for key, value, timestamp, step in points:
             out.write({"key": key, "value": encode_float(value), "timestamp": timestamp,
