@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import math
 import os
 import re
 import sys
@@ -38,7 +39,8 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import mlflow
-from mlflow.protos.service_pb2 import GetMetricHistory, MlflowService
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.protos.service_pb2 import GetMetricHistory, LogBatch, MlflowService
 from mlflow.store.artifact.artifact_repo import ArtifactRepository
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.store.entities.paged_list import PagedList
@@ -218,19 +220,20 @@ class _Retrying:
         return call
 
 
-# A metric point as an export writes it: (key, value, timestamp, step).
+# A metric point as a bundle holds it: (key, value, timestamp, step).
 Point = tuple[str, float, int, int]
-_GET_METRIC_HISTORY = extract_api_info_for_service(MlflowService,
-                                                   _REST_API_PATH_PREFIX)[GetMetricHistory]
+_API = extract_api_info_for_service(MlflowService, _REST_API_PATH_PREFIX)
 
 
-class _HistoryPages:
-    """``get_metric_history`` answering plain :data:`Point` tuples, page by page. Over
-    REST the page is read from the answer's JSON: MLflow's own call builds a protobuf
-    message and then an entity for each point, a fifth of an export's client CPU. The
-    request, its headers, retries and error answers are MLflow's (``http_request``,
-    ``verify_rest_response``); the JSON is the one ``message_to_json`` writes (a double
-    that is not finite as ``"NaN"``, ``"Infinity"``, ``"-Infinity"``)."""
+class _Points:
+    """Metric points as plain :data:`Point` tuples, both ways: ``get_metric_history``
+    page by page, and ``log_batch``. Over REST each page is read from the answer's JSON,
+    and each batch written as the request's JSON: MLflow's own calls build a protobuf
+    message and an entity for each point (a fifth of an export's client CPU). The
+    requests, their headers, retries and error answers are MLflow's (``http_request``,
+    ``verify_rest_response``); the JSON is the one ``message_to_json`` writes, a double
+    that is not finite as ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``. Other stores
+    are called with entities."""
 
     def __init__(self, store, is_http: bool):
         self._store, self._is_http = store, is_http
@@ -242,18 +245,38 @@ class _HistoryPages:
                                                   page_token=page_token)
             return PagedList([(key, m.value, m.timestamp, m.step) for m in page],
                              getattr(page, "token", None))
-        endpoint, method = _GET_METRIC_HISTORY
         params = {"run_id": run_id, "run_uuid": run_id, "metric_key": key,
                   "max_results": max_results}
         if page_token:
             params["page_token"] = page_token
-        response = verify_rest_response(
-            http_request(self._store.get_host_creds(), endpoint, method, params=params),
-            endpoint)
-        answer = response.json()
+        answer = self._call(GetMetricHistory, params=params).json()
         return PagedList([(key, float(m.get("value", 0.0)), int(m.get("timestamp", 0)),
                            int(m.get("step", 0))) for m in answer.get("metrics", [])],
                          answer.get("next_page_token") or None)
+
+    def log_batch(self, run_id: str, metrics: list[Point], params: list[Param],
+                  tags: list[RunTag]) -> None:
+        if not self._is_http:
+            self._store.log_batch(run_id, metrics=[Metric(*point) for point in metrics],
+                                  params=params, tags=tags)
+            return
+        self._call(LogBatch, json={
+            "run_id": run_id,
+            "metrics": [{"key": key, "value": _json_double(value), "timestamp": timestamp,
+                         "step": step} for key, value, timestamp, step in metrics],
+            "params": [{"key": p.key, "value": p.value} for p in params],
+            "tags": [{"key": t.key, "value": t.value} for t in tags]})
+
+    def _call(self, request, **body):
+        endpoint, method = _API[request]
+        return verify_rest_response(
+            http_request(self._store.get_host_creds(), endpoint, method, **body), endpoint)
+
+
+def _json_double(value: float) -> float | str:
+    if math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
 
 
 class _Health:
@@ -506,9 +529,10 @@ class Endpoint:
         return _Retrying(self.client._tracking_client.store, self._health)
 
     @property
-    def histories(self) -> _HistoryPages:
-        """Metric histories as plain points, page by page (see :class:`_HistoryPages`)."""
-        return _Retrying(_HistoryPages(self.client._tracking_client.store, self.is_http),
+    def points(self) -> _Points:
+        """Metric histories read and runs' batches written with plain points (see
+        :class:`_Points`)."""
+        return _Retrying(_Points(self.client._tracking_client.store, self.is_http),
                          self._health)
 
     @property

@@ -7,6 +7,7 @@ done, not after its parent's slowest sibling."""
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -19,9 +20,10 @@ from pathlib import Path
 import pytest
 import requests
 from mlflow import MlflowClient
-from mlflow.entities import LoggedModelStatus, Metric
+from mlflow.entities import LoggedModelStatus, Metric, Param, RunTag
 
 import mlflow_exim
+from mlflow_exim.endpoint import Endpoint
 from mlflow_exim.entities import run as run_entity
 from tests.seed import T0, _upload, make_run
 
@@ -160,6 +162,33 @@ def test_an_export_keeps_its_connections_whatever_it_asks_at_once(stack, unique,
     assert done.returncode == 0, done.stderr
     assert "Connection pool is full" not in done.stderr
     assert len(list((tmp_path / "bundle").rglob("file-*.txt"))) == 8 * 12
+
+
+def test_points_go_and_come_as_mlflows_own_calls_send_and_read_them(stack, unique):
+    """``Endpoint.points`` writes and reads metric points as JSON of its own: the same
+    points (non-finite, zero, tiny, huge, negative steps) logged by it and by MLflow's
+    client into two runs of a real server read back the same, by it and by the client."""
+    dst = Endpoint.connect(stack.target.uri)
+    client = MlflowClient(stack.target.uri)
+    experiment = client.create_experiment(f"{unique}-points")
+    values = [math.nan, math.inf, -math.inf, 0.0, -0.0, 5e-324, 1.7976931348623157e308, 0.1]
+    points = [("m", value, T0 + i, i - 3) for i, value in enumerate(values)]
+    ours, theirs = (client.create_run(experiment).info.run_id for _ in range(2))
+    dst.points.log_batch(ours, metrics=points, params=[Param("p", "")],
+                         tags=[RunTag("t", "\u2713")])
+    client.log_batch(theirs, metrics=[Metric(*point) for point in points],
+                     params=[Param("p", "")], tags=[RunTag("t", "\u2713")])
+
+    def read(run_id: str) -> list[tuple]:
+        return [(m.key, repr(m.value), m.timestamp, m.step)
+                for m in client.get_metric_history(run_id, "m")]
+
+    assert read(ours) == read(theirs)
+    assert len(read(ours)) == len(values)
+    page = dst.points.get_metric_history(theirs, "m", max_results=25_000)
+    assert [(k, repr(v), t, s) for k, v, t, s in page] == read(theirs)
+    assert client.get_run(ours).data.params == {"p": ""}
+    assert client.get_run(ours).data.tags["t"] == "\u2713"
 
 
 PROBE_COUNT = """

@@ -25,7 +25,6 @@ from mlflow.entities import (
     LifecycleStage,
     LoggedModelInput,
     LoggedModelOutput,
-    Metric,
     Param,
     Run,
     RunStatus,
@@ -223,7 +222,7 @@ def _export_metric_history(src: Endpoint, run_id: str, keys: list[str], director
         points = src.database.metric_history(run_id)
     else:
         points = (point for key in keys
-                  for point in paged(src.histories.get_metric_history, run_id, key,
+                  for point in paged(src.points.get_metric_history, run_id, key,
                                      max_results=METRIC_PAGE_SIZE))
     with JsonLinesWriter(directory / METRICS_FILE) as out:
         for key, value, timestamp, step in points:
@@ -347,12 +346,12 @@ def import_run(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, *,
             later[LOG_MODEL_HISTORY_TAG] = later[LOG_MODEL_HISTORY_TAG].replace(source_id,
                                                                                 run_id)
         metrics_file = directory / METRICS_FILE
-        metrics = () if dst.database is not None else _read_metric_history(metrics_file)
+        metrics = () if dst.database is not None else _read_points(metrics_file)
         if dst.database is not None:  # committed before the run is marked complete
             _write_metric_history(dst, run_id, metrics_file)
         transfers.each(
-            lambda batch: dst.store.log_batch(run_id, metrics=batch[2], params=batch[0],
-                                              tags=batch[1]),
+            lambda batch: dst.points.log_batch(run_id, metrics=batch[2], params=batch[0],
+                                               tags=batch[1]),
             _log_batches([Param(k, v) for k, v in doc["params"].items()],
                          [RunTag(k, v) for k, v in later.items()],
                          metrics))
@@ -513,10 +512,6 @@ def _write_metric_history(dst: Endpoint, run_id: str, path: Path) -> None:
             run_id, (line for line in lines if not line.isspace()), NON_FINITE)
 
 
-def _read_metric_history(path: Path) -> Iterator[Metric]:
-    return (Metric(*point) for point in _read_points(path))
-
-
 def _read_points(path: Path) -> Iterator[tuple[str, float, int, int]]:
     """(key, value, timestamp, step) of each line of ``metrics.jsonl``, checked: the
     direct-database path and the validation take them without building a Metric."""
@@ -541,7 +536,8 @@ def _read_points(path: Path) -> Iterator[tuple[str, float, int, int]]:
 
 
 def _log_batches(params: list[Param], tags: list[RunTag],
-                 metrics: Iterable[Metric]) -> Iterator[tuple[list, list, list]]:
+                 metrics: Iterable[tuple[str, float, int, int]]
+                 ) -> Iterator[tuple[list, list, list]]:
     """(params, tags, metrics) for LogBatch requests, each within the API's limits, so that
     a small run needs one request. Metrics are drawn from the stream as room allows."""
     metrics = iter(metrics)
@@ -709,9 +705,8 @@ def _unchanged(ctx: ExportContext, run_id: str, _experiment_id: str, directory: 
         if json.loads(dumps(fresh)) != doc:
             return False
         written: dict[str, tuple[int, int]] = {}
-        for point in _read_metric_history(directory / METRICS_FILE):
-            written[point.key] = max(written.get(point.key, (point.step, point.timestamp)),
-                                     (point.step, point.timestamp))
+        for key, _, timestamp, step in _read_points(directory / METRICS_FILE):
+            written[key] = max(written.get(key, (step, timestamp)), (step, timestamp))
     except Exception:  # noqa: BLE001 - written again, which reports what goes wrong
         return False
     return written == {m.key: (m.step, m.timestamp) for m in run.data._metric_objs}
