@@ -183,8 +183,8 @@ class _Copy:
                                   f"{existing.version}"))
         for alias in self.options.extra_aliases:
             if alias not in (existing.aliases or []):
-                self.dst.client.set_registered_model_alias(existing.name, alias,
-                                                           existing.version)
+                self.dst.registry.set_registered_model_alias(existing.name, alias,
+                                                             existing.version)
         report.extra["model_version"] = _version_summary(existing, "already_present")
         return report
 

@@ -145,6 +145,50 @@ def test_an_import_creates_runs_with_their_tags_and_reads_nothing_back_to_fill_t
         "MLmodel", "conf", "weights.bin"]
 
 
+def test_stages_and_a_re_run_s_updates_ask_no_prompt_question(stack, unique, tmp_path,
+                                                              monkeypatch):
+    """MLflow's client asks ``registered-models/get`` (is it a prompt?) before each stage,
+    tag or description call. A version's stage on the first import, and a re-run that
+    brings the model's and the version's tags and descriptions up to date, go through the
+    registry's store: the only reads of the model are the plan's, and the re-run's one
+    look at its tags."""
+    client = MlflowClient(stack.source.uri)
+    experiment = client.create_experiment(f"{unique}-stages")
+    run_id = make_run(client, experiment, "r", 1)
+    model = f"{unique}-staged"
+    client.create_registered_model(model, tags={"team": "a"}, description="first")
+    client.create_model_version(model, f"runs:/{run_id}/model", run_id=run_id)
+    with pytest.warns(FutureWarning):
+        client.transition_model_version_stage(model, "1", "Staging")
+    dst = MlflowClient(stack.target.uri)
+
+    def migrate(bundle: Path) -> _Requests:
+        assert mlflow_exim.export_all(bundle, tracking_uri=stack.source.uri,
+                                      experiments=f"{unique}-stages", models=model).ok
+        with monkeypatch.context() as patch:
+            sent = _Requests(patch)
+            assert mlflow_exim.import_all(bundle, tracking_uri=stack.target.uri).ok
+        return sent
+
+    first = migrate(tmp_path / "first")
+    assert dst.get_model_version(model, "1").current_stage == "Staging"
+    assert first.count("/model-versions/transition-stage") == 1
+    assert first.count("/registered-models/get", name=model) == 1  # the plan's lookup
+
+    client.set_registered_model_tag(model, "team", "b")
+    client.update_registered_model(model, description="second")
+    client.set_model_version_tag(model, "1", "checked", "yes")
+    client.update_model_version(model, "1", description="v1, checked")
+    again = migrate(tmp_path / "again")
+    target = dst.get_registered_model(model)
+    assert (target.tags["team"], target.description) == ("b", "second")
+    version = dst.get_model_version(model, "1")
+    assert (version.tags["checked"], version.description) == ("yes", "v1, checked")
+    assert again.count("/registered-models/set-tag") == 1
+    assert again.count("/model-versions/set-tag") == 1
+    assert again.count("/registered-models/get", name=model) == 2  # the plan's, the apply's
+
+
 def test_an_export_keeps_its_connections_whatever_it_asks_at_once(stack, unique, tmp_path):
     """MLflow's client keeps 10 connections per server unless told more, and an export asks
     more at once (several runs, each fetching its files through its artifact store's own

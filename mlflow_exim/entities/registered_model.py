@@ -20,12 +20,16 @@ from __future__ import annotations
 import json
 import re
 import uuid
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlflow.entities.model_registry import ModelVersion, RegisteredModel
+from mlflow.entities.model_registry import (
+    ModelVersion,
+    ModelVersionTag,
+    RegisteredModel,
+    RegisteredModelTag,
+)
 from mlflow.exceptions import MlflowException
 
 from mlflow_exim import lineage
@@ -309,9 +313,9 @@ def _bring_up_to_date(dst: Endpoint, doc: dict, v: dict, present: ModelVersion,
     name, number = present.name, str(present.version)
     for key, value in _version_tags(doc, v, options).items():
         if (present.tags or {}).get(key) != value:
-            dst.client.set_model_version_tag(name, number, key, value)
+            dst.registry.set_model_version_tag(name, number, ModelVersionTag(key, value))
     if (present.description or "") != v["description"]:
-        dst.client.update_model_version(name, number, description=v["description"])
+        dst.registry.update_model_version(name, number, v["description"])
     if options.copy_stages and (present.current_stage or NO_STAGE) != v["current_stage"]:
         _set_stage(dst, name, number, v["current_stage"])
     if lineage.PENDING in (present.tags or {}):
@@ -320,12 +324,9 @@ def _bring_up_to_date(dst: Endpoint, doc: dict, v: dict, present: ModelVersion,
 
 def _set_stage(dst: Endpoint, name: str, version: str, stage: str) -> None:
     """MLflow 3 deprecates stages and offers nothing in their place, but a migration must
-    carry them: MLflow's FutureWarning is silenced for this one call. (The filter is
-    process-wide; with threads, it may outlive the call or miss a concurrent one.)"""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*transition_model_version_stage",
-                                category=FutureWarning)
-        dst.client.transition_model_version_stage(name, version, stage)
+    carry them: set through the registry's store, which neither warns (the client's call
+    raises a FutureWarning) nor asks first whether the model is a prompt."""
+    dst.registry.transition_model_version_stage(name, version, stage, False)
 
 
 def _version_tags(doc: dict, v: dict, options: ImportOptions) -> dict[str, str]:
@@ -638,11 +639,14 @@ def _apply_model(ctx: ImportContext, step: Step) -> None:
             update = not _created(ctx.dst, name, tags, doc["description"])
         if update:
             existing = ctx.dst.client.get_registered_model(name)
+            if is_prompt(existing):  # made a prompt since the plan
+                raise EximError(f"{name!r} is a prompt on {ctx.dst.display_uri}, not a model")
             for key, value in tags.items():
                 if existing.tags.get(key) != value:
-                    ctx.dst.client.set_registered_model_tag(name, key, value)
+                    ctx.dst.registry.set_registered_model_tag(name, RegisteredModelTag(key,
+                                                                                      value))
             if (existing.description or "") != doc["description"]:
-                ctx.dst.client.update_registered_model(name, description=doc["description"])
+                ctx.dst.registry.update_registered_model(name, doc["description"])
     if outcome.status == FAILED:
         for part in step.parts:
             part.error = part.error or "its registered model could not be imported"
