@@ -543,10 +543,12 @@ class Endpoint:
         return _Retrying(self.client._get_registry_client().store, self._health)
 
     def artifact_repository(self, artifact_uri: str) -> ArtifactRepository:
-        """The artifact store at ``artifact_uri`` (a run's or a logged model's, as the
-        server gave it). The client's ``log_artifact`` and ``log_model_artifact`` read the
-        run or model again to find it, for each file its cache does not hold yet (every
-        file that starts before the first one is done)."""
+        """The artifact store at ``artifact_uri`` (a run's, a logged model's or a trace's,
+        as the server gave it), opened as MLflow's client opens it for this endpoint (a
+        ``databricks://profile`` endpoint's profile goes with a ``dbfs:`` URI). Every read
+        and write of files goes through it: the client's ``log_artifact`` and
+        ``log_model_artifact`` read the run or model again to find it, for each file its
+        cache does not hold yet (every file that starts before the first one is done)."""
         return get_artifact_repository(
             add_databricks_profile_info_to_artifact_uri(artifact_uri, self.uri),
             tracking_uri=self.uri)

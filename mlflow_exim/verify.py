@@ -49,7 +49,6 @@ import mlflow.artifacts
 from mlflow.entities import LifecycleStage, ViewType
 from mlflow.entities.model_registry import RegisteredModel
 from mlflow.exceptions import MlflowException
-from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from mlflow_exim import lineage
@@ -350,8 +349,7 @@ class _ServerSide:
         reads them (MLflow 3's ``runs:/`` view also asks for logged models, which an
         MLflow 2 server does not have)."""
         if kind == "runs":
-            repo = get_artifact_repository(doc["info"]["artifact_uri"],
-                                           tracking_uri=self.endpoint.uri)
+            repo = self.endpoint.artifact_repository(doc["info"]["artifact_uri"])
             return _listed_sizes(lambda _id, path: repo.list_artifacts(path), "")
         return _listed_sizes(self.client.list_logged_model_artifacts, _own_id(kind, doc))
 

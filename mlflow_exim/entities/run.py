@@ -31,7 +31,6 @@ from mlflow.entities import (
     RunTag,
     ViewType,
 )
-from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from mlflow_exim import lineage
@@ -241,7 +240,7 @@ def download_artifacts(src: Endpoint, run_id: str, artifact_uri: str, destinatio
     :func:`_through_run_endpoint` says. A file that cannot be read is an EximError that
     names each such file and why."""
     destination.mkdir()
-    repo = get_artifact_repository(artifact_uri, tracking_uri=src.uri)
+    repo = src.artifact_repository(artifact_uri)
     files = []
     for info in _listed(repo):
         if info.is_dir:  # an empty directory, kept as the store holds it

@@ -38,7 +38,6 @@ from google.protobuf.json_format import MessageToDict, ParseDict
 from mlflow.entities import Span, TraceInfo, ViewType
 from mlflow.entities.model_registry import PromptVersion
 from mlflow.protos.service_pb2 import TraceInfoV3 as ProtoTraceInfo
-from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.store.tracking.abstract_store import AbstractStore
 from mlflow.tracing.constant import TraceTagKey
 
@@ -276,7 +275,7 @@ def _with_spans(src: Endpoint, infos: list[TraceInfo]) -> list:
     for info in infos:
         trace = found.get(info.trace_id)
         if trace is None:
-            repo = get_artifact_repository(info.tags[ARTIFACT_LOCATION], tracking_uri=src.uri)
+            repo = src.artifact_repository(info.tags[ARTIFACT_LOCATION])
             trace = Trace(info, TraceData.from_dict(repo.download_trace_data()))
         traces.append(trace)
     return traces
@@ -295,7 +294,7 @@ def _attachment_files(src: Endpoint, trace) -> tuple[object, list]:
     if not location or not any(ATTACHMENT_REF in json.dumps(span.to_dict())
                                for span in trace.data.spans):
         return None, []
-    repo = get_artifact_repository(location, tracking_uri=src.uri)
+    repo = src.artifact_repository(location)
     try:
         return repo, [f for f in repo.list_artifacts(ATTACHMENTS) if not f.is_dir]
     except Exception:  # noqa: BLE001 - a trace without attachments may have no directory
@@ -680,7 +679,7 @@ def _settle(outcomes: dict[str, Outcome], placed: Iterable[_Placed], what: str,
 def _upload_attachments(dst: Endpoint, info: TraceInfo, directory: Path, line: dict) -> None:
     if not line["attachments"]:
         return
-    repo = get_artifact_repository(info.tags[ARTIFACT_LOCATION], tracking_uri=dst.uri)
+    repo = dst.artifact_repository(info.tags[ARTIFACT_LOCATION])
     local = attachment_dir(directory, line["info"]["trace_id"])
     for name in line["attachments"]:
         repo.log_artifact(str(local / name), ATTACHMENTS)
