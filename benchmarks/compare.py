@@ -349,6 +349,33 @@ def server(name: str, work: Path, fresh: bool = True):
         srv.stop()
 
 
+@contextmanager
+def seeded_source(work: Path, workload: str, runs: int, points: int, workers: int):
+    """The source server of ``workload`` (see :func:`seed`) and its inventory. A source
+    seeded by an earlier run in ``work`` with the same workload is kept (the exports only
+    read it); the marker is written once seeding has finished."""
+    marker = work / "source-seeded.json"
+    shape = {"workload": workload, "mlflow": mlflow.__version__,
+             **({} if workload == "team" else {"runs": runs, "points": points})}
+    seeded = json.loads(marker.read_text()) if marker.exists() else {}
+    reuse = seeded.get("workload") == shape
+    with server("source", work, fresh=not reuse) as src:
+        if reuse:
+            source = seeded["inventory"]
+            print(f"source seeded by an earlier run: {source}", flush=True)
+        else:
+            marker.unlink(missing_ok=True)
+            start = time.perf_counter()
+            (work / "logs").mkdir(exist_ok=True)
+            with (work / "logs" / "seed.log").open("w") as out, redirect_stdout(out), \
+                    redirect_stderr(out):
+                seed(src.uri, workload, runs, points, workers, work / "seed-files")
+            source = inventory(src.uri)
+            marker.write_text(json.dumps({"workload": shape, "inventory": source}))
+            print(f"seeded in {time.perf_counter() - start:.1f} s: {source}", flush=True)
+        yield src, source
+
+
 def revision() -> str | None:
     """This checkout's commit, with "-dirty" when it has uncommitted changes."""
     try:
@@ -474,28 +501,8 @@ def run(options: argparse.Namespace) -> dict:
     for name in tools:
         shutil.rmtree(work / f"bundle-{name}", ignore_errors=True)
 
-    # A source seeded by an earlier run in this work dir with the same workload is kept
-    # (the exports only read it); the marker is written once seeding has finished.
-    marker = work / "source-seeded.json"
-    workload = {"workload": options.workload, "mlflow": mlflow.__version__,
-                **({} if options.workload == "team" else
-                   {"runs": options.runs, "points": options.points})}
-    seeded = json.loads(marker.read_text()) if marker.exists() else {}
-    reuse = seeded.get("workload") == workload
-    with server("source", work, fresh=not reuse) as src:
-        if reuse:
-            source = seeded["inventory"]
-            print(f"source seeded by an earlier run: {source}", flush=True)
-        else:
-            marker.unlink(missing_ok=True)
-            start = time.perf_counter()
-            with (logs / "seed.log").open("w") as out, redirect_stdout(out), \
-                    redirect_stderr(out):
-                seed(src.uri, options.workload, options.runs, options.points,
-                     options.workers, work / "seed-files")
-            source = inventory(src.uri)
-            marker.write_text(json.dumps({"workload": workload, "inventory": source}))
-            print(f"seeded in {time.perf_counter() - start:.1f} s: {source}", flush=True)
+    with seeded_source(work, options.workload, options.runs, options.points,
+                       options.workers) as (src, source):
         for name, tool in tools.items():
             bundle = str(work / f"bundle-{name}")
             print(f"{name}: export-all …", flush=True)

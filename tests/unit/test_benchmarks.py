@@ -5,7 +5,7 @@ import signal
 import subprocess
 import sys
 
-from benchmarks import compare
+from benchmarks import compare, timeline
 
 
 def test_team_workload_has_the_issues_shape():
@@ -35,3 +35,14 @@ def test_group_cpu_counts_reaped_children_of_the_group():
     finally:
         os.killpg(leader.pid, signal.SIGKILL)
         leader.wait()
+
+
+def test_the_timeline_gives_each_interval_its_servers_shares_and_events():
+    samples = [(100.0, 5.0, 1.0), (101.0, 5.5, 2.0), (103.0, 5.5, 3.0)]
+    events = [{"event": "export-start", "part": "part-1-of-2", "at": 100.2},
+              {"event": "import-start", "part": "part-1-of-2", "at": 101.0},
+              {"event": "export-end", "part": "part-2-of-2", "at": 102.9}]
+    lines = timeline.timeline(samples, events, start=99.5)
+    assert [line.split() for line in lines[1:]] == [
+        ["0.5", "50", "100", "export-start", "part-1-of-2"],
+        ["1.5", "0", "50", "import-start", "part-1-of-2,", "export-end", "part-2-of-2"]]
