@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import math
 import os
 import re
 import sys
@@ -55,6 +54,7 @@ from mlflow.utils.uri import add_databricks_profile_info_to_artifact_uri
 
 from mlflow_exim.database import Database, is_database_uri
 from mlflow_exim.errors import EximError
+from mlflow_exim.floats import encode_float
 
 # Greedy up to the last "@" before the path, so a password holding "@" is removed whole.
 # Azure's wasbs:// and abfss:// URIs name the container there (``container@account…``).
@@ -232,8 +232,8 @@ class _Points:
     message and an entity for each point (a fifth of an export's client CPU). The
     requests, their headers, retries and error answers are MLflow's (``http_request``,
     ``verify_rest_response``); the JSON is the one ``message_to_json`` writes, a double
-    that is not finite as ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``. Other stores
-    are called with entities."""
+    that is not finite as ``"NaN"``, ``"Infinity"`` or ``"-Infinity"`` (see
+    :mod:`mlflow_exim.floats`). Other stores are called with entities."""
 
     def __init__(self, store, is_http: bool):
         self._store, self._is_http = store, is_http
@@ -262,7 +262,7 @@ class _Points:
             return
         self._call(LogBatch, json={
             "run_id": run_id,
-            "metrics": [{"key": key, "value": _json_double(value), "timestamp": timestamp,
+            "metrics": [{"key": key, "value": encode_float(value), "timestamp": timestamp,
                          "step": step} for key, value, timestamp, step in metrics],
             "params": [{"key": p.key, "value": p.value} for p in params],
             "tags": [{"key": t.key, "value": t.value} for t in tags]})
@@ -271,12 +271,6 @@ class _Points:
         endpoint, method = _API[request]
         return verify_rest_response(
             http_request(self._store.get_host_creds(), endpoint, method, **body), endpoint)
-
-
-def _json_double(value: float) -> float | str:
-    if math.isfinite(value):
-        return value
-    return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
 
 
 class _Health:

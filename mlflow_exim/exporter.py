@@ -672,10 +672,9 @@ def _write_bundle(plan: _Plan, output_dir, command: str, options: dict,
                   not_carried_left: dict[str, int] | None = None) -> Report:
     """Write the plan, ``workers`` objects at a time, each as soon as what it needs is
     written (see :func:`_write_objects`). An object whose dependency could not be written
-    fails with that reason. Into a complete
-    bundle of the same export, it refreshes that bundle: new objects are written, changed
-    ones written again, the others kept; with ``overwrite`` it replaces any bundle there
-    (see :class:`BundleWriter`)."""
+    fails with that reason. Into a complete bundle of the same export, it refreshes that
+    bundle: new objects are written, changed ones written again, the others kept; with
+    ``overwrite`` it replaces any bundle there (see :class:`BundleWriter`)."""
     report = plan.report
     report.command = command
     src = plan.src

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import json.scanner
-import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,22 +15,11 @@ from typing import Any
 
 from mlflow_exim.errors import BundleError
 
-# How the bundle writes the floats JSON has no number for (see docs/FORMAT.md).
-NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-
-
-def encode_float(value: float) -> float | str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    return value
-
-
-def decode_float(value: Any) -> float:
-    if isinstance(value, str):
-        return NON_FINITE[value]
-    return float(value)
+# How the bundle writes the floats JSON has no number for (see docs/FORMAT.md): the
+# bundle's own names for them.
+from mlflow_exim.floats import NON_FINITE as NON_FINITE
+from mlflow_exim.floats import decode_float as decode_float
+from mlflow_exim.floats import encode_float as encode_float
 
 
 def dumps(obj: Any, *, indent: int | None = 2) -> str:

@@ -325,7 +325,7 @@ def _bring_up_to_date(dst: Endpoint, doc: dict, v: dict, present: ModelVersion,
 def _set_stage(dst: Endpoint, name: str, version: str, stage: str) -> None:
     """MLflow 3 deprecates stages and offers nothing in their place, but a migration must
     carry them: set through the registry's store, which neither warns (the client's call
-    raises a FutureWarning) nor asks first whether the model is a prompt."""
+    emits a FutureWarning) nor asks first whether the model is a prompt."""
     dst.registry.transition_model_version_stage(name, version, stage, False)
 
 
@@ -539,12 +539,17 @@ def _plan(ctx: ImportContext) -> list[Step]:
     return steps
 
 
+def _refuse_prompt(dst: Endpoint, existing: RegisteredModel) -> None:
+    """A registered model of the target that is a prompt is no model to import into."""
+    if is_prompt(existing):
+        raise EximError(f"{existing.name!r} is a prompt on {dst.display_uri}, not a model")
+
+
 def _plan_model(ctx: ImportContext, doc: dict, step: Step) -> None:
     options: ImportOptions = ctx.models
     existing = None if ctx.empty_target else _get_or_none(ctx.dst, step.name)
     if existing is not None:
-        if is_prompt(existing):
-            raise EximError(f"{step.name!r} is a prompt on {ctx.dst.display_uri}, not a model")
+        _refuse_prompt(ctx.dst, existing)
         changed = [] if not options.update_existing else [
             f"tag {key}" for key, value in _model_tags(doc, options).items()
             if existing.tags.get(key) != value] + (
@@ -639,8 +644,7 @@ def _apply_model(ctx: ImportContext, step: Step) -> None:
             update = not _created(ctx.dst, name, tags, doc["description"])
         if update:
             existing = ctx.dst.client.get_registered_model(name)
-            if is_prompt(existing):  # made a prompt since the plan
-                raise EximError(f"{name!r} is a prompt on {ctx.dst.display_uri}, not a model")
+            _refuse_prompt(ctx.dst, existing)  # made a prompt since the plan?
             for key, value in tags.items():
                 if existing.tags.get(key) != value:
                     ctx.dst.registry.set_registered_model_tag(name, RegisteredModelTag(key,

@@ -46,7 +46,7 @@ from mlflow_exim.bundle.jsonio import (
     write_json,
 )
 from mlflow_exim.bundle.paths import inside
-from mlflow_exim.endpoint import Endpoint
+from mlflow_exim.endpoint import Endpoint, Point
 from mlflow_exim.entities import limits
 from mlflow_exim.entities.artifacts import count_files, upload_tree
 from mlflow_exim.errors import BundleError, EximError
@@ -511,7 +511,7 @@ def _write_metric_history(dst: Endpoint, run_id: str, path: Path) -> None:
             run_id, (line for line in lines if not line.isspace()), NON_FINITE)
 
 
-def _read_points(path: Path) -> Iterator[tuple[str, float, int, int]]:
+def _read_points(path: Path) -> Iterator[Point]:
     """(key, value, timestamp, step) of each line of ``metrics.jsonl``, checked: the
     direct-database path and the validation take them without building a Metric."""
     for point in iter_json_lines(path):
@@ -535,8 +535,7 @@ def _read_points(path: Path) -> Iterator[tuple[str, float, int, int]]:
 
 
 def _log_batches(params: list[Param], tags: list[RunTag],
-                 metrics: Iterable[tuple[str, float, int, int]]
-                 ) -> Iterator[tuple[list, list, list]]:
+                 metrics: Iterable[Point]) -> Iterator[tuple[list, list, list]]:
     """(params, tags, metrics) for LogBatch requests, each within the API's limits, so that
     a small run needs one request. Metrics are drawn from the stream as room allows."""
     metrics = iter(metrics)
