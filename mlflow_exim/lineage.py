@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
+
 PREFIX = "mlflow_exim"
 FIELD = f"{PREFIX}.field."
 RUN_INFO = f"{PREFIX}.run_info."
@@ -22,10 +24,26 @@ MAX_TAG_KEY = 250
 # a re-run finds what an earlier one completed by them (see README_governance.md).
 SOURCE_RUN_ID = f"{RUN_INFO}run_id"
 SOURCE_MODEL_ID = f"{FIELD}model_id"
-# Set on a run or logged model while it is being written and removed as its last step, so
-# that one left half-written by a killed import is recognised and redone.
+# Set on an object while it is being written and removed as its last step, so that one
+# left half-written by a killed import is recognised and redone. A run with a name carries
+# it as its name instead (see pending_run_name).
 PENDING = f"{PREFIX}.import.pending"
 IMPORT_MARKS = (SOURCE_RUN_ID, SOURCE_MODEL_ID, PENDING)
+
+
+def pending_run_name(source_run_id: str) -> str:
+    """The name a run with a name carries while it is written: the run's last request (the
+    UpdateRun that sets its status and end time anyway) gives it its own, so that no
+    request of its own takes a pending tag away."""
+    return f"{PENDING}:{source_run_id}"
+
+
+def is_pending(tags: dict) -> bool:
+    """Whether the object with these tags is still being written, or was left so: it carries
+    the pending tag, or (a run) the pending name, which its ``mlflow.runName`` tag mirrors."""
+    source_run_id = tags.get(SOURCE_RUN_ID)
+    return PENDING in tags or (source_run_id is not None
+                               and tags.get(MLFLOW_RUN_NAME) == pending_run_name(source_run_id))
 
 
 def without_import_marks(tags: dict) -> dict:

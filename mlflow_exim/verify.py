@@ -26,8 +26,10 @@ parent; ``MLmodel`` files may differ only by the ids they carry. The logged-mode
 writes it), and what it means, which versions point at the model, is compared where it is
 defined: each compared version's source must name the matched logged model.
 
-Runs, logged models and model versions tagged ``mlflow_exim.import.pending`` are leftovers
-of an interrupted import: they are ignored on both sides, never matched nor counted.
+Runs, logged models and model versions still marked pending (tagged
+``mlflow_exim.import.pending``, or a run named ``mlflow_exim.import.pending:<source id>``)
+are leftovers of an interrupted import: they are ignored on both sides, never matched nor
+counted.
 """
 
 from __future__ import annotations
@@ -470,7 +472,7 @@ def _own_id(kind: str, doc: dict) -> str:
 
 def _settled(docs: Iterable[dict]) -> list[dict]:
     """The documents (runs, logged models, versions) but those an import left pending."""
-    return [doc for doc in docs if lineage.PENDING not in doc["tags"]]
+    return [doc for doc in docs if not lineage.is_pending(doc["tags"])]
 
 
 def _get_or_none(getter: Callable, object_id: str):

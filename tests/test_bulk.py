@@ -155,7 +155,7 @@ def test_sigkill_while_writing_then_rerun_verifies_100_percent(stack, workload):
     assert writing, "the import had ended before the kill"
     complete = {run.data.tags[lineage.SOURCE_RUN_ID]
                 for run in _settled_runs_of(client, workload.prefix)
-                if lineage.SOURCE_RUN_ID in run.data.tags and lineage.PENDING not in run.data.tags}
+                if lineage.SOURCE_RUN_ID in run.data.tags and not lineage.is_pending(run.data.tags)}
     print(f"random seed {seed}: killed once {kill_at} runs were on the target; "
           f"{len(complete)} of {len(bundle_runs)} were complete")
 
@@ -196,32 +196,42 @@ def _runs_of(client: MlflowClient, prefix: str) -> list:
     return client.search_runs(ids, run_view_type=ViewType.ALL, max_results=1000) if ids else []
 
 
-def test_half_written_run_is_detected_deleted_and_written_again(stack, workload):
-    """What a kill leaves mid-run, made deterministic: a run still tagged pending."""
+@pytest.mark.parametrize("mark", ["name", "tag"])
+def test_half_written_run_is_detected_deleted_and_written_again(stack, workload, mark):
+    """What a kill leaves mid-run, made deterministic: a run still named pending, as a run
+    with a name is until its last request, or still tagged pending, as one without a name
+    is (and as imports before the pending name left every run)."""
+    prefix = f"half{mark}"
     first = mlflow_exim.import_all(workload.bundle, tracking_uri=stack.target.uri,
-                                   **workload.renames("half"))
+                                   **workload.renames(prefix))
     assert first.ok, first.summary()
     client = MlflowClient(stack.target.uri)
     source_id = workload.seeded["runs"]["bulk-5"]
     target_id = first.extra["id_map"]["runs"][source_id]
-    client.set_tag(target_id, lineage.PENDING, source_id)  # as if its last step never ran
-    before = snapshot(stack.target.uri, "half")
+    assert not lineage.is_pending(client.get_run(target_id).data.tags)
+    before = snapshot(stack.target.uri, prefix)
+    if mark == "name":  # as if its last request never came
+        client.update_run(target_id, status="RUNNING", name=lineage.pending_run_name(source_id))
+    else:
+        client.set_tag(target_id, lineage.PENDING, source_id)
+    assert lineage.is_pending(client.get_run(target_id).data.tags)
 
     rerun = mlflow_exim.import_all(workload.bundle, tracking_uri=stack.target.uri,
-                                   **workload.renames("half"))
+                                   **workload.renames(prefix))
     assert rerun.ok, rerun.summary()
     assert rerun.extra["half_written"]["runs"] == [target_id]
     redone = rerun.extra["id_map"]["runs"][source_id]
     assert redone != target_id
     assert client.get_run(target_id).info.lifecycle_stage == "deleted"
-    assert lineage.PENDING not in client.get_run(redone).data.tags
+    assert not lineage.is_pending(client.get_run(redone).data.tags)
     [outcome] = [o for o in rerun.outcomes if o.source_id == source_id]
     assert outcome.status == OK
-    after = snapshot(stack.target.uri, "half")
+    after = snapshot(stack.target.uri, prefix)
     # The same, but for the deleted leftover, which is the redone run's deleted twin.
-    leftover = [r for r in after["experiments"]["half-bulk"]["runs"] if r[4] == "deleted"]
-    assert len(leftover) == 1 and leftover[0][0] == "bulk-5"
-    after["experiments"]["half-bulk"]["runs"].remove(leftover[0])
+    leftover = [r for r in after["experiments"][f"{prefix}-bulk"]["runs"] if r[4] == "deleted"]
+    assert len(leftover) == 1 and leftover[0][0] == (
+        lineage.pending_run_name(source_id) if mark == "name" else "bulk-5")
+    after["experiments"][f"{prefix}-bulk"]["runs"].remove(leftover[0])
     assert after == before
 
 

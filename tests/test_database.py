@@ -24,6 +24,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric
 
 import mlflow_exim
+from mlflow_exim import lineage
 from mlflow_exim.bundle.jsonio import NON_FINITE, dumps, encode_float
 from mlflow_exim.database import Database
 from mlflow_exim.endpoint import Endpoint, display_uri
@@ -338,7 +339,7 @@ def test_an_import_killed_mid_insert_is_completed_by_the_next_one(source, tmp_pa
         client = MlflowClient(server.uri)
         experiment = client.get_experiment_by_name(name).experiment_id
         (pending,) = [r for r in client.search_runs([experiment])
-                      if "mlflow_exim.import.pending" in r.data.tags]
+                      if lineage.is_pending(r.data.tags)]
         with sqlite3.connect(database) as connection:
             written = connection.execute("SELECT count(*) FROM metrics WHERE run_uuid = ?",
                                          (pending.info.run_id,)).fetchone()[0]

@@ -255,8 +255,9 @@ def test_no_barrier_between_kinds_and_a_version_fails_with_its_runs_reason(
         experiment_b = target.get_experiment_by_name(f"{unique}-b").experiment_id
         for _ in range(600):
             if target.search_model_versions(f"name = '{model}'"):
-                going_in = target.search_runs(
-                    [experiment_b], f"tags.`{lineage.PENDING}` = '{run_b}'")
+                going_in = [r for r in target.search_runs(
+                    [experiment_b], f"tags.`{lineage.SOURCE_RUN_ID}` = '{run_b}'")
+                    if lineage.is_pending(r.data.tags)]
                 seen.append("version created while the run of b was going in" if going_in
                             else "version created after the run of b")
                 return

@@ -23,6 +23,7 @@ from mlflow import MlflowClient
 from mlflow.entities import LoggedModelStatus, Metric, Param, RunTag
 
 import mlflow_exim
+from mlflow_exim import lineage
 from mlflow_exim.endpoint import Endpoint
 from mlflow_exim.entities import run as run_entity
 from tests.seed import T0, _upload, make_run
@@ -103,7 +104,7 @@ def test_an_import_creates_runs_with_their_tags_and_reads_nothing_back_to_fill_t
     them in a transaction of their own, and a ``mlflow.runName`` once more), and so do a
     logged model's; model files are uploaded and versions tagged and aliased without
     reading the logged model or the registered model first."""
-    unique, _, parent, _, model = seeded
+    unique, _, parent, child, model = seeded
     source = MlflowClient(stack.source.uri)
     logged = source.create_logged_model(source.get_run(parent).info.experiment_id,
                                         name="net", source_run_id=parent)
@@ -125,10 +126,18 @@ def test_an_import_creates_runs_with_their_tags_and_reads_nothing_back_to_fill_t
     assert report.ok, report.summary()
 
     created = [body for path, body in sent.bodies if path.endswith("/runs/create")]
-    assert {run["run_name"] for run in created} == {"parent", "child"}
+    source_ids = {lineage.pending_run_name(i): i for i in (parent, child)}
+    assert {run["run_name"] for run in created} == set(source_ids)  # the pending mark
     for run in created:
         tags = {t["key"]: t["value"] for t in run["tags"]}
-        assert tags["mlflow.user"] == "alice" and tags["mlflow.runName"] == run["run_name"]
+        assert tags["mlflow.user"] == "alice" and "mlflow.runName" not in tags
+        assert tags[lineage.SOURCE_RUN_ID] == source_ids[run["run_name"]]
+        assert lineage.PENDING not in tags
+    # the last request of each run sets its status, end time and own name; none deletes a tag
+    updates = [body for path, body in sent.bodies if path.endswith("/runs/update")]
+    assert sorted(u["run_name"] for u in updates) == ["child", "parent"]
+    assert all(u["status"] == "FINISHED" and u["end_time"] for u in updates)
+    assert sent.count("/runs/delete-tag") == 0
     batches = [body for path, body in sent.bodies if path.endswith("/runs/log-batch")]
     assert batches and not any(body.get("tags") for body in batches)
     model_id = report.extra["id_map"]["logged_models"][logged.model_id]

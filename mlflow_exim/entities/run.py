@@ -319,24 +319,33 @@ def import_run(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, *,
     the caller: nothing can be written into a deleted run, and children come later.
     Metric batches and artifact files go through ``transfers`` side by side.
 
-    The run is created with its tags, the tag ``mlflow_exim.import.pending`` and the
-    source-id tag among them (so the server writes them in the run's own transaction, not
-    in a LogBatch's), but for those sent after (see :func:`_sent_after_creation`). Its
-    last step deletes the pending tag; see :func:`find_imported`. If any step fails, the
-    half-written target run is deleted before the error propagates.
+    The run is created with its tags and the source-id tag among them (so the server
+    writes them in the run's own transaction, not in a LogBatch's), but for those sent
+    after (see :func:`_sent_after_creation`), and marked pending: a run with a name is
+    created under its pending name (:func:`lineage.pending_run_name`), which its last
+    request, the UpdateRun of its status and end time, replaces with its own; any other
+    carries the tag ``mlflow_exim.import.pending``, which its last request deletes. See
+    :func:`find_imported`. If any step fails, the half-written target run is deleted
+    before the error propagates.
     """
     info = doc["info"]
     source_id = info["run_id"]
     run_name = info.get("run_name") or None
     tags = _target_tags(doc, parent_run_id, source_tags, outcome)
     later = _sent_after_creation(tags, run_name)
+    # The name carries the mark where the last UpdateRun can give the name back as it was:
+    # the run has one, and its mlflow.runName tag, if any, is that name.
+    named_last = bool(run_name) and MLFLOW_RUN_NAME not in later
+    if named_last:
+        tags.pop(MLFLOW_RUN_NAME, None)  # the UpdateRun writes it with the name
+    marks = [RunTag(lineage.SOURCE_RUN_ID, source_id)] + (
+        [] if named_last else [RunTag(lineage.PENDING, source_id)])
     run = dst.store.create_run(
         experiment_id=experiment_id,
         user_id=info.get("user_id") or "unknown",
         start_time=info["start_time"],
-        tags=[RunTag(lineage.PENDING, source_id), RunTag(lineage.SOURCE_RUN_ID, source_id),
-              *(RunTag(k, v) for k, v in tags.items())],
-        run_name=run_name,
+        tags=[*marks, *(RunTag(k, v) for k, v in tags.items())],
+        run_name=lineage.pending_run_name(source_id) if named_last else run_name,
     )
     run_id = run.info.run_id
     outcome.target_id = run_id
@@ -362,10 +371,13 @@ def import_run(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, *,
         if datasets:
             _log_datasets(dst, run_id, datasets)
         _import_artifacts(dst, run, directory / ARTIFACTS_DIR, source_id, transfers, outcome)
-        if info["status"] != "RUNNING" or info.get("end_time") is not None:
-            dst.store.update_run_info(run_id, RunStatus.from_string(info["status"]),
-                                      info.get("end_time"), None)
-        dst.store.delete_tag(run_id, lineage.PENDING)
+        status = RunStatus.from_string(info["status"])
+        if named_last:
+            dst.store.update_run_info(run_id, status, info.get("end_time"), run_name)
+        else:
+            if info["status"] != "RUNNING" or info.get("end_time") is not None:
+                dst.store.update_run_info(run_id, status, info.get("end_time"), None)
+            dst.store.delete_tag(run_id, lineage.PENDING)
     except BaseException:
         with contextlib.suppress(Exception):  # the original error is what matters
             dst.client.delete_run(run_id)
@@ -395,24 +407,24 @@ def _log_datasets(dst: Endpoint, run_id: str, datasets: list[DatasetInput]) -> N
 
 def find_imported(dst: Endpoint, experiment_id: str) -> tuple[dict[str, Run],
                                                              dict[str, list[str]]]:
-    """Runs of a target experiment written by an earlier import: the complete ones by
-    source id (the source-id tag without the pending tag), and, by source id, the ids of
-    those it left half-written (active and still tagged pending)."""
+    """Runs of a target experiment written by an earlier import (all carry the source-id
+    tag): the complete ones by source id, and, by source id, the ids of those it left
+    half-written (active and still marked pending, see :func:`lineage.is_pending`)."""
     half_written: dict[str, list[str]] = {}
-    for run in _search_tagged(dst, experiment_id, lineage.PENDING):
-        if run.info.lifecycle_stage == LifecycleStage.ACTIVE:
-            half_written.setdefault(run.data.tags[lineage.PENDING], []).append(run.info.run_id)
     complete: dict[str, Run] = {}
     for run in _search_tagged(dst, experiment_id, lineage.SOURCE_RUN_ID):
-        if (source_id := source_id_of(run.data.tags)) is not None:
+        tags = run.data.tags
+        if (source_id := source_id_of(tags)) is not None:
             complete.setdefault(source_id, run)
+        elif lineage.is_pending(tags) and run.info.lifecycle_stage == LifecycleStage.ACTIVE:
+            half_written.setdefault(tags[lineage.SOURCE_RUN_ID], []).append(run.info.run_id)
     return complete, half_written
 
 
 def source_id_of(tags: dict) -> str | None:
-    """The source id of a run an import completed (its source-id tag without the pending
-    tag), else None: how the importer and verify both recognise a migrated run."""
-    return None if lineage.PENDING in tags else tags.get(lineage.SOURCE_RUN_ID)
+    """The source id of a run an import completed (its source-id tag, not marked pending),
+    else None: how the importer and verify both recognise a migrated run."""
+    return None if lineage.is_pending(tags) else tags.get(lineage.SOURCE_RUN_ID)
 
 
 def _search_tagged(dst: Endpoint, experiment_id: str, key: str) -> Iterator[Run]:
