@@ -149,6 +149,8 @@ class ImportContext:
     selected: dict[str, set[str]] = field(default_factory=dict)
     steps: dict[str, list[Step]] = field(default_factory=dict)
     outcomes: dict[str, dict[str, Outcome]] = field(default_factory=dict)
+    # target run id -> its artifact URI, as its creation or the plan's search gave it
+    run_artifact_uris: dict[str, str] = field(default_factory=dict)
     _step_index: dict[str, dict[str, Step]] = field(default_factory=dict, repr=False)
     _bars: list[Any] = field(default_factory=list, repr=False)
 

@@ -117,6 +117,8 @@ def test_an_import_creates_runs_with_their_tags_and_reads_nothing_back_to_fill_t
     version = source.create_model_version(model, f"models:/{logged.model_id}",
                                           run_id=parent, model_id=logged.model_id)
     source.set_registered_model_alias(model, "champion", version.version)
+    stored = source.create_model_version(  # a source in the run's own store, not runs:/
+        model, f"{source.get_run(parent).info.artifact_uri}/model", run_id=parent)
     bundle = tmp_path / "bundle"
     assert mlflow_exim.export_all(bundle, tracking_uri=stack.source.uri,
                                   experiments=f"{unique}-req", models=model).ok
@@ -145,11 +147,17 @@ def test_an_import_creates_runs_with_their_tags_and_reads_nothing_back_to_fill_t
             ] == ["PATCH"]  # its finalizing: no GET
     assert sent.count(f"/logged-models/{model_id}/tags") == 0  # its tags came with it
     assert sent.count("/registered-models/get", name=model) <= 1  # the plan's own lookup
+    # A version in the run's store learns the run's location from its creation, and no
+    # version of a model the import created looks below itself for a resent copy.
+    assert sent.count("/runs/get") == 0
+    assert sent.count("/model-versions/get") == 0
     runs = {r.info.run_name: r for r in target.search_runs(
         [target.get_experiment_by_name(f"{unique}-req").experiment_id])}
     assert runs["parent"].data.tags["mlflow.user"] == "alice"
     assert runs["parent"].data.tags["mlflow.runName"] == "parent"
     assert target.get_model_version_by_alias(model, "champion").version == "3"
+    assert target.get_model_version(model, stored.version).source == (
+        f"{runs['parent'].info.artifact_uri}/model")
     assert sorted(a.path for a in target.list_logged_model_artifacts(model_id)) == [
         "MLmodel", "conf", "weights.bin"]
 
@@ -293,10 +301,10 @@ def test_a_child_run_is_imported_while_its_parents_slow_sibling_still_is(
     def observed(dst, doc, *args, **kwargs):
         if doc["info"]["run_name"] == "slow":
             waited.append(child_created.wait(60))
-        run_id = real_import_run(dst, doc, *args, **kwargs)
+        created = real_import_run(dst, doc, *args, **kwargs)
         if doc["info"]["run_name"] == "child":
             child_created.set()
-        return run_id
+        return created
 
     monkeypatch.setattr(run_entity, "import_run", observed)
     report = mlflow_exim.import_experiment(bundle, tracking_uri=stack.target.uri,

@@ -363,8 +363,8 @@ def target_source(dst: Endpoint, v: dict, idmap: IdMap, run_uris: dict[str, str]
         if ref["form"] == "runs":
             return f"runs:/{run_id}" + (f"/{path}" if path else ""), run_id, None
         if run_id not in run_uris:
-            run_uris[run_id] = dst.client.get_run(run_id).info.artifact_uri.rstrip("/")
-        return run_uris[run_id] + (f"/{path}" if path else ""), run_id, None
+            run_uris[run_id] = dst.client.get_run(run_id).info.artifact_uri
+        return run_uris[run_id].rstrip("/") + (f"/{path}" if path else ""), run_id, None
     warn(f"source {v['source']!r} is outside the migrated runs and logged models; "
          "it is kept as it is")
     return v["source"], run_id, None
@@ -372,9 +372,11 @@ def target_source(dst: Endpoint, v: dict, idmap: IdMap, run_uris: dict[str, str]
 
 def _import_version(dst: Endpoint, doc: dict, v: dict, name: str,
                     target: tuple[str, str | None, str | None], *, options: ImportOptions,
-                    outcome: Outcome) -> str:
+                    outcome: Outcome, known: int | None = None) -> str:
     """Create the version; it is tagged pending until its stage is set, and every version
-    created below the wanted number is a placeholder, deleted at once."""
+    created below the wanted number is a placeholder, deleted at once. ``known``: the
+    number up to which every version of the model is this import's own (the last it
+    created in a model it created), if any."""
     source, run_id, model_id = target
     tags = _version_tags(doc, v, options)
     keep_number = options.keep_numbers
@@ -382,13 +384,17 @@ def _import_version(dst: Endpoint, doc: dict, v: dict, name: str,
     placeholders: list[str] = []
 
     def create() -> ModelVersion:
+        nonlocal known
         nonce = uuid.uuid4().hex  # the pending marker's value: this create's, and a resend's
         created = create_model_version(
             dst, name, source, run_id=run_id, tags={**tags, lineage.PENDING: nonce},
             run_link=v.get("run_link"), description=v["description"] or None,
             model_id=model_id)
-        kept, resent = _one_of_resent(dst, name, created, nonce, wanted if keep_number else 0)
+        kept, resent = (
+            (created, []) if known is not None and int(created.version) == known + 1
+            else _one_of_resent(dst, name, created, nonce, wanted if keep_number else 0))
         placeholders.extend(resent)
+        known = None if known is None else int(kept.version)
         return kept
 
     created = create()
@@ -414,7 +420,8 @@ def _one_of_resent(dst: Endpoint, name: str, created: ModelVersion, nonce: str,
     (a dropped connection, a timeout; see MLFLOW_HTTP_REQUEST_MAX_RETRIES), and the server
     may have created the version each time: the copies carry the same pending marker,
     numbered just below the one the last answer gave. The first numbered at least
-    ``floor`` (the wanted number, when numbers are kept) is kept, else the last."""
+    ``floor`` (the wanted number, when numbers are kept) is kept, else the last. (Where the
+    number just below is one this import made itself, there is no copy to look for.)"""
     copies = [created]
     while int(copies[0].version) > 1:
         try:
@@ -556,18 +563,17 @@ def _plan_model(ctx: ImportContext, doc: dict, step: Step) -> None:
             ["description"] if (existing.description or "") != doc["description"] else [])
         step.already_present(changed)
     versions_on_target = versions(ctx.dst, step.name) if existing is not None else []
-    run_uris: dict[str, str] = {}
     for v in doc["versions"]:
         part = Step(VERSIONS, f"{doc['name']}/{v['version']}", step.name, CREATE,
                     "would be created")
         with planning(part):
-            _plan_version(ctx, doc, v, part, versions_on_target, run_uris)
+            _plan_version(ctx, doc, v, part, versions_on_target)
         step.parts.append(part)
     step.present = versions_on_target  # what no version matched: stale placeholders
 
 
 def _plan_version(ctx: ImportContext, doc: dict, v: dict, part: Step,
-                  versions_on_target: list[ModelVersion], run_uris: dict[str, str]) -> None:
+                  versions_on_target: list[ModelVersion]) -> None:
     missing = [f"its {what} {object_id} is not part of this import"
                for what, kind, object_id in _dependencies(v)
                if not ctx.takes(kind, object_id)]
@@ -579,7 +585,7 @@ def _plan_version(ctx: ImportContext, doc: dict, v: dict, part: Step,
             raise EximError(f"its {what} {object_id} cannot arrive: {needed.error}")
     if not versions_on_target or not _dependencies_on_target(v, ctx.idmap):
         return  # its run or logged model is still to be created: so is the version
-    target = target_source(ctx.dst, v, ctx.idmap, run_uris, part.warnings.append)
+    target = target_source(ctx.dst, v, ctx.idmap, ctx.run_artifact_uris, part.warnings.append)
     present = _present(versions_on_target, v, target, ctx.models)
     if present is None:
         return
@@ -637,11 +643,13 @@ def _apply_model(ctx: ImportContext, step: Step) -> None:
     options: ImportOptions = ctx.models
     doc = ctx.bundle.documents[NAME][step.source_id]
     name = step.name
+    known: int | None = None  # in a model it created, each version is its own
     with ctx.track(step) as outcome:
         tags = _model_tags(doc, options)
         update = step.action == UPDATE
         if step.action == CREATE:  # another job may have created it since the plan
             update = not _created(ctx.dst, name, tags, doc["description"])
+            known = None if update else 0
         if update:
             existing = ctx.dst.client.get_registered_model(name)
             _refuse_prompt(ctx.dst, existing)  # made a prompt since the plan?
@@ -656,7 +664,6 @@ def _apply_model(ctx: ImportContext, step: Step) -> None:
             part.error = part.error or "its registered model could not be imported"
     leftovers: list[ModelVersion] = step.present or []
     numbers: dict[str, str] = {}
-    run_uris: dict[str, str] = {}
     by_number = {v["version"]: v for v in doc["versions"]}
     for part in step.parts:
         v = by_number[part.source_id.rpartition("/")[2]]
@@ -671,11 +678,13 @@ def _apply_model(ctx: ImportContext, step: Step) -> None:
                     _bring_up_to_date(ctx.dst, doc, v, part.present, options)
                 created = str(part.present.version)
             else:
-                target = target_source(ctx.dst, v, ctx.idmap, run_uris, version_outcome.warn)
+                target = target_source(ctx.dst, v, ctx.idmap, ctx.run_artifact_uris,
+                                       version_outcome.warn)
                 _delete_stale_pending(ctx.dst, leftovers, name,
                                       below=int(v["version"]) if options.keep_numbers else 0)
                 created = _import_version(ctx.dst, doc, v, name, target, options=options,
-                                          outcome=version_outcome)
+                                          outcome=version_outcome, known=known)
+                known = None if known is None else int(created)
             numbers[v["version"]] = created
             ctx.idmap.add(VERSIONS, part.source_id, f"{name}/{created}")
             version_outcome.target_id = f"{name}/{created}"

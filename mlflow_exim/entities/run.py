@@ -311,8 +311,8 @@ def _fetch_file(src: Endpoint, run_id: str, artifact_uri: str, repo, path: str,
 
 def import_run(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, *,
                parent_run_id: str | None, source_tags: bool, outcome: Outcome,
-               transfers: Workers) -> str:
-    """Create and fill one run on the target; returns its id.
+               transfers: Workers) -> Run:
+    """Create and fill one run on the target; returns it as its creation returned it.
 
     ``parent_run_id`` is the target id of the parent, or None to drop the source's
     ``mlflow.parentRunId``. Deleting the run, where the source run is deleted, is left to
@@ -382,7 +382,7 @@ def import_run(dst: Endpoint, doc: dict, directory: Path, experiment_id: str, *,
         with contextlib.suppress(Exception):  # the original error is what matters
             dst.client.delete_run(run_id)
         raise
-    return run_id
+    return run
 
 
 # How a SQL store words a unique-key clash (sqlite, PostgreSQL, MySQL).
@@ -618,6 +618,7 @@ def _plan_one(ctx: ImportContext, step: Step, present: Run | None, leftovers: li
     doc = ctx.bundle.documents[NAME][step.source_id]
     step.target_id, step.present = present.info.run_id, present
     ctx.idmap.add(NAME, step.source_id, present.info.run_id)
+    ctx.run_artifact_uris[present.info.run_id] = present.info.artifact_uri
     deleted_at_target = present.info.lifecycle_stage == LifecycleStage.DELETED
     step.delete_again = step.delete_again and not deleted_at_target
     if deleted_at_target and doc["info"]["lifecycle_stage"] == LifecycleStage.ACTIVE:
@@ -655,9 +656,11 @@ def _apply_one(ctx: ImportContext, step: Step) -> None:
             experiment = ctx.target_experiment(doc["info"]["experiment_id"])
             if experiment is None:
                 raise EximError(f"its experiment {doc['info']['experiment_id']} was not imported")
-            import_run(ctx.dst, doc, ctx.bundle.dirs[NAME][step.source_id], experiment,
-                       parent_run_id=ctx.idmap.get(NAME, doc["tags"].get(MLFLOW_PARENT_RUN_ID)),
-                       source_tags=ctx.source_tags, outcome=outcome, transfers=ctx.transfers)
+            created = import_run(
+                ctx.dst, doc, ctx.bundle.dirs[NAME][step.source_id], experiment,
+                parent_run_id=ctx.idmap.get(NAME, doc["tags"].get(MLFLOW_PARENT_RUN_ID)),
+                source_tags=ctx.source_tags, outcome=outcome, transfers=ctx.transfers)
+            ctx.run_artifact_uris[created.info.run_id] = created.info.artifact_uri
         ctx.idmap.add(NAME, step.source_id, outcome.target_id)
 
 
