@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from mlflow.entities import Experiment, LifecycleStage, LoggedModel, Run, ViewType
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
@@ -56,6 +57,11 @@ TRACES = trace_entity.NAME
 # and the import better; each costs a manifest and an import's plan of the target.
 MOST_PARTS = 8
 
+# The runs a plan keeps whole, to write them without reading them again, hold at most this
+# many params, tags and latest metrics in all (some tens of MB): a server of many runs is
+# planned in bounded memory, and a run beyond it is read again when it is written.
+WHOLE_ENTRIES_HELD = 200_000
+
 
 def export_run(run_id: str, output_dir: str | Path, *,
                tracking_uri: str | Endpoint | None = None, export_deleted_runs: bool = False,
@@ -65,12 +71,12 @@ def export_run(run_id: str, output_dir: str | Path, *,
     src = Endpoint.connect(tracking_uri, must_exist=True, database_uri=database_uri)
     plan = _Plan(src)
     try:
-        run = plan.run(run_id)
+        run = plan.run_facts(run_id)
     except Exception as exc:  # noqa: BLE001 - "not found" and friends
         raise EximError(f"run {run_id!r} not found on {src.display_uri}") from exc
-    if run.info.lifecycle_stage == LifecycleStage.DELETED and not export_deleted_runs:
+    if run.lifecycle_stage == LifecycleStage.DELETED and not export_deleted_runs:
         raise EximError(f"run {run_id} is deleted; set `export_deleted_runs` to export it")
-    plan.add_run(run_id, run.info.experiment_id)
+    plan.add_run(run_id, run.experiment_id)
     return _write_bundle(plan, output_dir, "export-run",
                          {"export_deleted_runs": export_deleted_runs, "run_id": run_id}, workers,
                          overwrite=overwrite)
@@ -332,6 +338,16 @@ def _shard_option(shard: Shard | None) -> dict:
 
 # The plan -------------------------------------------------------------------------------
 
+class _RunFacts(NamedTuple):
+    """What a plan keeps of every run it has read, held whole or not."""
+
+    experiment_id: str
+    lifecycle_stage: str
+    artifact_uri: str
+    parent: str | None
+    metrics: int  # its latest metrics: its weight when the plan is split
+
+
 @dataclass
 class _Plan:
     """What an export writes: per kind, the objects by source id (dicts keep insertion
@@ -349,10 +365,11 @@ class _Plan:
     notes: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     # the run links of the traces taken, to the runs of every experiment taken
     run_links: trace_entity.RunLinks | None = None
-    # the runs read while planning, by id, and those of them read whole, which the export
-    # writes without reading them again
+    # what the plan read of each run, by id; and those of them read whole (up to
+    # WHOLE_ENTRIES_HELD), which the export writes without reading them again
+    facts: dict[str, _RunFacts] = field(default_factory=dict)
     runs: dict[str, Run] = field(default_factory=dict)
-    whole: set[str] = field(default_factory=set)
+    _held: int = 0
     _prompts: list | None = None
     _any_logged_models: bool | None = None
 
@@ -389,11 +406,8 @@ class _Plan:
             found, models, traced = found
             whole = run_entity.whole_in_search(self.any_logged_models())
             for run_id, run in found.items():
-                self.add_run(run_id, experiment.experiment_id,
-                             run.data.tags.get(MLFLOW_PARENT_RUN_ID))
-                self.runs.setdefault(run_id, run)
-                if whole:
-                    self.whole.add(run_id)
+                facts = self._read(run, whole)
+                self.add_run(run_id, experiment.experiment_id, facts.parent)
             for model in models:
                 self.items[LOGGED_MODELS].setdefault(model.model_id, model)
             if traced:
@@ -469,13 +483,24 @@ class _Plan:
                     self.src, include_deleted=True)], EXPERIMENTS_PER_SEARCH))
         return self._any_logged_models
 
-    def run(self, run_id: str) -> Run:
-        """The run as read already while planning, else read (whole) now."""
-        run = self.runs.get(run_id)
-        if run is None:
-            run = self.runs[run_id] = self.src.client.get_run(run_id)
-            self.whole.add(run_id)
-        return run
+    def run_facts(self, run_id: str) -> _RunFacts:
+        """What the plan read of the run already, else read it (whole) now."""
+        facts = self.facts.get(run_id)
+        return facts if facts is not None else self._read(self.src.client.get_run(run_id),
+                                                          whole=True)
+
+    def _read(self, run: Run, whole: bool) -> _RunFacts:
+        """Keep what the plan needs of a run read while planning, and the run itself where
+        it was read ``whole`` and fits within WHOLE_ENTRIES_HELD."""
+        run_id, data = run.info.run_id, run.data
+        facts = self.facts.setdefault(run_id, _RunFacts(
+            run.info.experiment_id, run.info.lifecycle_stage, run.info.artifact_uri,
+            data.tags.get(MLFLOW_PARENT_RUN_ID), len(data.metrics)))
+        entries = len(data.params) + len(data.tags) + len(data.metrics)
+        if whole and run_id not in self.runs and self._held + entries <= WHOLE_ENTRIES_HELD:
+            self.runs[run_id] = run
+            self._held += entries
+        return facts
 
     def add_prompts(self, prompts) -> None:
         for found in prompts:
@@ -587,8 +612,8 @@ class _Plan:
                           for experiment_id, run_id in item.links.pairs()]
 
         def weight(node: Node) -> int:
-            run = self.runs.get(node[1]) if node[0] == RUNS else None
-            return 1 + (len(run.data.metrics) if run is not None else 0)
+            facts = self.facts.get(node[1]) if node[0] == RUNS else None
+            return 1 + (facts.metrics if facts is not None else 0)
 
         packed = chunks(parts(nodes, edges), weight, most) + ([sorted(last)] if last else [])
         taken = [{kind: {i for k, i in members if k == kind} for kind in self.items}
@@ -619,6 +644,7 @@ class _Plan:
         report = Report(self.report.command)
         report.outcomes = [o for o in self.report.outcomes if in_part(o)]
         return replace(self, report=report, items=items,
+                       facts={i: f for i, f in self.facts.items() if i in items[RUNS]},
                        runs={i: r for i, r in self.runs.items() if i in items[RUNS]})
 
     def _version_entry(self, version: ModelVersion) -> tuple[ModelVersion, dict, list]:
@@ -626,13 +652,12 @@ class _Plan:
         needs = []
         run_artifact_uri = None
         if version.run_id:
-            run = self.run(version.run_id)
-            if run.info.lifecycle_stage == LifecycleStage.DELETED and not self.export_deleted_runs:
+            run = self.run_facts(version.run_id)
+            if run.lifecycle_stage == LifecycleStage.DELETED and not self.export_deleted_runs:
                 raise EximError(f"its source run {version.run_id} is deleted")
-            self.add_run(run.info.run_id, run.info.experiment_id,
-                         run.data.tags.get(MLFLOW_PARENT_RUN_ID))
-            run_artifact_uri = run.info.artifact_uri
-            needs.append((RUNS, run.info.run_id))
+            self.add_run(version.run_id, run.experiment_id, run.parent)
+            run_artifact_uri = run.artifact_uri
+            needs.append((RUNS, version.run_id))
         ref = registered_model_entity.source_ref(version, run_artifact_uri)
         if ref["kind"] == "logged_model":
             model = (self.items[LOGGED_MODELS].get(ref["model_id"])
@@ -641,9 +666,8 @@ class _Plan:
             needs.append((LOGGED_MODELS, model.model_id))
             for run_id in {model.source_run_id, *(m.run_id for m in model.metrics or [])}:
                 if run_id and run_id not in self.items[RUNS]:
-                    run = self.run(run_id)
-                    self.add_run(run_id, run.info.experiment_id,
-                                 run.data.tags.get(MLFLOW_PARENT_RUN_ID))
+                    run = self.run_facts(run_id)
+                    self.add_run(run_id, run.experiment_id, run.parent)
         return version, ref, needs
 
 
@@ -683,7 +707,7 @@ def _write_bundle(plan: _Plan, output_dir, command: str, options: dict,
     writer = BundleWriter(output_dir, [kind.section for kind in KINDS], command=command,
                           source=source, options=options, overwrite=overwrite)
     ctx = ExportContext(src, writer, report, read={
-        (RUNS, run_id): plan.runs[run_id] for run_id in plan.whole if run_id in plan.items[RUNS]})
+        (RUNS, run_id): run for run_id, run in plan.runs.items() if run_id in plan.items[RUNS]})
     plan.runs.clear()
     with Workers(workers, "export") as pool:
         _write_objects(ctx, plan.items, pool)

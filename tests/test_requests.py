@@ -23,7 +23,7 @@ from mlflow import MlflowClient
 from mlflow.entities import LoggedModelStatus, Metric, Param, RunTag
 
 import mlflow_exim
-from mlflow_exim import lineage
+from mlflow_exim import exporter, lineage
 from mlflow_exim.endpoint import Endpoint
 from mlflow_exim.entities import run as run_entity
 from tests.seed import T0, _upload, make_run
@@ -316,3 +316,36 @@ def test_a_child_run_is_imported_while_its_parents_slow_sibling_still_is(
          .experiment_id])
     by_name = {r.info.run_name: r for r in runs}
     assert by_name["child"].data.tags["mlflow.parentRunId"] == by_name["quick"].info.run_id
+
+
+def test_a_plan_holds_whole_runs_up_to_its_budget_and_reads_the_rest_when_written(
+        tmp_path, monkeypatch):
+    """Where a search returns runs whole (a source without logged models), the plan keeps
+    them to write them unread, but only up to WHOLE_ENTRIES_HELD params, tags and metrics:
+    a run beyond it is read once, when it is written, and the bundle is the same."""
+    monkeypatch.chdir(tmp_path)  # the embedded store keeps its artifacts in ./mlruns
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("budget")
+    ids = [make_run(client, experiment, f"run-{i}", i, tags={f"t{j}": "v" for j in range(i)})
+           for i in range(4)]
+    listed = [r.info.run_id for r in client.search_runs([experiment])]  # the plan's order
+    size = {r.info.run_id: len(r.data.params) + len(r.data.tags) + len(r.data.metrics)
+            for r in client.search_runs([experiment])}
+    read: list[str] = []
+    real_get_run = MlflowClient.get_run
+
+    def counted(self, run_id):
+        read.append(run_id)
+        return real_get_run(self, run_id)
+
+    monkeypatch.setattr(MlflowClient, "get_run", counted)
+    assert mlflow_exim.export_experiment("budget", tmp_path / "all", tracking_uri=uri).ok
+    assert read == []  # every run written as the plan's search returned it
+    monkeypatch.setattr(exporter, "WHOLE_ENTRIES_HELD", size[listed[0]] + size[listed[1]])
+    assert mlflow_exim.export_experiment("budget", tmp_path / "bounded", tracking_uri=uri).ok
+    assert sorted(read) == sorted(listed[2:])  # each once, none of those held
+    for run_id in ids:
+        written = [next((tmp_path / bundle).rglob(f"{run_id}/run.json")).read_text()
+                   for bundle in ("all", "bounded")]
+        assert written[0] == written[1]
