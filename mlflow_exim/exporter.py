@@ -8,11 +8,11 @@ its experiment also holds, is written once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from mlflow.entities import Experiment, LifecycleStage, LoggedModel, Run, ViewType
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
@@ -114,13 +114,16 @@ def export_experiments(experiments: Selection, output_dir: str | Path, *,
     src = Endpoint.connect(tracking_uri, must_exist=True, database_uri=database_uri)
     shard = Shard.of(shard)
     plan = _Plan(src, run_filter=run_filter or RunFilter(), workers=workers)
-    plan.add_experiments(select_experiments(src, experiments, include_deleted=export_deleted_runs),
-                         export_deleted_runs)
-    plan.narrow(shard)
+    chosen = select_experiments(src, experiments, include_deleted=export_deleted_runs)
+    planning = plan.adding_experiments(chosen, export_deleted_runs)
+    if shard is not None:  # a shard is cut from the whole plan
+        _drain(planning)
+        plan.narrow(shard)
     return _write_bundle(plan, output_dir, "export-experiments",
                          {"export_deleted_runs": export_deleted_runs, "selection": experiments,
                           **_filter_options(plan.run_filter), **_shard_option(shard)}, workers,
-                         overwrite=overwrite)
+                         overwrite=overwrite,
+                         planning=(planning, chosen) if shard is None else None)
 
 
 def export_model(model: str, output_dir: str | Path, *,
@@ -201,9 +204,10 @@ def export_all(output_dir: str | Path, *, tracking_uri: str | Endpoint | None = 
     narrows the runs; its ``since`` also narrows logged models and model versions to those
     changed since then (an incremental sync). With ``shard`` (``"2/4"``), only that shard's
     part of it (see :mod:`mlflow_exim.shard`)."""
-    plan, options = _plan_all(tracking_uri, export_deleted_runs, experiments, models,
-                              run_filter, workers, shard, database_uri)
-    return _write_bundle(plan, output_dir, "export-all", options, workers, overwrite=overwrite)
+    plan, options, planning = _plan_all(tracking_uri, export_deleted_runs, experiments, models,
+                                        run_filter, workers, shard, database_uri, stream=True)
+    return _write_bundle(plan, output_dir, "export-all", options, workers, overwrite=overwrite,
+                         planning=planning)
 
 
 def export_all_in_parts(output_dir: str | Path, *, tracking_uri: str | Endpoint | None = None,
@@ -221,8 +225,8 @@ def export_all_in_parts(output_dir: str | Path, *, tracking_uri: str | Endpoint 
     that run. Once the reader marks that it stopped, no further chunk is written. The
     report holds every written chunk's outcomes and, under ``parts``, each chunk's name
     and counts."""
-    plan, options = _plan_all(tracking_uri, export_deleted_runs, experiments, models,
-                              run_filter, workers, shard, database_uri)
+    plan, options, _ = _plan_all(tracking_uri, export_deleted_runs, experiments, models,
+                                 run_filter, workers, shard, database_uri)
     left = not_carried.survey(plan.src, plan.items[EXPERIMENTS])  # the source's, once
     not_carried.warn(left, plan.src.display_uri)
     split_up = plan.split(most_parts)
@@ -251,23 +255,37 @@ def export_all_in_parts(output_dir: str | Path, *, tracking_uri: str | Endpoint 
 
 def _plan_all(tracking_uri, export_deleted_runs: bool, experiments: Selection,
               models: Selection, run_filter: RunFilter | None, workers: int, shard,
-              database_uri: str | None) -> tuple[_Plan, dict]:
-    """The plan of an export-all (see :func:`export_all`) and the options its manifest
-    records."""
+              database_uri: str | None, *, stream: bool = False) -> tuple[_Plan, dict, Any]:
+    """The plan of an export-all (see :func:`export_all`), the options its manifest
+    records, and, with ``stream`` and no shard, the planning still to do (see
+    :func:`_write_bundle`): else the plan is whole (and narrowed to the shard)."""
     src = Endpoint.connect(tracking_uri, must_exist=True, database_uri=database_uri)
     shard = Shard.of(shard)
     plan = _Plan(src, export_deleted_runs=export_deleted_runs,
                  run_filter=run_filter or RunFilter(), workers=workers)
-    plan.add_experiments(select_experiments(src, experiments, include_deleted=export_deleted_runs),
-                         export_deleted_runs)
-    if models != "none":
-        plan.add_registered_models_with_all_versions(select_registered_models(src, models))
-    if experiments == "all":  # else add_experiments took those of the experiments selected
-        plan.add_prompts(plan.all_prompts())
-        plan.add_datasets(dataset_entity.search(src))
+    chosen = select_experiments(src, experiments, include_deleted=export_deleted_runs)
+
+    def planning() -> Iterator[None]:
+        yield from plan.adding_experiments(chosen, export_deleted_runs)
+        if models != "none":
+            plan.add_registered_models_with_all_versions(select_registered_models(src, models))
+            yield
+        if experiments == "all":  # else adding_experiments took those of the ones selected
+            plan.add_prompts(plan.all_prompts())
+            plan.add_datasets(dataset_entity.search(src))
+
+    options = {"export_deleted_runs": export_deleted_runs, "experiments": experiments,
+               "models": models, **_filter_options(plan.run_filter), **_shard_option(shard)}
+    if stream and shard is None:
+        return plan, options, (planning(), chosen)
+    _drain(planning())
     plan.narrow(shard)
-    return plan, {"export_deleted_runs": export_deleted_runs, "experiments": experiments,
-                  "models": models, **_filter_options(plan.run_filter), **_shard_option(shard)}
+    return plan, options, None
+
+
+def _drain(planning: Iterator[None]) -> None:
+    for _ in planning:
+        pass
 
 
 def export_traces(experiments: Selection, output_dir: str | Path, *,
@@ -392,12 +410,26 @@ class _Plan:
         """Whole experiments: their runs (deleted ones too, if asked; those the run filter
         takes) and logged models (with a run filter: those of the runs taken, or, for
         ``since``, changed since then)."""
+        _drain(self.adding_experiments(experiments, export_deleted_runs))
+
+    def adding_experiments(self, experiments: list[Experiment],
+                           export_deleted_runs: bool) -> Iterator[None]:
+        """What :meth:`add_experiments` does, step by step: it yields once each
+        experiment's runs and logged models are in the plan (in the experiments' order,
+        the listings read side by side), and once their scorers, datasets and prompts are."""
         view = ViewType.ALL if export_deleted_runs else ViewType.ACTIVE_ONLY
-        listed = self._side_by_side(lambda experiment: self._listings(experiment, view),
-                                    experiments, key=lambda e: e.experiment_id)
-        for experiment in experiments:
+        with Workers(self.workers, "plan") as pool:
+            yield from self._add_listed(pool.results(
+                lambda experiment: self._listings(experiment, view), experiments))
+        self.add_genai_of([e.experiment_id for e in experiments])
+        yield
+
+    def _add_listed(self, listed: Iterator[tuple[Experiment, Any]]) -> Iterator[None]:
+        """Each experiment with what its listing found (or the error it met), yielding
+        after each."""
+        for experiment, found in listed:
             self.items[EXPERIMENTS].setdefault(experiment.experiment_id, experiment)
-            if isinstance(found := listed[experiment.experiment_id], Exception):
+            if isinstance(found, Exception):
                 self.report.fail(EXPERIMENTS, experiment.experiment_id,
                                  f"cannot list its runs and logged models: {one_line(found)}",
                                  experiment.name)
@@ -412,7 +444,7 @@ class _Plan:
                 self.items[LOGGED_MODELS].setdefault(model.model_id, model)
             if traced:
                 self.add_traces(experiment, since=self.run_filter.since)
-        self.add_genai_of([e.experiment_id for e in experiments])
+            yield
 
     def _listings(self, experiment: Experiment, view: int) -> tuple[dict[str, Run], list, bool]:
         """What the plan reads of one experiment: its runs, logged models, whether it has
@@ -427,17 +459,8 @@ class _Plan:
     def _side_by_side(self, read: Callable, objects: list, key: Callable) -> dict:
         """``read`` of each object, ``workers`` at a time, by ``key``: what it returned,
         or the exception it raised (reported by the caller, in the objects' order)."""
-        results: dict = {}
-
-        def one(item) -> None:
-            try:
-                results[key(item)] = read(item)
-            except Exception as exc:  # noqa: BLE001 - the caller reports it on the object
-                results[key(item)] = exc
-
         with Workers(self.workers, "plan") as pool:
-            pool.each(one, objects)
-        return results
+            return {key(item): found for item, found in pool.results(read, objects)}
 
     def add_genai_of(self, experiment_ids: list[str]) -> None:
         """The scorers and evaluation datasets of these experiments, and the prompts
@@ -693,24 +716,27 @@ def _searched_runs(src: Endpoint, experiment_id: str, view: int,
 
 def _write_bundle(plan: _Plan, output_dir, command: str, options: dict,
                   workers: int = DEFAULT_WORKERS, *, overwrite: bool = False,
-                  not_carried_left: dict[str, int] | None = None) -> Report:
+                  not_carried_left: dict[str, int] | None = None,
+                  planning: tuple[Iterator[None], list[Experiment]] | None = None) -> Report:
     """Write the plan, ``workers`` objects at a time, each as soon as what it needs is
     written (see :func:`_write_objects`). An object whose dependency could not be written
     fails with that reason. Into a complete bundle of the same export, it refreshes that
     bundle: new objects are written, changed ones written again, the others kept; with
-    ``overwrite`` it replaces any bundle there (see :class:`BundleWriter`)."""
+    ``overwrite`` it replaces any bundle there (see :class:`BundleWriter`).
+
+    With ``planning`` (the plan's steps still to take, and the experiments selected), the
+    plan streams: writing starts with the first experiment listed, and the objects each
+    step adds are written while the next steps are taken."""
     report = plan.report
     report.command = command
     src = plan.src
-    _require_clients(plan)
+    checked = _require_clients(plan, set(), planning[1] if planning else None)
     source = {"tracking_uri": src.display_uri, **src.server_info}
     writer = BundleWriter(output_dir, [kind.section for kind in KINDS], command=command,
                           source=source, options=options, overwrite=overwrite)
-    ctx = ExportContext(src, writer, report, read={
-        (RUNS, run_id): run for run_id, run in plan.runs.items() if run_id in plan.items[RUNS]})
-    plan.runs.clear()
+    ctx = ExportContext(src, writer, report, read={})
     with Workers(workers, "export") as pool:
-        _write_objects(ctx, plan.items, pool)
+        _write_objects(ctx, plan, pool, planning[0] if planning else None, checked)
     for outcome in report.outcomes:
         for note in plan.notes.get((outcome.kind, outcome.source_id), []):
             outcome.warn(note)
@@ -726,28 +752,63 @@ def _write_bundle(plan: _Plan, output_dir, command: str, options: dict,
     return report
 
 
-def _require_clients(plan: _Plan) -> None:
-    """Before anything is written: the storage client of every experiment whose runs or
-    logged models are taken. Their artifact URIs lie under the experiment's location."""
-    holding = {*plan.items[RUNS].values(),
-               *(model.experiment_id for model in plan.items[LOGGED_MODELS].values())}
-    for experiment_id, experiment in plan.items[EXPERIMENTS].items():
-        if experiment_id in holding:
-            require_client(experiment.artifact_location, f"experiment {experiment_id} "
-                           f"({experiment.name}) on {plan.src.display_uri}")
+def _require_clients(plan: _Plan, checked: set[str],
+                     experiments: Iterable[Experiment] | None = None) -> set[str]:
+    """Before their objects are written: the storage client of each of ``experiments``
+    (by default every experiment whose runs or logged models the plan takes: their
+    artifact URIs lie under its location) not ``checked`` yet. A plan that streams checks
+    every experiment selected before it lists them, then those its later steps add.
+    Returns ``checked`` with them."""
+    if experiments is None:
+        holding = {*plan.items[RUNS].values(),
+                   *(model.experiment_id for model in plan.items[LOGGED_MODELS].values())}
+        experiments = [e for i, e in plan.items[EXPERIMENTS].items() if i in holding]
+    for experiment in experiments:
+        if experiment.experiment_id not in checked:
+            require_client(experiment.artifact_location, f"experiment "
+                           f"{experiment.experiment_id} ({experiment.name}) on "
+                           f"{plan.src.display_uri}")
+            checked.add(experiment.experiment_id)
+    return checked
 
 
-def _write_objects(ctx: ExportContext, items: dict[str, dict], pool: Workers) -> None:
-    """Every planned object (``items``: kind name → source id → item) on one scheduler
-    (:meth:`Workers.each_after`): each as soon as the objects it needs or waits for are
-    written (a run's experiment; a registered model's versions' runs and logged models),
-    never after the slowest object of the kind before it."""
+def _write_objects(ctx: ExportContext, plan: _Plan, pool: Workers,
+                   planning: Iterator[None] | None, checked: set[str]) -> None:
+    """Every planned object on one scheduler (:meth:`Workers.each_after`): each as soon as
+    the objects it needs or waits for are written (a run's experiment; a registered
+    model's versions' runs and logged models), never after the slowest object of the kind
+    before it. With ``planning``, the plan's steps are taken meanwhile, and what each adds
+    joins the schedule; traces join once the plan is whole (their links to runs are read
+    against every experiment it takes)."""
     kinds = {kind.name: kind for kind in KINDS}
-    bars = {kind.name: progress_bar(len(items[kind.name]),
-                                    f"export {kind.name.replace('_', ' ')}")
-            for kind in KINDS if items[kind.name]}
-    needs = {(kind.name, object_id): [*kind.export_needs(item), *kind.export_after(item)]
-             for kind in KINDS for object_id, item in items[kind.name].items()}
+    items = plan.items
+    given: dict[str, set[str]] = {kind.name: set() for kind in KINDS}
+    bars: dict[str, Any] = {}
+
+    def fresh(whole: bool) -> dict[tuple[str, str], list]:
+        """The plan's objects not on the schedule yet, with what each needs; the runs the
+        plan holds whole go to the export's context, and new experiments holding objects
+        are checked for their storage client."""
+        found = {}
+        for kind in KINDS:
+            if kind.name == TRACES and not whole:
+                continue
+            new = _added_since(items[kind.name], given[kind.name])
+            given[kind.name].update(new)
+            for object_id in new:
+                item = items[kind.name][object_id]
+                found[kind.name, object_id] = [*kind.export_needs(item), *kind.export_after(item)]
+            if new and kind.name in bars:
+                bars[kind.name].total += len(new)
+            elif new:
+                bars[kind.name] = progress_bar(len(new), f"export {kind.name.replace('_', ' ')}")
+        holding = {items[RUNS][i] for k, i in found if k == RUNS} | {
+            items[LOGGED_MODELS][i].experiment_id for k, i in found if k == LOGGED_MODELS}
+        _require_clients(plan, checked, [items[EXPERIMENTS][i] for i in holding])
+        for kind_name, object_id in found:
+            if kind_name == RUNS and object_id in plan.runs:
+                ctx.read[RUNS, object_id] = plan.runs.pop(object_id)
+        return found
 
     def write(key: tuple[str, str]) -> None:
         kind, object_id = kinds[key[0]], key[1]
@@ -765,6 +826,27 @@ def _write_objects(ctx: ExportContext, items: dict[str, dict], pool: Workers) ->
             outcome.target_id = ctx.writer.relative(directory)
         bars[kind.name].update()
 
-    pool.each_after(write, needs)
+    def steps() -> Iterator[dict]:
+        for _ in planning:
+            if found := fresh(whole=False):
+                yield found
+        yield fresh(whole=True)
+
+    if planning is None:
+        pool.each_after(write, fresh(whole=True))
+    else:
+        pool.each_after(write, {}, more=steps())
+    plan.runs.clear()
     for bar in bars.values():
         bar.close()
+
+
+def _added_since(objects: dict[str, Any], given: set[str]) -> list[str]:
+    """The keys of ``objects`` (a dict the plan only adds to, in order) not in ``given``:
+    those added last, found walking back from the end."""
+    new = []
+    for key in reversed(objects):
+        if key in given:
+            break
+        new.append(key)
+    return new[::-1]

@@ -41,7 +41,8 @@ class Workers:
         items = iter(items)
         self._drive(func, lambda: next(items, _NOTHING), lambda item: None)
 
-    def each_after(self, func: Callable[[K], object], needs: Mapping[K, Iterable[K]]) -> None:
+    def each_after(self, func: Callable[[K], object], needs: Mapping[K, Iterable[K]],
+                   more: Iterator[Mapping[K, Iterable[K]]] | None = None) -> None:
         """Call ``func`` on every key of ``needs`` (key → the keys it needs), ``size`` at a
         time, each as soon as every key it needs among them has returned (whatever became
         of it): a key waits for what it needs only, never for the slowest of a generation
@@ -49,20 +50,30 @@ class Workers:
         from the start, so that a chain (a run, its logged model, a version of it) is done
         early rather than each level in a block. Needs that loop are cut as
         :func:`needs_first` cuts them. An escaping exception stops new calls and is
-        re-raised once the started ones end."""
-        order = needs_first(needs)
-        position = {key: i for i, key in enumerate(order)}
+        re-raised once the started ones end.
+
+        ``more`` gives further keys the same way, batch after batch, drawn in a thread of
+        its own while the calls run (a plan that streams): a key of a batch waits for the
+        keys it needs among those given before it that have not returned; a need given
+        later is not waited for. An exception ``more`` raises is one that escapes."""
         waiting: dict[K, int] = {}
         dependants: dict[K, list[K]] = {}
-        for key in order:
-            kept = {need for need in needs[key]
-                    if need in position and position[need] < position[key]}
-            waiting[key] = len(kept)
-            for need in kept:
-                dependants.setdefault(need, []).append(key)
-        ready = deque(key for key in order if not waiting[key])
+        given: set[K] = set()
+        returned: set[K] = set()
+        ready: deque[K] = deque()
+
+        def add(batch: Mapping[K, Iterable[K]]) -> None:
+            for key in needs_first(batch):
+                kept = {need for need in batch[key] if need in given and need not in returned}
+                given.add(key)
+                waiting[key] = len(kept)
+                for need in kept:
+                    dependants.setdefault(need, []).append(key)
+                if not kept:
+                    ready.append(key)
 
         def settled(key: K) -> None:
+            returned.add(key)
             unblocked = []
             for dependant in dependants.pop(key, []):
                 waiting[dependant] -= 1
@@ -70,35 +81,70 @@ class Workers:
                     unblocked.append(dependant)
             ready.extendleft(reversed(unblocked))
 
-        self._drive(func, lambda: ready.popleft() if ready else _NOTHING, settled)
+        add(needs)
+        self._drive(func, lambda: ready.popleft() if ready else _NOTHING, settled,
+                    None if more is None else (lambda: next(more, _NOTHING), add))
 
     def _drive(self, func: Callable[[T], object], take: Callable[[], T],
-               settled: Callable[[T], None]) -> None:
+               settled: Callable[[T], None],
+               feed: tuple[Callable[[], Any], Callable[[Any], None]] | None = None) -> None:
         """Call ``func`` on what ``take`` gives (``_NOTHING``: nothing more for now) while
         fewer than ``size`` calls are in flight, and ``settled`` on each item once its call
-        has returned, in this thread (it may give ``take`` more)."""
+        has returned, in this thread (it may give ``take`` more). ``feed`` (draw, fed):
+        ``draw`` is called again and again in a thread of its own, one call at a time,
+        until it returns ``_NOTHING``, and ``fed`` on what each returned, in this thread."""
+        draw, fed = feed if feed is not None else (None, None)
         if self._executor is None:
-            while (item := take()) is not _NOTHING:
-                func(item)
-                settled(item)
-            return
+            while True:
+                while (item := take()) is not _NOTHING:
+                    func(item)
+                    settled(item)
+                if draw is None or (batch := draw()) is _NOTHING:
+                    return
+                fed(batch)
         in_flight: dict[Future, T] = {}
         errors: list[BaseException] = []
-        while True:
-            while len(in_flight) < self.size and not errors:
-                item = take()
-                if item is _NOTHING:
+        feeder = ThreadPoolExecutor(1, thread_name_prefix="feed") if draw is not None else None
+        drawing = feeder.submit(draw) if feeder is not None else None
+        try:
+            while True:
+                while len(in_flight) < self.size and not errors:
+                    item = take()
+                    if item is _NOTHING:
+                        break
+                    in_flight[self._executor.submit(func, item)] = item
+                if not in_flight and drawing is None:
                     break
-                in_flight[self._executor.submit(func, item)] = item
-            if not in_flight:
-                break
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            for future in done:
-                if future.exception() is not None:
-                    errors.append(future.exception())
-                settled(in_flight.pop(future))
+                done, _ = wait([*in_flight, *([drawing] if drawing else [])],
+                               return_when=FIRST_COMPLETED)
+                for future in done:
+                    if future is drawing:
+                        drawing = None
+                        if future.exception() is not None:
+                            errors.append(future.exception())
+                        elif (batch := future.result()) is not _NOTHING:
+                            fed(batch)
+                            drawing = None if errors else feeder.submit(draw)
+                        continue
+                    if future.exception() is not None:
+                        errors.append(future.exception())
+                    settled(in_flight.pop(future))
+        finally:
+            if feeder is not None:
+                feeder.shutdown(wait=True)
         if errors:
             raise errors[0]
+
+    def results(self, func: Callable[[T], object], items: list[T]) -> Iterator[tuple[T, object]]:
+        """(item, what ``func`` returned or the exception it raised) for each of ``items``,
+        in their order, each as soon as its call and those before it have returned; ``size``
+        calls at a time."""
+        if self._executor is None:
+            yield from ((item, _outcome(func, item)) for item in items)
+            return
+        futures = [self._executor.submit(_outcome, func, item) for item in items]
+        yield from ((item, future.result()) for item, future in zip(items, futures,
+                                                                    strict=True))
 
     def close(self) -> None:
         if self._executor is not None:
@@ -109,6 +155,13 @@ class Workers:
 
     def __exit__(self, *_exc) -> None:
         self.close()
+
+def _outcome(func: Callable[[T], object], item: T) -> object:
+    try:
+        return func(item)
+    except Exception as exc:  # noqa: BLE001 - handed to the caller, who reports it
+        return exc
+
 
 def paged(search: Callable[..., Iterable[T]], *args, max_results: int = PAGE_SIZE,
           **kwargs) -> Iterator[T]:

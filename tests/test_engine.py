@@ -220,6 +220,39 @@ def test_an_export_writes_a_model_while_a_run_it_does_not_need_is_read(
         ("model_versions", f"{model}/1")}
 
 
+def test_an_export_writes_the_first_experiment_listed_before_it_lists_the_next(
+        stack, unique, tmp_path):
+    """Through a proxy in front of the source: the second search of runs (of the second
+    experiment, with one worker) is held until a run of the first is on disk. With the
+    whole plan made before the first write, the hold would time out."""
+    client = MlflowClient(stack.source.uri)
+    runs = [make_run(client, client.create_experiment(f"{unique}-{name}"), name, number)
+            for number, name in enumerate(("a", "b"), 1)]
+    bundle = tmp_path / "bundle"
+    seen: list[str] = []
+
+    def hold_until_a_run_is_written() -> None:
+        for _ in range(300):
+            if any(bundle.parent.rglob("run.json")):
+                seen.append("a run written before the second experiment was listed")
+                return
+            time.sleep(0.1)
+        seen.append("timed out: nothing was written before the whole plan")
+
+    proxy = FaultProxy(stack.source.uri)
+    try:
+        proxy.arm("/runs/search", "delay", 1)  # the first experiment's listing goes through
+        proxy.arm("/runs/search", "call", 1, action=hold_until_a_run_is_written)
+        report = mlflow_exim.export_experiments(f"{unique}-*", bundle, tracking_uri=proxy.uri,
+                                                workers=1)
+    finally:
+        proxy.close()
+    assert proxy.fired() == 2
+    assert seen == ["a run written before the second experiment was listed"]
+    assert report.ok, report.summary()
+    assert {o.source_id for o in report.outcomes if o.kind == "runs"} == set(runs)
+
+
 def test_no_barrier_between_kinds_and_a_version_fails_with_its_runs_reason(
         stack, unique, tmp_path):
     """Through a proxy in front of the target: the only dataset input (of a run in an

@@ -7,6 +7,7 @@ import re
 import sys
 import threading
 import time
+from itertools import pairwise
 
 import pytest
 from hypothesis import given, settings
@@ -80,6 +81,54 @@ def test_each_after_calls_every_key_once_after_what_it_needs_and_size_at_a_time(
     assert running[1] <= size
     for need, key in _kept(needs):
         assert events.index(("end", need)) < events.index(("start", key))
+
+
+@settings(max_examples=60, deadline=None)
+@given(needs=graphs, size=st.sampled_from([1, 2, 3]),
+       cuts=st.lists(st.integers(0, 13), max_size=3))
+def test_each_after_takes_further_keys_batch_after_batch_while_calls_run(needs, size, cuts):
+    """A plan that streams: keys arrive in batches (``more``) while the calls run, and
+    each still waits for what it needs among the keys given before it."""
+    acyclic = {key: [n for n in wanted if n < key or n not in needs]
+               for key, wanted in needs.items()}
+    keys = needs_first(acyclic)
+    bounds = sorted({0, len(keys), *(c for c in cuts if c <= len(keys))})
+    batches = [{k: acyclic[k] for k in keys[a:b]} for a, b in pairwise(bounds)]
+    lock = threading.Lock()
+    events: list[tuple[str, int]] = []
+    running = [0, 0]  # now, most
+
+    def call(key: int) -> None:
+        with lock:
+            events.append(("start", key))
+            running[0] += 1
+            running[1] = max(running)
+        time.sleep(0.001)
+        with lock:
+            running[0] -= 1
+            events.append(("end", key))
+
+    with Workers(size) as pool:
+        pool.each_after(call, batches[0] if batches else {}, more=iter(batches[1:]))
+    assert sorted(key for what, key in events if what == "start") == sorted(needs)
+    assert running[1] <= size
+    for key, wanted in acyclic.items():
+        for need in wanted:
+            if need in acyclic:
+                assert events.index(("end", need)) < events.index(("start", key))
+
+
+@pytest.mark.parametrize("size", [1, 3])
+def test_an_error_of_the_further_keys_stops_new_calls_and_is_reraised(size):
+    called: list[str] = []
+
+    def more():
+        yield {"b": ["a"]}
+        raise EximError("cannot list experiment 2")
+
+    with Workers(size) as pool, pytest.raises(EximError, match="cannot list experiment 2"):
+        pool.each_after(called.append, {"a": []}, more=more())
+    assert "a" in called
 
 
 @given(needs=graphs)
