@@ -181,6 +181,20 @@ def test_runs_sharing_a_dataset_import_in_parallel_without_a_clash(stack, unique
         assert all([d.dataset.name for d in r.inputs.dataset_inputs] == ["shared"] for r in runs)
 
 
+def _hold_until(condition, seen: list[str], met: str, timed_out: str, seconds: float = 30):
+    """A proxy action that holds its request until ``condition()`` holds (noting ``met``
+    in ``seen``) or ``seconds`` have passed (noting ``timed_out``)."""
+    def hold() -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if condition():
+                seen.append(met)
+                return
+            time.sleep(0.1)
+        seen.append(timed_out)
+    return hold
+
+
 def test_an_export_writes_a_model_while_a_run_it_does_not_need_is_read(
         stack, unique, tmp_path):
     """Through a proxy in front of the source: the first request naming a run that the
@@ -196,18 +210,13 @@ def test_an_export_writes_a_model_while_a_run_it_does_not_need_is_read(
     client.create_model_version(model, f"runs:/{run_a}/model", run_id=run_a)
     bundle = tmp_path / "bundle"
     seen: list[str] = []
-
-    def hold_until_the_model_is_written() -> None:
-        for _ in range(300):
-            if any(tmp_path.rglob("registered_model.json")):
-                seen.append("model written while run b was read")
-                return
-            time.sleep(0.1)
-        seen.append("timed out: the model waited for run b")
+    hold = _hold_until(lambda: any(tmp_path.rglob("registered_model.json")), seen,
+                       "model written while run b was read",
+                       "timed out: the model waited for run b")
 
     proxy = FaultProxy(stack.source.uri)
     try:
-        proxy.arm(run_b, "call", 1, action=hold_until_the_model_is_written)
+        proxy.arm(run_b, "call", 1, action=hold)
         report = mlflow_exim.export_all(bundle, tracking_uri=proxy.uri, workers=4,
                                         experiments=f"{unique}-*", models=model)
     finally:
@@ -230,19 +239,14 @@ def test_an_export_writes_the_first_experiment_listed_before_it_lists_the_next(
             for number, name in enumerate(("a", "b"), 1)]
     bundle = tmp_path / "bundle"
     seen: list[str] = []
-
-    def hold_until_a_run_is_written() -> None:
-        for _ in range(300):
-            if any(bundle.parent.rglob("run.json")):
-                seen.append("a run written before the second experiment was listed")
-                return
-            time.sleep(0.1)
-        seen.append("timed out: nothing was written before the whole plan")
+    hold = _hold_until(lambda: any(bundle.parent.rglob("run.json")), seen,
+                       "a run written before the second experiment was listed",
+                       "timed out: nothing was written before the whole plan")
 
     proxy = FaultProxy(stack.source.uri)
     try:
         proxy.arm("/runs/search", "delay", 1)  # the first experiment's listing goes through
-        proxy.arm("/runs/search", "call", 1, action=hold_until_a_run_is_written)
+        proxy.arm("/runs/search", "call", 1, action=hold)
         report = mlflow_exim.export_experiments(f"{unique}-*", bundle, tracking_uri=proxy.uri,
                                                 workers=1)
     finally:

@@ -58,12 +58,12 @@ def _kept(needs: dict) -> list[tuple]:
             if need in needs and order.index(need) < order.index(key)]
 
 
-@settings(max_examples=60, deadline=None)
-@given(needs=graphs, size=st.sampled_from([1, 2, 3]))
-def test_each_after_calls_every_key_once_after_what_it_needs_and_size_at_a_time(needs, size):
+def _recorded():
+    """A call that records when each key starts and ends, the events, and how many calls
+    ran at once (now, most)."""
     lock = threading.Lock()
     events: list[tuple[str, int]] = []
-    running = [0, 0]  # now, most
+    running = [0, 0]
 
     def call(key: int) -> None:
         with lock:
@@ -75,6 +75,13 @@ def test_each_after_calls_every_key_once_after_what_it_needs_and_size_at_a_time(
             running[0] -= 1
             events.append(("end", key))
 
+    return call, events, running
+
+
+@settings(max_examples=60, deadline=None)
+@given(needs=graphs, size=st.sampled_from([1, 2, 3]))
+def test_each_after_calls_every_key_once_after_what_it_needs_and_size_at_a_time(needs, size):
+    call, events, running = _recorded()
     with Workers(size) as pool:
         pool.each_after(call, needs)
     assert sorted(key for what, key in events if what == "start") == sorted(needs)
@@ -94,20 +101,7 @@ def test_each_after_takes_further_keys_batch_after_batch_while_calls_run(needs, 
     keys = needs_first(acyclic)
     bounds = sorted({0, len(keys), *(c for c in cuts if c <= len(keys))})
     batches = [{k: acyclic[k] for k in keys[a:b]} for a, b in pairwise(bounds)]
-    lock = threading.Lock()
-    events: list[tuple[str, int]] = []
-    running = [0, 0]  # now, most
-
-    def call(key: int) -> None:
-        with lock:
-            events.append(("start", key))
-            running[0] += 1
-            running[1] = max(running)
-        time.sleep(0.001)
-        with lock:
-            running[0] -= 1
-            events.append(("end", key))
-
+    call, events, running = _recorded()
     with Workers(size) as pool:
         pool.each_after(call, batches[0] if batches else {}, more=iter(batches[1:]))
     assert sorted(key for what, key in events if what == "start") == sorted(needs)
