@@ -4,8 +4,8 @@
 
 An export's plan lists the experiments, every page of their runs, the logged models, the
 registered models with their versions. ``export-all`` and ``export-experiments`` stream
-it: writing starts once the first experiment is listed, and the rest is planned while
-objects are written; a sharded export and ``migrate`` (whose chunks are cut from the
+it: writing starts with the first page of runs, and the rest is planned while objects are
+written; a sharded export and ``migrate`` (whose chunks are cut from the
 whole plan) plan it all first. This seeds one source ``mlflow server`` (sqlite, kept in
 ``--workdir`` and topped up between sizes) with small runs (8 tags, 8 params, 4 one-point
 metrics) in 5 experiments, and times, in this process, the plan of an ``export-all`` of

@@ -46,7 +46,7 @@ from mlflow_exim.selection import (
     select_registered_models,
 )
 from mlflow_exim.shard import Node, Shard, chunks, linked, model_runs, parts, split
-from mlflow_exim.work import DEFAULT_WORKERS, Workers, paged, progress_bar
+from mlflow_exim.work import DEFAULT_WORKERS, PAGE_SIZE, Workers, pages, progress_bar
 
 EXPERIMENTS, RUNS = experiment_entity.NAME, run_entity.NAME
 LOGGED_MODELS, REGISTERED_MODELS = logged_model_entity.NAME, registered_model_entity.NAME
@@ -61,6 +61,10 @@ MOST_PARTS = 8
 # many params, tags and latest metrics in all (some tens of MB): a server of many runs is
 # planned in bounded memory, and a run beyond it is read again when it is written.
 WHOLE_ENTRIES_HELD = 200_000
+
+# Runs per page of an experiment's listing: each page joins a streaming export's schedule
+# as it comes.
+RUNS_PER_PAGE = PAGE_SIZE
 
 
 def export_run(run_id: str, output_dir: str | Path, *,
@@ -414,53 +418,79 @@ class _Plan:
 
     def adding_experiments(self, experiments: list[Experiment],
                            export_deleted_runs: bool) -> Iterator[None]:
-        """What :meth:`add_experiments` does, step by step: it yields once each
-        experiment's runs and logged models are in the plan (in the experiments' order,
-        the listings read side by side), and once their scorers, datasets and prompts are."""
+        """What :meth:`add_experiments` does, step by step: it yields once each page of an
+        experiment's runs is in the plan, once its logged models are (in the experiments'
+        order, the listings read side by side, ahead), and once their scorers, datasets
+        and prompts are."""
         view = ViewType.ALL if export_deleted_runs else ViewType.ACTIVE_ONLY
         with Workers(self.workers, "plan") as pool:
-            yield from self._add_listed(pool.results(
-                lambda experiment: self._listings(experiment, view), experiments))
+            for experiment, listing in pool.streams(lambda e: self._listing(e, view),
+                                                    experiments):
+                yield from self._add_listing(experiment, listing)
         self.add_genai_of([e.experiment_id for e in experiments])
         yield
 
-    def _add_listed(self, listed: Iterator[tuple[Experiment, Any]]) -> Iterator[None]:
-        """Each experiment with what its listing found (or the error it met), yielding
-        after each."""
-        for experiment, found in listed:
-            self.items[EXPERIMENTS].setdefault(experiment.experiment_id, experiment)
-            if isinstance(found, Exception):
-                self.report.fail(EXPERIMENTS, experiment.experiment_id,
-                                 f"cannot list its runs and logged models: {one_line(found)}",
+    def _add_listing(self, experiment: Experiment, listing: Iterator) -> Iterator[None]:
+        """Add what the listing of one experiment finds, yielding after each page of runs
+        and after its logged models. A listing that fails fails the experiment: with the
+        runs added before, if any (they are exported), else without it."""
+        experiment_id = experiment.experiment_id
+        self.items[EXPERIMENTS].setdefault(experiment_id, experiment)
+        added = 0
+        try:
+            for found in listing:
+                if isinstance(found, dict):  # a page of runs
+                    whole = run_entity.whole_in_search(self.any_logged_models())
+                    for run_id, run in found.items():
+                        self.add_run(run_id, experiment_id, self._read(run, whole).parent)
+                    added += len(found)
+                    yield
+                    continue
+                models, traced = found
+                for model in models:
+                    self.items[LOGGED_MODELS].setdefault(model.model_id, model)
+                if traced:
+                    self.add_traces(experiment, since=self.run_filter.since)
+        except Exception as exc:  # noqa: BLE001 - reported on the experiment
+            if added:
+                self.report.fail(EXPERIMENTS, experiment_id,
+                                 f"its listing stopped after {added} runs, which are "
+                                 f"exported: {one_line(exc)}", experiment.name)
+            else:
+                self.report.fail(EXPERIMENTS, experiment_id,
+                                 f"cannot list its runs and logged models: {one_line(exc)}",
                                  experiment.name)
-                del self.items[EXPERIMENTS][experiment.experiment_id]
-                continue
-            found, models, traced = found
-            whole = run_entity.whole_in_search(self.any_logged_models())
-            for run_id, run in found.items():
-                facts = self._read(run, whole)
-                self.add_run(run_id, experiment.experiment_id, facts.parent)
-            for model in models:
-                self.items[LOGGED_MODELS].setdefault(model.model_id, model)
-            if traced:
-                self.add_traces(experiment, since=self.run_filter.since)
-            yield
+                del self.items[EXPERIMENTS][experiment_id]
+            return
+        yield
 
-    def _listings(self, experiment: Experiment, view: int) -> tuple[dict[str, Run], list, bool]:
-        """What the plan reads of one experiment: its runs, logged models, whether it has
-        traces."""
-        found = _searched_runs(self.src, experiment.experiment_id, view,
-                               self.run_filter.searches())
-        taken = set(found)
-        models = [m for m in logged_model_entity.search(self.src, experiment.experiment_id)
-                  if self._wanted(m, taken)]
-        return found, models, trace_entity.has_traces(self.src, experiment.experiment_id)
+    def _listing(self, experiment: Experiment, view: int) -> Iterator:
+        """What the plan reads of one experiment: each page of its runs (the runs any of
+        the run filter's searches finds, each once, by id), then its logged models with
+        whether it has traces."""
+        experiment_id = experiment.experiment_id
+        taken: set[str] = set()
+        for filter_string in self.run_filter.searches():
+            for page in pages(self.src.client.search_runs, [experiment_id], filter_string,
+                              run_view_type=view, max_results=RUNS_PER_PAGE):
+                found = {run.info.run_id: run for run in page
+                         if run.info.run_id not in taken}
+                taken.update(found)
+                yield found
+        yield ([m for m in logged_model_entity.search(self.src, experiment_id)
+                if self._wanted(m, taken)], trace_entity.has_traces(self.src, experiment_id))
 
     def _side_by_side(self, read: Callable, objects: list, key: Callable) -> dict:
         """``read`` of each object, ``workers`` at a time, by ``key``: what it returned,
         or the exception it raised (reported by the caller, in the objects' order)."""
+        def one(item) -> Iterator:
+            try:
+                yield read(item)
+            except Exception as exc:  # noqa: BLE001 - the caller reports it on the object
+                yield exc
+
         with Workers(self.workers, "plan") as pool:
-            return {key(item): found for item, found in pool.results(read, objects)}
+            return {key(item): next(found) for item, found in pool.streams(one, objects)}
 
     def add_genai_of(self, experiment_ids: list[str]) -> None:
         """The scorers and evaluation datasets of these experiments, and the prompts
@@ -700,16 +730,6 @@ EXPERIMENTS_PER_SEARCH = 100
 
 def _chunks(items: list, size: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
-
-
-def _searched_runs(src: Endpoint, experiment_id: str, view: int,
-                   searches: list[str]) -> dict[str, Run]:
-    """The runs any of ``searches`` finds, each once, by id, as the search returns them."""
-    found: dict[str, Run] = {}
-    for filter_string in searches:
-        found.update((run.info.run_id, run) for run in paged(
-            src.client.search_runs, [experiment_id], filter_string, run_view_type=view))
-    return found
 
 
 # Writing --------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ may use them; they know nothing of MLflow objects."""
 
 from __future__ import annotations
 
+import queue
 import sys
 import threading
 import time
@@ -135,16 +136,39 @@ class Workers:
         if errors:
             raise errors[0]
 
-    def results(self, func: Callable[[T], object], items: list[T]) -> Iterator[tuple[T, object]]:
-        """(item, what ``func`` returned or the exception it raised) for each of ``items``,
-        in their order, each as soon as its call and those before it have returned; ``size``
-        calls at a time."""
+    def streams(self, func: Callable[[T], Iterator[Any]],
+                items: list[T]) -> Iterator[tuple[T, Iterator[Any]]]:
+        """(item, what ``func(item)`` yields) for each of ``items``, in their order: the
+        generators run ``size`` at a time ahead of the reader, who reads each as it goes
+        (an exception one raises comes out of its iterator there). With ``size`` 1 each
+        runs as it is read."""
         if self._executor is None:
-            yield from ((item, _outcome(func, item)) for item in items)
+            yield from ((item, func(item)) for item in items)
             return
-        futures = [self._executor.submit(_outcome, func, item) for item in items]
-        yield from ((item, future.result()) for item, future in zip(items, futures,
-                                                                    strict=True))
+        queues = [queue.SimpleQueue() for _ in items]
+
+        def produce(item: T, out: queue.SimpleQueue) -> None:
+            try:
+                for value in func(item):
+                    out.put((True, value))
+            except BaseException as exc:  # noqa: BLE001 - raised in the reader's thread
+                out.put((False, exc))
+                return
+            out.put((False, None))
+
+        def read(out: queue.SimpleQueue) -> Iterator[Any]:
+            while True:
+                more, value = out.get()
+                if more:
+                    yield value
+                elif value is None:
+                    return
+                else:
+                    raise value
+
+        for item, out in zip(items, queues, strict=True):
+            self._executor.submit(produce, item, out)
+        yield from ((item, read(out)) for item, out in zip(items, queues, strict=True))
 
     def close(self) -> None:
         if self._executor is not None:
@@ -156,23 +180,23 @@ class Workers:
     def __exit__(self, *_exc) -> None:
         self.close()
 
-def _outcome(func: Callable[[T], object], item: T) -> object:
-    try:
-        return func(item)
-    except Exception as exc:  # noqa: BLE001 - handed to the caller, who reports it
-        return exc
+def pages(search: Callable[..., Iterable[T]], *args, max_results: int = PAGE_SIZE,
+          **kwargs) -> Iterator[Iterable[T]]:
+    """Each page an MLflow search or history call returns, until the last."""
+    token = None
+    while True:
+        page = search(*args, max_results=max_results, page_token=token, **kwargs)
+        yield page
+        token = getattr(page, "token", None)
+        if not token:
+            return
 
 
 def paged(search: Callable[..., Iterable[T]], *args, max_results: int = PAGE_SIZE,
           **kwargs) -> Iterator[T]:
     """Every item an MLflow search or history call finds, page after page."""
-    token = None
-    while True:
-        page = search(*args, max_results=max_results, page_token=token, **kwargs)
+    for page in pages(search, *args, max_results=max_results, **kwargs):
         yield from page
-        token = getattr(page, "token", None)
-        if not token:
-            return
 
 def needs_first(needs: Mapping[K, Iterable[K]]) -> list[K]:
     """The keys of ``needs`` (key → the keys it needs) so that each comes after the keys it

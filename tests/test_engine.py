@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Dataset, DatasetInput, InputTag, ViewType
 
 import mlflow_exim
-from mlflow_exim import lineage
+from mlflow_exim import exporter, lineage
 from mlflow_exim.kind import CREATE, REDO, SKIP, UPDATE
 from mlflow_exim.report import FAILED, OK, PLANNED, SKIPPED
 from tests.faultproxy import FaultProxy
@@ -229,30 +229,33 @@ def test_an_export_writes_a_model_while_a_run_it_does_not_need_is_read(
         ("model_versions", f"{model}/1")}
 
 
-def test_an_export_writes_the_first_experiment_listed_before_it_lists_the_next(
-        stack, unique, tmp_path):
-    """Through a proxy in front of the source: the second search of runs (of the second
-    experiment, with one worker) is held until a run of the first is on disk. With the
-    whole plan made before the first write, the hold would time out."""
+def test_an_export_writes_a_page_of_runs_before_it_reads_the_next(stack, unique, tmp_path,
+                                                                  monkeypatch):
+    """Through a proxy in front of the source, with pages of one run and one worker: the
+    search for the second page of an experiment's runs is held until a run is on disk.
+    With the whole plan (or the experiment's whole listing) made before the first write,
+    the hold would time out."""
     client = MlflowClient(stack.source.uri)
-    runs = [make_run(client, client.create_experiment(f"{unique}-{name}"), name, number)
+    experiment = client.create_experiment(f"{unique}-paged")
+    runs = [make_run(client, experiment, name, number)
             for number, name in enumerate(("a", "b"), 1)]
+    monkeypatch.setattr(exporter, "RUNS_PER_PAGE", 1)
     bundle = tmp_path / "bundle"
     seen: list[str] = []
     hold = _hold_until(lambda: any(bundle.parent.rglob("run.json")), seen,
-                       "a run written before the second experiment was listed",
-                       "timed out: nothing was written before the whole plan")
+                       "a run written before the second page was read",
+                       "timed out: nothing was written before the listing ended")
 
     proxy = FaultProxy(stack.source.uri)
     try:
-        proxy.arm("/runs/search", "delay", 1)  # the first experiment's listing goes through
+        proxy.arm("/runs/search", "delay", 1)  # the first page goes through
         proxy.arm("/runs/search", "call", 1, action=hold)
-        report = mlflow_exim.export_experiments(f"{unique}-*", bundle, tracking_uri=proxy.uri,
-                                                workers=1)
+        report = mlflow_exim.export_experiments(f"{unique}-paged", bundle,
+                                                tracking_uri=proxy.uri, workers=1)
     finally:
         proxy.close()
     assert proxy.fired() == 2
-    assert seen == ["a run written before the second experiment was listed"]
+    assert seen == ["a run written before the second page was read"]
     assert report.ok, report.summary()
     assert {o.source_id for o in report.outcomes if o.kind == "runs"} == set(runs)
 

@@ -125,6 +125,23 @@ def test_an_error_of_the_further_keys_stops_new_calls_and_is_reraised(size):
     assert "a" in called
 
 
+@pytest.mark.parametrize("size", [1, 3])
+def test_streams_give_each_items_values_in_order_and_its_error_where_it_was_raised(size):
+    def values(item: int):
+        yield from range(item)
+        if item == 2:
+            raise EximError("listing 2 failed")
+
+    read: list = []
+    with Workers(size) as pool:
+        for item, stream in pool.streams(values, [3, 2, 1]):
+            try:
+                read.extend((item, value) for value in stream)
+            except EximError as exc:
+                read.append((item, str(exc)))
+    assert read == [(3, 0), (3, 1), (3, 2), (2, 0), (2, 1), (2, "listing 2 failed"), (1, 0)]
+
+
 @given(needs=graphs)
 def test_needs_first_places_every_key_once_and_cuts_only_circles(needs):
     order = needs_first(needs)
