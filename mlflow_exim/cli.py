@@ -334,8 +334,9 @@ def workers_option(*, configurable: bool = False):
                       shown=str(DEFAULT_WORKERS), configurable=configurable,
                       help_text="How many objects (runs, logged models, registered models), "
                                 "and inside each how many metric batches and artifact files, "
-                                "are worked on at once. An embedded sqlite target takes one "
-                                "at a time.")
+                                "are worked on at once; an export also lists that many "
+                                "experiments at once while it writes. An embedded sqlite "
+                                "target takes one at a time.")
 
 
 def dry_run_option(*, configurable: bool = False):
