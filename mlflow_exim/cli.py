@@ -879,9 +879,10 @@ def copy_model_version_command(report_path, as_json, src_uri, dst_uri, config, s
 @dst_uri_option(required=False, dest="target",
                 detail=" Replaces the config's target (and its credentials).")
 @click.option("--bundle-dir", type=click.Path(file_okay=False),
-              help="Keep the export's chunks in DIR/bundle, each a bundle part-K-of-N (an "
-                   "interrupted export resumes from them); default: a temporary directory, "
-                   "removed afterwards.")
+              help="Keep the export's chunks in DIR/bundle, each a bundle part-K-of-N: "
+                   "the next migrate of the same selection resumes from them, partial or "
+                   "complete, and reads again only what changed; default: a temporary "
+                   "directory, removed afterwards.")
 @experiments_option(configurable=True)
 @models_option(configurable=True)
 @run_filter_options

@@ -63,7 +63,8 @@ def migrate(source: str | Endpoint | None = None, target: str | Endpoint | None 
     the experiments behind its versions...) and written chunk after chunk, each a bundle
     ``bundle_dir/bundle/part-<k>-of-<n>``, while the import takes each chunk as soon as it
     is complete. The chunks are kept there (an interrupted export resumes a chunk it left
-    partial; complete ones an earlier ``migrate`` left there are replaced), or else written
+    partial, and a complete one an earlier ``migrate`` of the same selection left there:
+    objects that read the same at the source are kept, not read again), or else written
     to a temporary directory that is removed. The report's ``pipeline`` says how many
     chunks there were and how long the phases overlapped (none with a single part: then
     the export ends before the import starts). With ``dry_run`` the export still reads the

@@ -349,3 +349,27 @@ def test_a_plan_holds_whole_runs_up_to_its_budget_and_reads_the_rest_when_writte
         written = [next((tmp_path / bundle).rglob(f"{run_id}/run.json")).read_text()
                    for bundle in ("all", "bounded")]
         assert written[0] == written[1]
+
+
+def test_a_second_migrate_into_the_same_bundle_dir_reads_only_what_changed(
+        stack, seeded, tmp_path, monkeypatch):
+    """``migrate --bundle-dir`` keeps its chunks; the next migrate of the same selection
+    resumes them: a run that reads the same at the source is kept, its histories and files
+    not read again, and one changed since is written again, and nothing is created twice."""
+    unique, _, parent, child, model = seeded
+    options = {"bundle_dir": tmp_path / "kept", "experiments": f"{unique}-req",
+               "models": model}
+    first = mlflow_exim.migrate(stack.source.uri, stack.target.uri, **options)
+    assert first.ok, first.summary()
+    MlflowClient(stack.source.uri).set_tag(child, "changed", "since the first migrate")
+    sent = _Requests(monkeypatch)
+    second = mlflow_exim.migrate(stack.source.uri, stack.target.uri, **options)
+    assert second.ok, second.summary()
+    read = {fields.get("run_id") for _, path, fields in sent.sent
+            if path.endswith("/metrics/get-history")}
+    assert read == {child}  # the parent's two histories are kept
+    assert not any(path.startswith("/api/2.0/mlflow-artifacts/artifacts/") and parent in path
+                   for method, path, _ in sent.sent if method == "GET")
+    assert sent.count("/runs/create") == 0 and sent.count("/model-versions/create") == 0
+    kept = next((tmp_path / "kept").rglob(f"{child}/run.json")).read_text()
+    assert "since the first migrate" in kept

@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 
 from mlflow_exim.bundle.format import MANIFEST_FILE, PARTIAL_SUFFIX
+from mlflow_exim.bundle.writer import reopen
+from mlflow_exim.errors import BundleError
 
 PARTS_FILE = "parts.json"
 EVENTS_FILE = "events.jsonl"
@@ -43,15 +45,20 @@ class PartsDir:
         self.root = Path(root)
 
     def start(self) -> None:
-        """Before a writer and a reader start: what an earlier run left that could be taken
-        for this one's is removed (complete parts, the list, the events, the end mark); a
-        part left partial stays, for the writer to resume."""
+        """Before a writer and a reader start: nothing an earlier run left can be taken for
+        this one's. The list, the events and the end mark are removed; a complete part is
+        turned back into a partial one (:func:`reopen`), which the writer resumes where it
+        writes the same part again (an unchanged object is kept, not read again) and which
+        is removed otherwise; a part left partial stays, for the writer to resume."""
         if (self.root / MANIFEST_FILE).exists():
             shutil.rmtree(self.root)  # a whole bundle of an earlier, unpipelined migrate
         self.root.mkdir(parents=True, exist_ok=True)
-        for entry in self.root.iterdir():
+        for entry in list(self.root.iterdir()):
             if entry.is_dir() and (entry / MANIFEST_FILE).exists():
-                shutil.rmtree(entry)
+                try:
+                    reopen(entry)
+                except BundleError:  # no manifest a writer could resume from
+                    shutil.rmtree(entry)
             elif entry.name in (PARTS_FILE, EVENTS_FILE, ENDED_FILE, STOPPED_FILE):
                 entry.unlink()
 

@@ -33,6 +33,10 @@ from mlflow_exim.bundle.paths import safe_component
 from mlflow_exim.errors import BundleError, EximError
 from mlflow_exim.version import __version__
 
+# The manifest's fields that say which export wrote a bundle: its header, which the
+# progress file of a partial bundle holds.
+HEADER_KEYS = ("format", "format_version", "tool_version", "command", "source", "options")
+
 
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
@@ -93,11 +97,7 @@ class BundleWriter:
                             f"{', '.join(different)} differ); choose a new directory, or set "
                             "`overwrite` to replace it")
         self.refreshes = True
-        if self.root.exists():
-            shutil.rmtree(self.root)  # older than the complete bundle that supersedes it
-        write_json(self.final / PROGRESS_FILE, self._header)
-        os.rename(self.final, self.root)
-        (self.root / MANIFEST_FILE).unlink()
+        _to_partial(self.final, self._header)
 
     @staticmethod
     def _export_identity(header: dict) -> dict:
@@ -204,3 +204,25 @@ class BundleWriter:
             self.final.rmdir()  # empty, checked in __init__
         os.rename(self.root, self.final)
         return self.final
+
+
+def _to_partial(final: Path, header: dict) -> None:
+    """Turn the complete bundle ``final`` into the partial bundle beside it that an export
+    with ``header`` resumes (a partial one there is older than it, and removed)."""
+    partial = final.with_name(final.name + PARTIAL_SUFFIX)
+    if partial.exists():
+        shutil.rmtree(partial)
+    write_json(final / PROGRESS_FILE, header)
+    os.rename(final, partial)
+    (partial / MANIFEST_FILE).unlink()
+
+
+def reopen(final: Path) -> None:
+    """Turn a complete bundle back into the partial one it was before its manifest, so that
+    the same export written again there resumes it: what still reads the same at the
+    source is kept, the rest written again, what has left the plan pruned. Its header
+    must match the new export's for anything to be kept."""
+    manifest = read_json(final / MANIFEST_FILE)
+    if not isinstance(manifest, dict):
+        raise BundleError(final / MANIFEST_FILE, "is not an object")
+    _to_partial(final, {key: manifest.get(key) for key in HEADER_KEYS})

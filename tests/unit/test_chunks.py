@@ -4,12 +4,13 @@ hands each chunk to the import."""
 
 from __future__ import annotations
 
+import json
 import threading
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlflow_exim.bundle.format import MANIFEST_FILE
+from mlflow_exim.bundle.format import MANIFEST_FILE, PROGRESS_FILE
 from mlflow_exim.bundle.parts import PartsDir, part_name
 from mlflow_exim.shard import EXPERIMENTS, RUNS, chunks, parts
 from tests.unit.test_shard import graphs
@@ -54,7 +55,11 @@ def test_one_part_is_one_chunk_and_equal_parts_spread_evenly():
 
 def _complete(directory: PartsDir, name: str) -> None:
     (directory.root / name).mkdir()
-    (directory.root / name / MANIFEST_FILE).write_text("{}")
+    (directory.root / name / MANIFEST_FILE).write_text(json.dumps({
+        "format": "mlflow-exim", "format_version": 1, "tool_version": "t",
+        "command": "export-all", "source": {"tracking_uri": "http://source"},
+        "options": {"part": name.split("-")[1] + "/" + name.split("-")[3]},
+        "inventory": {}}))
 
 
 def test_the_reader_takes_each_part_once_complete_and_stops_when_the_writer_ends(tmp_path):
@@ -97,7 +102,10 @@ def test_a_writer_that_ends_before_announcing_leaves_nothing_to_wait_for(tmp_pat
     assert directory.names() == [] and directory.wait(part_name(1, 1)) is None
 
 
-def test_a_new_start_keeps_partial_parts_and_drops_what_could_be_mistaken(tmp_path):
+def test_a_new_start_reopens_complete_parts_keeps_partial_ones_and_drops_the_rest(tmp_path):
+    """Nothing a new reader could take for this run's: a complete part becomes the partial
+    one the writer resumes (its header kept as the progress file), the marks go; another
+    split then drops them all."""
     directory = PartsDir(tmp_path / "bundle")
     directory.start()
     directory.announce([part_name(1, 2), part_name(2, 2)])
@@ -106,6 +114,13 @@ def test_a_new_start_keeps_partial_parts_and_drops_what_could_be_mistaken(tmp_pa
     directory.event("export-end", part_name(1, 2))
     directory.end()
     directory.start()  # the next migrate
-    assert sorted(p.name for p in directory.root.iterdir()) == [part_name(2, 2) + ".partial"]
+    assert sorted(p.name for p in directory.root.iterdir()) == [
+        part_name(1, 2) + ".partial", part_name(2, 2) + ".partial"]
+    reopened = directory.root / (part_name(1, 2) + ".partial")
+    assert not (reopened / MANIFEST_FILE).exists()
+    assert json.loads((reopened / PROGRESS_FILE).read_text()) == {
+        "format": "mlflow-exim", "format_version": 1, "tool_version": "t",
+        "command": "export-all", "source": {"tracking_uri": "http://source"},
+        "options": {"part": "1/2"}}
     directory.announce([part_name(1, 3), part_name(2, 3), part_name(3, 3)])  # another split
     assert not any(directory.root.glob("part-*"))
