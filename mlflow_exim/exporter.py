@@ -66,6 +66,10 @@ WHOLE_ENTRIES_HELD = 200_000
 # as it comes.
 RUNS_PER_PAGE = PAGE_SIZE
 
+# A plan that streams: the steps still to take (each yields once it has added objects),
+# and the experiments selected.
+Planning = tuple[Iterator[None], list[Experiment]]
+
 
 def export_run(run_id: str, output_dir: str | Path, *,
                tracking_uri: str | Endpoint | None = None, export_deleted_runs: bool = False,
@@ -259,7 +263,8 @@ def export_all_in_parts(output_dir: str | Path, *, tracking_uri: str | Endpoint 
 
 def _plan_all(tracking_uri, export_deleted_runs: bool, experiments: Selection,
               models: Selection, run_filter: RunFilter | None, workers: int, shard,
-              database_uri: str | None, *, stream: bool = False) -> tuple[_Plan, dict, Any]:
+              database_uri: str | None, *,
+              stream: bool = False) -> tuple[_Plan, dict, Planning | None]:
     """The plan of an export-all (see :func:`export_all`), the options its manifest
     records, and, with ``stream`` and no shard, the planning still to do (see
     :func:`_write_bundle`): else the plan is whole (and narrowed to the shard)."""
@@ -737,20 +742,20 @@ def _chunks(items: list, size: int) -> list[list]:
 def _write_bundle(plan: _Plan, output_dir, command: str, options: dict,
                   workers: int = DEFAULT_WORKERS, *, overwrite: bool = False,
                   not_carried_left: dict[str, int] | None = None,
-                  planning: tuple[Iterator[None], list[Experiment]] | None = None) -> Report:
+                  planning: Planning | None = None) -> Report:
     """Write the plan, ``workers`` objects at a time, each as soon as what it needs is
     written (see :func:`_write_objects`). An object whose dependency could not be written
     fails with that reason. Into a complete bundle of the same export, it refreshes that
     bundle: new objects are written, changed ones written again, the others kept; with
     ``overwrite`` it replaces any bundle there (see :class:`BundleWriter`).
 
-    With ``planning`` (the plan's steps still to take, and the experiments selected), the
-    plan streams: writing starts with the first experiment listed, and the objects each
-    step adds are written while the next steps are taken."""
+    With ``planning``, the plan streams: writing starts with the first page of runs
+    listed, and the objects each step adds are written while the next steps are taken."""
     report = plan.report
     report.command = command
     src = plan.src
-    checked = _require_clients(plan, set(), planning[1] if planning else None)
+    checked = _require_clients(plan, set(), planning[1] if planning else
+                               _holding(plan.items, _keys(plan.items)))
     source = {"tracking_uri": src.display_uri, **src.server_info}
     writer = BundleWriter(output_dir, [kind.section for kind in KINDS], command=command,
                           source=source, options=options, overwrite=overwrite)
@@ -773,16 +778,11 @@ def _write_bundle(plan: _Plan, output_dir, command: str, options: dict,
 
 
 def _require_clients(plan: _Plan, checked: set[str],
-                     experiments: Iterable[Experiment] | None = None) -> set[str]:
+                     experiments: Iterable[Experiment]) -> set[str]:
     """Before their objects are written: the storage client of each of ``experiments``
-    (by default every experiment whose runs or logged models the plan takes: their
-    artifact URIs lie under its location) not ``checked`` yet. A plan that streams checks
-    every experiment selected before it lists them, then those its later steps add.
-    Returns ``checked`` with them."""
-    if experiments is None:
-        holding = {*plan.items[RUNS].values(),
-                   *(model.experiment_id for model in plan.items[LOGGED_MODELS].values())}
-        experiments = [e for i, e in plan.items[EXPERIMENTS].items() if i in holding]
+    (those holding runs or logged models: their artifact URIs lie under its location) not
+    ``checked`` yet. A plan that streams checks every experiment selected before it lists
+    them, then those its later steps add. Returns ``checked`` with them."""
     for experiment in experiments:
         if experiment.experiment_id not in checked:
             require_client(experiment.artifact_location, f"experiment "
@@ -790,6 +790,18 @@ def _require_clients(plan: _Plan, checked: set[str],
                            f"{plan.src.display_uri}")
             checked.add(experiment.experiment_id)
     return checked
+
+
+def _keys(items: dict[str, dict]) -> Iterator[tuple[str, str]]:
+    return ((kind, object_id) for kind, objects in items.items() for object_id in objects)
+
+
+def _holding(items: dict[str, dict], keys: Iterable[tuple[str, str]]) -> list[Experiment]:
+    """The experiments (in the plan's order) of the runs and logged models among ``keys``
+    ((kind, id) pairs)."""
+    ids = {items[RUNS][i] if kind == RUNS else items[LOGGED_MODELS][i].experiment_id
+           for kind, i in keys if kind in (RUNS, LOGGED_MODELS)}
+    return [experiment for i, experiment in items[EXPERIMENTS].items() if i in ids]
 
 
 def _write_objects(ctx: ExportContext, plan: _Plan, pool: Workers,
@@ -805,13 +817,14 @@ def _write_objects(ctx: ExportContext, plan: _Plan, pool: Workers,
     given: dict[str, set[str]] = {kind.name: set() for kind in KINDS}
     bars: dict[str, Any] = {}
 
-    def fresh(whole: bool) -> dict[tuple[str, str], list]:
-        """The plan's objects not on the schedule yet, with what each needs; the runs the
-        plan holds whole go to the export's context, and new experiments holding objects
-        are checked for their storage client."""
+    def fresh(final: bool) -> dict[tuple[str, str], list]:
+        """The plan's objects not on the schedule yet (traces only once the plan is
+        ``final``), with what each needs; the runs the plan holds whole go to the export's
+        context, and new experiments holding objects are checked for their storage
+        client."""
         found = {}
         for kind in KINDS:
-            if kind.name == TRACES and not whole:
+            if kind.name == TRACES and not final:
                 continue
             new = _added_since(items[kind.name], given[kind.name])
             given[kind.name].update(new)
@@ -822,9 +835,7 @@ def _write_objects(ctx: ExportContext, plan: _Plan, pool: Workers,
                 bars[kind.name].total += len(new)
             elif new:
                 bars[kind.name] = progress_bar(len(new), f"export {kind.name.replace('_', ' ')}")
-        holding = {items[RUNS][i] for k, i in found if k == RUNS} | {
-            items[LOGGED_MODELS][i].experiment_id for k, i in found if k == LOGGED_MODELS}
-        _require_clients(plan, checked, [items[EXPERIMENTS][i] for i in holding])
+        _require_clients(plan, checked, _holding(items, found))
         for kind_name, object_id in found:
             if kind_name == RUNS and object_id in plan.runs:
                 ctx.read[RUNS, object_id] = plan.runs.pop(object_id)
@@ -848,12 +859,12 @@ def _write_objects(ctx: ExportContext, plan: _Plan, pool: Workers,
 
     def steps() -> Iterator[dict]:
         for _ in planning:
-            if found := fresh(whole=False):
+            if found := fresh(final=False):
                 yield found
-        yield fresh(whole=True)
+        yield fresh(final=True)
 
     if planning is None:
-        pool.each_after(write, fresh(whole=True))
+        pool.each_after(write, fresh(final=True))
     else:
         pool.each_after(write, {}, more=steps())
     plan.runs.clear()
