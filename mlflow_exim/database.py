@@ -43,9 +43,9 @@ SQLITE_LOCK_SECONDS = 60
 # MLflow's stand-in for ±inf in a SQL column (its SqlAlchemyStore.sanitize_metric_value).
 _LARGEST_DOUBLE = 1.7976931348623157e308
 
-# A collation that orders keys by code point, as Python's ``sorted`` does (the order the
-# REST path writes them in). sqlite's default (BINARY) already does.
-_CODE_POINT_ORDER = {"postgresql": "C", "mysql": "utf8mb4_bin", "mssql": "Latin1_General_BIN2"}
+# Collations that order keys by code point whatever the database's own. sqlite's default
+# (BINARY) already does; for MySQL see _by_code_point.
+_CODE_POINT_COLLATION = {"postgresql": "C", "mssql": "Latin1_General_BIN2"}
 
 
 # The columns of ``metrics`` and ``latest_metrics``, in the order rows are built (the
@@ -146,15 +146,13 @@ class Database:
         the REST path writes them (keys by code point; then timestamp, step and value, as
         MLflow pages a history), streamed with a server-side cursor."""
         from mlflow.store.tracking.dbmodels.models import SqlMetric
-        from sqlalchemy import collate, select
+        from sqlalchemy import select
 
-        table = SqlMetric.__table__
-        c = table.c
-        collation = _CODE_POINT_ORDER.get(self.dialect)
-        ordered = collate(c.key, collation) if collation else c.key
+        c = SqlMetric.__table__.c
         query = (select(c.key, c.value, c.timestamp, c.step, c.is_nan)
                  .where(c.run_uuid == run_id)
-                 .order_by(ordered, c.timestamp, c.step, c.value, c.is_nan))
+                 .order_by(self._by_code_point(c.key), c.timestamp, c.step, c.value,
+                           c.is_nan))
         if key is not None:
             query = query.where(c.key == key)
         with self.engine.connect() as connection:
@@ -162,6 +160,22 @@ class Database:
                                                 yield_per=FETCH_ROWS).execute(query)
             for name, value, timestamp, step, is_nan in rows:
                 yield Point(name, math.nan if is_nan else float(value), timestamp, step)
+
+    def _by_code_point(self, column):
+        """``column`` as an ORDER BY term that sorts text by code point, as Python's
+        ``sorted`` does (the order the REST path writes keys in). On MySQL and MariaDB
+        its bytes: a collation belongs to one character set, and the column's may be
+        utf8mb4, utf8mb3 or latin1 (the default of older servers); UTF-8's bytes sort as
+        their code points, and latin1's as theirs but for the 27 characters cp1252 puts
+        at 0x80-0x9F."""
+        from sqlalchemy import cast, collate
+
+        if self.dialect == "mysql":
+            from sqlalchemy.dialects.mysql import BINARY
+
+            return cast(column, BINARY())
+        collation = _CODE_POINT_COLLATION.get(self.dialect)
+        return collate(column, collation) if collation else column
 
     def write_metric_history(self, run_id: str, points: Iterable) -> int:
         """Insert the points ((key, value, timestamp, step) tuples) of a run that has none
@@ -322,8 +336,11 @@ class Database:
         if self.dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
             return insert(table).on_conflict_do_nothing()
-        if self.dialect == "mysql":
-            return table.insert().prefix_with("IGNORE")
+        if self.dialect == "mysql":  # not INSERT IGNORE, which also skips, with a mere
+            # warning, a row whose run is missing or whose value does not fit
+            from sqlalchemy.dialects.mysql import insert
+            statement = insert(table)
+            return statement.on_duplicate_key_update(run_uuid=statement.inserted.run_uuid)
         return table.insert()
 
 

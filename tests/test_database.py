@@ -1,10 +1,9 @@
-"""The direct-database path of metric histories (mlflow_exim.database), on sqlite and on a
-real PostgreSQL server that the tests start, each served afterwards by an `mlflow server`
-on the same database and compared with the source by verify."""
+"""The direct-database path of metric histories (mlflow_exim.database), on sqlite and on
+real PostgreSQL and MariaDB servers that the tests start, each served afterwards by an
+`mlflow server` on the same database and compared with the source by verify."""
 
 from __future__ import annotations
 
-import glob
 import json
 import math
 import os
@@ -12,7 +11,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import textwrap
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from mlflow_exim.bundle.jsonio import NON_FINITE, dumps, encode_float
 from mlflow_exim.database import Database
 from mlflow_exim.endpoint import Endpoint, display_uri
 from mlflow_exim.errors import EximError
+from tests.databases import MariaDBServer, PostgresServer
 from tests.seed import T0
 from tests.servers import BIN, Process, free_port
 
@@ -71,56 +70,6 @@ class DatabaseServer(Process):
         self.wait_http(f"{self.uri}/health")
 
 
-def _postgres_program(name: str) -> str:
-    """A PostgreSQL program: Debian's package keeps them in /usr/lib/postgresql/N/bin."""
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or [shutil.which(name)]
-    if not found[-1]:
-        raise RuntimeError(f"PostgreSQL's {name} is missing: apt-get install postgresql")
-    return found[-1]
-
-
-class PostgresServer:
-    """A PostgreSQL cluster of its own in a temporary directory, on a free loopback port,
-    with trust authentication. PostgreSQL refuses to run as root: as root (CI), its
-    programs run as the ``postgres`` user the Debian package creates. The cluster's
-    collation is ICU's en-US, whose order of keys is not the code points' order."""
-
-    def __init__(self):
-        self.dir = Path(tempfile.mkdtemp(prefix="mlflow-exim-pg-"))
-        self.data = self.dir / "data"
-        self.port = free_port()
-        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        if self.as_user:
-            shutil.chown(self.dir, "postgres")
-        self._run("initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                  "--locale-provider=icu", "--icu-locale=en-US", "--locale=C.UTF-8")
-        self._run("pg_ctl", "-D", self.data, "-l", self.dir / "server.log", "-w", "-o",
-                  f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1", "start")
-
-    def _run(self, program: str, *argv) -> None:
-        done = subprocess.run([*self.as_user, _postgres_program(program), *map(str, argv)],
-                              capture_output=True, text=True)
-        if done.returncode:
-            raise RuntimeError(f"{program} failed: {done.stdout}{done.stderr}")
-
-    def create_database(self, name: str) -> str:
-        import psycopg2
-
-        connection = psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres",
-                                      dbname="postgres")
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute(f'CREATE DATABASE "{name}"')
-        connection.close()
-        # SQLAlchemy 2.1 takes psycopg (3) for a bare postgresql://; psycopg2 is the one
-        # the test extra installs.
-        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{name}"
-
-    def stop(self) -> None:
-        self._run("pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
 def postgres():
     server = PostgresServer()
@@ -128,6 +77,23 @@ def postgres():
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def mariadb():
+    server = MariaDBServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["postgresql", "mysql"])
+def server_database(request):
+    """A database server of each dialect a tracking server may use besides sqlite, whose
+    databases order keys otherwise than by code point: PostgreSQL's with ICU's en-US, and
+    MariaDB's with its defaults (latin1, case-insensitive: "a" before "B")."""
+    return request.getfixturevalue({"postgresql": "postgres", "mysql": "mariadb"}[request.param])
 
 
 def log_points(client: MlflowClient, run_id: str, points) -> None:
@@ -236,10 +202,10 @@ def test_sqlite_import_through_the_database_is_served_and_identical(source, tmp_
         server.stop()
 
 
-def test_postgresql_import_through_the_database_is_served_and_identical(source, postgres,
-                                                                        tmp_path):
-    database = postgres.create_database("target")
-    server = DatabaseServer("postgres-target", tmp_path, database)
+def test_a_server_database_import_is_served_and_identical(source, server_database,
+                                                         tmp_path):
+    database = server_database.create_database("target")
+    server = DatabaseServer("server-database-target", tmp_path, database)
     try:
         done = cli("import-experiment", "--tracking-uri", server.uri, "--database-uri",
                    database, "--input-dir", source["rest"])
@@ -249,7 +215,8 @@ def test_postgresql_import_through_the_database_is_served_and_identical(source, 
         assert card.totals["runs"] == 3
         assert_latest_metrics_equal(source["uri"], server.uri, source["name"])
         # Read back with the database path: the same lines, in the same order, although
-        # this database's collation puts "a" before "B".
+        # this database's collation puts "a" before "B" (and a latin1 column takes no
+        # utf8mb4 collation).
         again = tmp_path / "again"
         done = cli("export-experiment", "--tracking-uri", server.uri, "--database-uri",
                    database, "--experiment", source["name"], "--output-dir", again)
@@ -410,26 +377,52 @@ def test_the_rows_written_are_the_rows_mlflow_writes(embedded, points):
         assert _rows(path, table, parsed) == _rows(path, table, theirs), table.__tablename__
 
 
-def test_the_rows_written_into_postgresql_are_the_rows_mlflow_writes(postgres):
-    import psycopg2
+def test_the_rows_written_into_a_server_database_are_the_rows_mlflow_writes(server_database):
+    import sqlalchemy
 
-    database = postgres.create_database("rows")
+    database = server_database.create_database("rows")
     client = MlflowClient(database)
     experiment = client.create_experiment("rows")
     theirs, ours = (client.create_run(experiment).info.run_id for _ in range(2))
     points = [*ODD_POINTS, *ODD_POINTS[:3], *big_history()]  # duplicates dropped, as MLflow does
     log_points(client, theirs, points)
     assert Database(database, "rows").write_metric_history(ours, points) == len(points)
-    connection = psycopg2.connect(database.replace("+psycopg2", ""))
-    with connection, connection.cursor() as cursor:
-        for table in ("metrics", "latest_metrics"):
-            rows = {}
-            for run_id in (theirs, ours):
-                cursor.execute(f"SELECT key, value, timestamp, step, is_nan FROM {table} "
-                               "WHERE run_uuid = %s ORDER BY 1, 2, 3, 4, 5", (run_id,))
-                rows[run_id] = cursor.fetchall()
-            assert rows[ours] == rows[theirs] and rows[ours], table
-    connection.close()
+    engine = sqlalchemy.create_engine(database)
+    with engine.connect() as connection:
+        for table in (SqlMetric.__table__, SqlLatestMetric.__table__):
+            c = table.c
+            rows = {run_id: sorted(connection.execute(
+                sqlalchemy.select(c.key, c.value, c.timestamp, c.step, c.is_nan)
+                .where(c.run_uuid == run_id))) for run_id in (theirs, ours)}
+            assert rows[ours] == rows[theirs] and rows[ours], table.name
+    engine.dispose()
+
+
+def test_the_insert_that_skips_duplicates_skips_nothing_else(server_database):
+    """The statement each batch of points goes in by drops a point already written, and
+    fails on any other conflict: a point of a run the database lacks is refused, not
+    dropped with a warning as MySQL's INSERT IGNORE would drop it. And a whole write for
+    such a run fails, leaving no row."""
+    import sqlalchemy
+
+    database = server_database.create_database("lacking")
+    client = MlflowClient(database)
+    run_id = client.create_run(client.create_experiment("lacking")).info.run_id
+    side = Database(database, "lacking")
+    insert = side._insert_ignoring_duplicates(SqlMetric.__table__)
+    row = ("loss", 1.5, T0, 0, False)
+    side._execute(insert, [(*row, run_id), (*row, run_id)])
+    with pytest.raises(Exception, match="(?i)foreign key"):
+        side._execute(insert, [(*row, "0" * 32)])
+    with pytest.raises(Exception, match="(?i)foreign key"):
+        side.write_metric_history("0" * 32, ODD_POINTS)
+    engine = sqlalchemy.create_engine(database)
+    with engine.connect() as connection:
+        c = SqlMetric.__table__.c
+        counts = dict(connection.execute(sqlalchemy.select(
+            c.run_uuid, sqlalchemy.func.count()).group_by(c.run_uuid)).all())
+    engine.dispose()
+    assert counts == {run_id: 1}
 
 
 def test_postgresql_takes_rows_by_copy_and_a_batch_with_a_taken_key_by_insert(postgres,
