@@ -70,6 +70,7 @@ from mlflow_exim.entities import scorer as scorer_entity
 from mlflow_exim.entities import trace as trace_entity
 from mlflow_exim.entities.artifacts import MLMODEL_FILE
 from mlflow_exim.entities.logged_model import MODEL_VERSIONS_TAG
+from mlflow_exim.entities.names import same
 from mlflow_exim.entities.run import LOG_MODEL_HISTORY_TAG
 from mlflow_exim.errors import BundleError, EximError
 from mlflow_exim.report import abbreviate
@@ -225,7 +226,7 @@ class _ServerSide:
         return experiment_entity.to_doc(found) if found else None
 
     def experiment_by_name(self, name: str) -> dict | None:
-        found = self.client.get_experiment_by_name(name)
+        found = same(self.client.get_experiment_by_name(name), name)
         return experiment_entity.to_doc(found) if found else None
 
     def experiment_by_source_id(self, source_id: str) -> dict | None:
@@ -311,7 +312,7 @@ class _ServerSide:
         return logged_model_entity.to_doc(found, 0) if found else None
 
     def registered_model(self, name: str) -> dict | None:
-        found = _get_or_none(self.client.get_registered_model, name)
+        found = same(_get_or_none(self.client.get_registered_model, name), name)
         return self.model_doc(found) if found else None
 
     def registered_model_by_source_name(self, source_name: str) -> dict | None:

@@ -1,7 +1,8 @@
-"""Real database servers for the direct-database tests: a PostgreSQL cluster and a MariaDB
-server (MySQL's wire protocol and dialect, the one Debian packages), each in a temporary
-directory on a free loopback port, with no password. Both refuse to run as root: as root
-(CI), their programs run as the user their Debian package creates."""
+"""Real database servers for the tests: a PostgreSQL cluster and a MariaDB server (MySQL's
+wire protocol and dialect, the one Debian packages), each in a temporary directory on a
+free loopback port, with no password (both refuse to run as root: as root, as in CI, their
+programs run as the user their Debian package creates); and an ``mlflow server`` on any
+such database."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from tests.servers import free_port
+from tests.servers import Process, free_port
 
 
 def _program(pattern: str, package: str) -> str:
@@ -145,3 +147,18 @@ class MariaDBServer(_Server):
                 self.proc.wait()
         self._log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class DatabaseServer(Process):
+    """``mlflow server`` on a given backend database, with proxied artifacts."""
+
+    def __init__(self, name: str, work_dir: Path, backend_store_uri: str):
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        super().__init__(name, [sys.executable, "-m", "mlflow", "server",
+                                "--backend-store-uri", backend_store_uri,
+                                "--artifacts-destination", str(work_dir / f"{name}-artifacts"),
+                                "--host", "127.0.0.1", "--port", str(self.port),
+                                "--workers", "1"],
+                         work_dir, env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+        self.wait_http(f"{self.uri}/health")

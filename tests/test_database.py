@@ -27,9 +27,9 @@ from mlflow_exim.bundle.jsonio import NON_FINITE, dumps, encode_float
 from mlflow_exim.database import Database
 from mlflow_exim.endpoint import Endpoint, display_uri
 from mlflow_exim.errors import EximError
-from tests.databases import MariaDBServer, PostgresServer
+from tests.databases import DatabaseServer, MariaDBServer, PostgresServer
 from tests.seed import T0
-from tests.servers import BIN, Process, free_port
+from tests.servers import BIN
 
 INF = math.inf
 NAN = math.nan
@@ -53,21 +53,6 @@ def cli(*argv, cwd: Path | None = None, env: dict | None = None) -> subprocess.C
 
 def sqlite_uri(path: Path) -> str:
     return f"sqlite:///{path}"
-
-
-class DatabaseServer(Process):
-    """``mlflow server`` on a given backend database, with proxied artifacts."""
-
-    def __init__(self, name: str, work_dir: Path, backend_store_uri: str):
-        self.port = free_port()
-        self.uri = f"http://127.0.0.1:{self.port}"
-        super().__init__(name, [sys.executable, "-m", "mlflow", "server",
-                                "--backend-store-uri", backend_store_uri,
-                                "--artifacts-destination", str(work_dir / f"{name}-artifacts"),
-                                "--host", "127.0.0.1", "--port", str(self.port),
-                                "--workers", "1"],
-                         work_dir, env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
-        self.wait_http(f"{self.uri}/health")
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from mlflow_exim import lineage
 from mlflow_exim.bundle.format import Section
 from mlflow_exim.bundle.jsonio import write_json
 from mlflow_exim.endpoint import Endpoint
-from mlflow_exim.entities import limits
+from mlflow_exim.entities import limits, names
 from mlflow_exim.entities.artifacts import require_client
 from mlflow_exim.errors import BundleError, EximError
 from mlflow_exim.kind import CREATE, SKIP, UPDATE, ImportContext, Kind, Step, Task, planning
@@ -100,7 +100,13 @@ RESTORED = "deleted on both sides: restored while its runs are written, then del
 
 
 def _existing(ctx: ImportContext, name: str) -> Experiment | None:
-    return None if ctx.empty_target else ctx.dst.client.get_experiment_by_name(name)
+    return None if ctx.empty_target else _by_name(ctx, name)
+
+
+def _by_name(ctx: ImportContext, name: str) -> Experiment | None:
+    return names.exactly(ctx.dst.client.get_experiment_by_name(name), name, "experiment",
+                         ctx.dst.display_uri, "--experiment-name" if ctx.experiment_name
+                         else "--experiment-rename")
 
 
 def _plan(ctx: ImportContext) -> list[Step]:
@@ -122,7 +128,9 @@ def _plan(ctx: ImportContext) -> list[Step]:
 def _plan_shared(ctx: ImportContext, name: str) -> Step:
     step = Step(NAME, ",".join(ctx.source_ids(NAME)), name, CREATE, "would be created empty",
                 covers=ctx.source_ids(NAME))
-    existing = _existing(ctx, name)
+    existing = None
+    with planning(step):
+        existing = _existing(ctx, name)
     if existing is not None and existing.lifecycle_stage == LifecycleStage.DELETED:
         step.error = (f"experiment {name!r} exists on {ctx.dst.display_uri} but is deleted; "
                       "restore it or choose another name")
@@ -226,7 +234,7 @@ def _create(ctx: ImportContext, name: str, tags: dict[str, str]) -> str:
     except Exception as exc:
         existing = None
         if "RESOURCE_ALREADY_EXISTS" in str(exc):
-            existing = ctx.dst.client.get_experiment_by_name(name)
+            existing = _by_name(ctx, name)
         if existing is None or existing.lifecycle_stage != LifecycleStage.ACTIVE:
             raise
     for key, value in tags.items():

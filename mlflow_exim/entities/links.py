@@ -5,6 +5,7 @@ an import finds it on the target by name when the import itself does not bring i
 from __future__ import annotations
 
 from mlflow_exim.endpoint import Endpoint
+from mlflow_exim.entities.names import same
 from mlflow_exim.kind import ImportContext
 
 DEFAULT_EXPERIMENT = "0"  # the Default experiment: id 0 on every server
@@ -42,7 +43,8 @@ def target_experiments(ctx: ImportContext, experiment_ids: list[str], names: dic
                  "arrive")
             continue
         if target_id is None and source_id in names and not ctx.empty_target:
-            found = ctx.dst.client.get_experiment_by_name(names[source_id])
+            found = same(ctx.dst.client.get_experiment_by_name(names[source_id]),
+                         names[source_id])
             target_id = found.experiment_id if found is not None else None
         if target_id is None and source_id == DEFAULT_EXPERIMENT:
             target_id = DEFAULT_EXPERIMENT

@@ -36,7 +36,7 @@ from mlflow_exim import lineage
 from mlflow_exim.bundle.format import Section, singular
 from mlflow_exim.bundle.jsonio import write_json
 from mlflow_exim.endpoint import Endpoint
-from mlflow_exim.entities import limits
+from mlflow_exim.entities import limits, names
 from mlflow_exim.entities.logged_model import MODEL_VERSIONS_TAG
 from mlflow_exim.errors import BundleError, EximError
 from mlflow_exim.idmap import IdMap
@@ -607,9 +607,14 @@ def _dependencies(v: dict) -> list[tuple[str, str, str]]:
 
 def _get_or_none(dst: Endpoint, name: str) -> RegisteredModel | None:
     try:
-        return dst.client.get_registered_model(name)
+        found = dst.client.get_registered_model(name)
     except Exception:  # noqa: BLE001 - RESOURCE_DOES_NOT_EXIST
         return None
+    return _exactly(dst, found, name)
+
+
+def _exactly(dst: Endpoint, found: RegisteredModel, name: str) -> RegisteredModel:
+    return names.exactly(found, name, "registered model", dst.display_uri, "--model-rename")
 
 
 def _apply(ctx: ImportContext, steps: list[Step]) -> list[Task]:
@@ -651,7 +656,7 @@ def _apply_model(ctx: ImportContext, step: Step) -> None:
             update = not _created(ctx.dst, name, tags, doc["description"])
             known = None if update else 0
         if update:
-            existing = ctx.dst.client.get_registered_model(name)
+            existing = _exactly(ctx.dst, ctx.dst.client.get_registered_model(name), name)
             _refuse_prompt(ctx.dst, existing)  # made a prompt since the plan?
             for key, value in tags.items():
                 if existing.tags.get(key) != value:

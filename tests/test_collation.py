@@ -1,0 +1,105 @@
+"""A target whose database compares names without regard to case: MySQL's and MariaDB's
+default collations. Asked for experiment ``case`` it answers with ``Case``; the import must
+not write two source objects into one, and verify must not count one as the other."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from mlflow import MlflowClient
+
+from tests.databases import DatabaseServer, MariaDBServer
+from tests.test_database import cli
+
+NAMES = {"experiments": ("Fold", "fold"), "registered_models": ("Model", "model")}
+
+
+@pytest.fixture(scope="module")
+def sides(tmp_path_factory):
+    """A sqlite source holding two experiments and two models whose names differ only by
+    case, each with a run or a version of its own (their runs in a third experiment),
+    and its bundle; a target on a fresh
+    MariaDB database of the server's defaults (latin1, case-insensitive)."""
+    work = tmp_path_factory.mktemp("collation")
+    database = MariaDBServer()
+    servers = []
+    try:
+        src = DatabaseServer("collation-source", work, f"sqlite:///{work / 'source.db'}")
+        servers.append(src)
+        dst = DatabaseServer("collation-target", work, database.create_database("target"))
+        servers.append(dst)
+        client = MlflowClient(src.uri)
+        for name in NAMES["experiments"]:
+            run = client.create_run(client.create_experiment(name), run_name=f"run of {name}")
+            client.set_terminated(run.info.run_id)
+        run = client.create_run(client.create_experiment("versions"))  # no name folds
+        client.set_terminated(run.info.run_id)
+        for name in NAMES["registered_models"]:
+            client.create_registered_model(name, description=f"the {name}")
+            client.create_model_version(name, f"runs:/{run.info.run_id}/model",
+                                        run.info.run_id, description=f"version of {name}")
+        bundle = work / "bundle"
+        done = cli("export-all", "--tracking-uri", src.uri, "--output-dir", bundle)
+        assert done.returncode == 0, done.stderr
+        yield {"src": src, "dst": dst, "bundle": bundle, "work": work}
+    finally:
+        for server in servers:
+            server.stop()
+        database.stop()
+
+
+def test_names_that_differ_by_case_are_not_merged_and_import_under_a_rename(sides):
+    src, dst, work = sides["src"], sides["dst"], sides["work"]
+    report = work / "report.json"
+    done = cli("import-all", "--tracking-uri", dst.uri, "--input-dir", sides["bundle"],
+               "--report", report)
+    assert done.returncode == 1, done.stdout + done.stderr
+    failed = {o["kind"]: o for o in json.loads(report.read_text())["objects"]
+              if o["status"] == "failed" and o["kind"] in NAMES}
+    assert set(failed) == set(NAMES)
+    refused = {}  # kind -> the source name the target took for the other one's
+    for kind, outcome in failed.items():
+        what = kind[:-1].replace("_", " ")
+        words = re.search(rf"took {what} name '(\w+)' for its {what} '(\w+)' .* not merged",
+                          outcome["reason"])
+        assert words is not None, outcome["reason"]
+        assert sorted(words.groups()) == sorted(NAMES[kind])
+        refused[kind] = words[1]
+
+    # the target holds each kept object as it was at the source, nothing of the other
+    target = MlflowClient(dst.uri)
+    kept = {kind: next(n for n in names if n != refused[kind]) for kind, names in NAMES.items()}
+    experiment = target.get_experiment_by_name(kept["experiments"])
+    assert experiment.name == kept["experiments"]
+    assert [r.info.run_name for r in target.search_runs([experiment.experiment_id])] == [
+        f"run of {kept['experiments']}"]
+    model = target.get_registered_model(kept["registered_models"])
+    assert model.name == kept["registered_models"]
+    assert model.description == f"the {kept['registered_models']}"
+    assert [v.description for v in target.search_model_versions(
+        f"name = '{kept['registered_models']}'")] == [f"version of {kept['registered_models']}"]
+
+    # verify is not taken in either: the refused ones are missing on the target
+    check = cli("verify", "--src-uri", src.uri, "--dst-uri", dst.uri)
+    assert check.returncode == 1
+    for kind, name in refused.items():
+        assert f"{kind[:-1].replace('_', ' ')} {name!r}: missing on the target" in check.stdout
+
+    # under another name, each arrives beside the other, and verify finds all of it
+    renamed = {name: f"{name}-2" for name in refused.values()}
+    done = cli("import-all", "--tracking-uri", dst.uri, "--input-dir", sides["bundle"],
+               "--experiment-rename", f"{refused['experiments']}={renamed[refused['experiments']]}",
+               "--model-rename",
+               f"{refused['registered_models']}={renamed[refused['registered_models']]}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    for kind, name in refused.items():
+        new = renamed[name]
+        if kind == "experiments":
+            moved = target.get_experiment_by_name(new)
+            assert [r.info.run_name for r in target.search_runs([moved.experiment_id])] == [
+                f"run of {name}"]
+        else:
+            assert target.get_registered_model(new).description == f"the {name}"
+    assert target.get_experiment_by_name(kept["experiments"]).name == kept["experiments"]
