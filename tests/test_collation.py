@@ -13,14 +13,16 @@ from mlflow import MlflowClient
 from tests.databases import DatabaseServer, MariaDBServer
 from tests.test_database import cli
 
-NAMES = {"experiments": ("Fold", "fold"), "registered_models": ("Model", "model")}
+NAMES = {"experiments": ("Fold", "fold"), "registered_models": ("Model", "model"),
+         "prompts": ("Greet", "greet")}
+RENAMED = ("experiments", "registered_models")  # prompts have no rename option
 
 
 @pytest.fixture(scope="module")
 def sides(tmp_path_factory):
-    """A sqlite source holding two experiments and two models whose names differ only by
-    case, each with a run or a version of its own (their runs in a third experiment),
-    and its bundle; a target on a fresh
+    """A sqlite source holding two experiments, two models and two prompts whose names
+    differ only by case, each with a run or a version of its own (the models' runs in a
+    third experiment), and its bundle; a target on a fresh
     MariaDB database of the server's defaults (latin1, case-insensitive)."""
     work = tmp_path_factory.mktemp("collation")
     database = MariaDBServer()
@@ -40,6 +42,8 @@ def sides(tmp_path_factory):
             client.create_registered_model(name, description=f"the {name}")
             client.create_model_version(name, f"runs:/{run.info.run_id}/model",
                                         run.info.run_id, description=f"version of {name}")
+        for name in NAMES["prompts"]:
+            client.register_prompt(name, f"Hello from {name}, {{{{person}}}}")
         bundle = work / "bundle"
         done = cli("export-all", "--tracking-uri", src.uri, "--output-dir", bundle)
         assert done.returncode == 0, done.stderr
@@ -80,26 +84,26 @@ def test_names_that_differ_by_case_are_not_merged_and_import_under_a_rename(side
     assert model.description == f"the {kept['registered_models']}"
     assert [v.description for v in target.search_model_versions(
         f"name = '{kept['registered_models']}'")] == [f"version of {kept['registered_models']}"]
+    prompt = target.load_prompt(f"prompts:/{kept['prompts']}/1")
+    assert prompt.template == f"Hello from {kept['prompts']}, {{{{person}}}}"
 
-    # verify is not taken in either: the refused ones are missing on the target
+    # verify is not taken in: the refused ones are missing on the target
     check = cli("verify", "--src-uri", src.uri, "--dst-uri", dst.uri)
     assert check.returncode == 1
     for kind, name in refused.items():
         assert f"{kind[:-1].replace('_', ' ')} {name!r}: missing on the target" in check.stdout
 
     # under another name, each arrives beside the other, and verify finds all of it
-    renamed = {name: f"{name}-2" for name in refused.values()}
+    rename = {kind: f"{refused[kind]}={refused[kind]}-2" for kind in RENAMED}
     done = cli("import-all", "--tracking-uri", dst.uri, "--input-dir", sides["bundle"],
-               "--experiment-rename", f"{refused['experiments']}={renamed[refused['experiments']]}",
-               "--model-rename",
-               f"{refused['registered_models']}={renamed[refused['registered_models']]}")
-    assert done.returncode == 0, done.stdout + done.stderr
-    for kind, name in refused.items():
-        new = renamed[name]
-        if kind == "experiments":
-            moved = target.get_experiment_by_name(new)
-            assert [r.info.run_name for r in target.search_runs([moved.experiment_id])] == [
-                f"run of {name}"]
-        else:
-            assert target.get_registered_model(new).description == f"the {name}"
+               "--experiment-rename", rename["experiments"],
+               "--model-rename", rename["registered_models"], "--report", report)
+    assert done.returncode == 1  # the prompt is refused again
+    assert [(o["kind"], o["source_id"]) for o in json.loads(report.read_text())["objects"]
+            if o["status"] == "failed"] == [("prompts", refused["prompts"])]
+    moved = target.get_experiment_by_name(f"{refused['experiments']}-2")
+    assert [r.info.run_name for r in target.search_runs([moved.experiment_id])] == [
+        f"run of {refused['experiments']}"]
+    model = refused["registered_models"]
+    assert target.get_registered_model(f"{model}-2").description == f"the {model}"
     assert target.get_experiment_by_name(kept["experiments"]).name == kept["experiments"]

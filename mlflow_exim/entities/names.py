@@ -16,16 +16,17 @@ from mlflow_exim.errors import EximError
 T = TypeVar("T")
 
 
-def exactly(found: T | None, name: str, what: str, target: str, rename: str) -> T | None:
+def exactly(found: T | None, name: str, what: str, target: str,
+            rename: str | None = None) -> T | None:
     """``found`` (what ``target`` returned for the ``what`` named ``name``, or None) when
     its name is ``name``; else an error naming both, and ``rename`` (the option that
-    imports it under another name)."""
+    imports it under another name, if there is one)."""
     if found is None or found.name == name:
         return found
     raise EximError(f"{target} took {what} name {name!r} for its {what} {found.name!r} (its "
                     "database compares names without regard to case or accents), so it "
-                    f"cannot hold both: not merged into it; import it under another name "
-                    f"({rename})")
+                    "cannot hold both: not merged into it"
+                    + (f"; import it under another name ({rename})" if rename else ""))
 
 
 def same(found: T | None, name: str) -> T | None:

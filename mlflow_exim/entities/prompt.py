@@ -31,7 +31,7 @@ from mlflow_exim import lineage
 from mlflow_exim.bundle.format import Section
 from mlflow_exim.bundle.jsonio import write_json
 from mlflow_exim.endpoint import Endpoint
-from mlflow_exim.entities import links
+from mlflow_exim.entities import links, names
 from mlflow_exim.entities.registered_model import PROMPT_TAG
 from mlflow_exim.errors import BundleError, EximError
 from mlflow_exim.idmap import IdMap
@@ -88,9 +88,10 @@ def get(endpoint: Endpoint, name: str) -> RegisteredModel | None:
         if prompt.name == name:
             return prompt
     try:
-        registry(endpoint).get_registered_model(name)
+        other = registry(endpoint).get_registered_model(name)
     except Exception:  # noqa: BLE001 - RESOURCE_DOES_NOT_EXIST
         return None
+    names.exactly(other, name, "prompt", endpoint.display_uri)
     raise EximError(f"{name!r} is a registered model on {endpoint.display_uri}, not a prompt")
 
 
@@ -302,9 +303,14 @@ def _apply_prompt(ctx: ImportContext, step: Step) -> None:
     with ctx.track(step) as outcome:
         tags = target_tags(ctx, doc, outcome.warn)
         if step.present is None:
-            store.create_registered_model(
-                name, tags=[RegisteredModelTag(k, v) for k, v in tags.items()],
-                description=doc["description"] or None)
+            try:
+                store.create_registered_model(
+                    name, tags=[RegisteredModelTag(k, v) for k, v in tags.items()],
+                    description=doc["description"] or None)
+            except Exception as exc:
+                if "RESOURCE_ALREADY_EXISTS" in str(exc):
+                    get(ctx.dst, name)  # the name of another prompt there? then say so
+                raise
         else:
             tags = keeping_links(step.present.tags, tags)
             for key in _changed_tags(step.present.tags, tags):
