@@ -597,6 +597,18 @@ class Endpoint:
                 self._capabilities[capability] = present
             return self._capabilities[capability]
 
+    @cached_property
+    def folds_case(self) -> bool:
+        """Whether the store compares names without regard to case, as MySQL's and
+        MariaDB's default collations do: asked for the experiment ``DEFAULT``, it answers
+        with its ``Default`` (which every tracking store has). Where it does, keys that
+        differ only by case are one key to it."""
+        try:
+            found = self.client.get_experiment_by_name("DEFAULT")
+        except Exception:  # noqa: BLE001 - unreachable: the requests that follow say so
+            return False
+        return found is not None and found.name != "DEFAULT"
+
     def lacks(self, capability: str, role: str) -> str | None:
         """Why ``capability`` cannot be used here (``role`` is "source" or "target"), or
         None when it can: ``the target server http://… (MLflow 2.22.1) has no logged

@@ -26,6 +26,7 @@ from mlflow_exim.endpoint import Endpoint
 from mlflow_exim.entities import evaluation_dataset as dataset_entity
 from mlflow_exim.entities import experiment as experiment_entity
 from mlflow_exim.entities import logged_model as logged_model_entity
+from mlflow_exim.entities import names
 from mlflow_exim.entities import prompt as prompt_entity
 from mlflow_exim.entities import registered_model as registered_model_entity
 from mlflow_exim.entities import run as run_entity
@@ -33,7 +34,7 @@ from mlflow_exim.entities import scorer as scorer_entity
 from mlflow_exim.entities import trace as trace_entity
 from mlflow_exim.entities.registered_model import ImportOptions
 from mlflow_exim.errors import EximError
-from mlflow_exim.kind import ImportContext, Task
+from mlflow_exim.kind import SKIP, ImportContext, Task
 from mlflow_exim.report import Report, log
 from mlflow_exim.selection import Renames, Selection, rename, select
 from mlflow_exim.shard import Shard, bundle_graph, narrow, split
@@ -338,6 +339,8 @@ class _Import:
                                 dry_run=self.dry_run, empty_target=new_store, **self.settings)
             for kind in KINDS:
                 ctx.steps[kind.name] = kind.plan(ctx)
+            if self.dst.folds_case:
+                _refuse_clashing_keys(ctx)
             for kind in KINDS:
                 if kind.review:
                     kind.review(ctx)
@@ -405,6 +408,25 @@ class _Import:
                         ", ".join(f"{len(ids)} {kind}" for kind, ids in leftovers.items()),
                         "would be written again" if self.dry_run
                         else "are deleted and written again")
+
+
+def _refuse_clashing_keys(ctx: ImportContext) -> None:
+    """On a target that folds case (:attr:`Endpoint.folds_case`), each object still to be
+    written whose keys it would take for one (:func:`names.clashing_keys`) fails before
+    anything of it is written, and what needs it with it."""
+    for kind in KINDS:
+        documents = ctx.bundle.documents.get(kind.name, {})
+        for step in ctx.steps[kind.name]:
+            if step.error or step.action == SKIP or step.source_id not in documents:
+                continue
+            doc = documents[step.source_id]
+            step.error = names.clashing_keys(doc)
+            versions = {str(v.get("version")): v for v in doc.get("versions") or []
+                        if isinstance(v, dict)}
+            for part in step.parts:
+                version = versions.get(part.source_id.rpartition("/")[2])
+                if version is not None and not part.error and part.action != SKIP:
+                    part.error = names.clashing_keys(version)
 
 
 def _selection(bundle: Bundle, experiments: Selection, models: Selection) -> dict[str, set[str]]:

@@ -47,11 +47,66 @@ def sides(tmp_path_factory):
         bundle = work / "bundle"
         done = cli("export-all", "--tracking-uri", src.uri, "--output-dir", bundle)
         assert done.returncode == 0, done.stderr
-        yield {"src": src, "dst": dst, "bundle": bundle, "work": work}
+        yield {"src": src, "dst": dst, "bundle": bundle, "work": work,
+               "keys": _keys_bundle(client, src.uri, work)}
     finally:
         for server in servers:
             server.stop()
         database.stop()
+
+
+def _keys_bundle(client: MlflowClient, uri: str, work) -> dict:
+    """Objects whose keys differ only by case (an experiment's tags; a run's tags, a
+    run's params; a version's tags) beside ones that do not, exported on their own."""
+    clashing = client.create_experiment("clash-tags", tags={"Owner": "a", "owner": "b"})
+    client.create_run(clashing, run_name="in clash-tags")
+    runs = client.create_experiment("clash-runs")
+    ids = {}
+    for name, data in (("tags", {"tags": {"Stage": "1", "stage": "2"}}),
+                       ("params", {"params": {"LR": "1", "lr": "2"}}), ("plain", {})):
+        run = client.create_run(runs, run_name=name, tags=data.get("tags"))
+        for key, value in data.get("params", {}).items():
+            client.log_param(run.info.run_id, key, value)
+        client.set_terminated(run.info.run_id)
+        ids[name] = run.info.run_id
+    client.create_registered_model("Keyed")
+    client.create_model_version("Keyed", f"runs:/{ids['plain']}/model", ids["plain"],
+                                tags={"Env": "dev", "env": "prod"})
+    bundle = work / "keys-bundle"
+    done = cli("export-all", "--tracking-uri", uri, "--output-dir", bundle,
+               "--experiments", "clash-tags,clash-runs", "--models", "Keyed")
+    assert done.returncode == 0, done.stderr
+    return {"bundle": bundle, "runs": ids}
+
+
+def test_an_object_whose_keys_the_target_takes_for_one_is_refused_before_any_is_written(
+        sides):
+    dst, work, keys = sides["dst"], sides["work"], sides["keys"]
+    report = work / "keys-report.json"
+    done = cli("import-all", "--tracking-uri", dst.uri, "--input-dir", keys["bundle"],
+               "--report", report)
+    assert done.returncode == 1, done.stdout + done.stderr
+    outcomes = {(o["kind"], o["name"] if o["kind"] == "experiments" else o["source_id"]): o
+                for o in json.loads(report.read_text())["objects"]}
+    clash = "differ only by case or accents, which the target's database does not tell apart"
+    runs = keys["runs"]
+    expected = {("experiments", "clash-tags"): "its tag keys 'Owner' and 'owner' ",
+                ("runs", runs["tags"]): "its tag keys 'Stage' and 'stage' ",
+                ("runs", runs["params"]): "its param keys 'LR' and 'lr' ",
+                ("model_versions", "Keyed/1"): "its tag keys 'Env' and 'env' "}
+    for key, words in expected.items():
+        assert outcomes[key]["status"] == "failed" and outcomes[key]["reason"].startswith(
+            words + clash), (key, outcomes[key])
+    assert {key for key, o in outcomes.items() if o["status"] == "failed"} == {
+        *expected, *[k for k in outcomes if k[0] == "runs" and k[1] not in runs.values()]}
+    for key in (("experiments", "clash-runs"), ("runs", runs["plain"]),
+                ("registered_models", "Keyed")):
+        assert outcomes[key]["status"] == "ok", outcomes[key]
+    target = MlflowClient(dst.uri)
+    assert target.get_experiment_by_name("clash-tags") is None
+    experiment = target.get_experiment_by_name("clash-runs").experiment_id
+    assert [r.info.run_name for r in target.search_runs([experiment])] == ["plain"]
+    assert target.search_model_versions("name = 'Keyed'") == []
 
 
 def test_names_that_differ_by_case_are_not_merged_and_import_under_a_rename(sides):

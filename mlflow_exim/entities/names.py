@@ -1,14 +1,18 @@
-"""Objects a target finds by name: the one it returns must bear the name asked for.
+"""Names and keys on a target that may compare them without regard to case.
 
 A tracking server on MySQL or MariaDB compares names as its database's collation does,
 and their defaults (``utf8mb4_0900_ai_ci``, ``latin1_swedish_ci``...) ignore case, and
 some accents: asked for experiment ``case``, it returns ``Case``. Taking that one would
 write two source objects into one target object, so it is refused instead: the object
 fails, saying which name its server took it for and how to import it under another.
+Keys fare worse there: of two tags ``Stage`` and ``stage`` set one after the other, the
+second silently overwrites the first. An object holding keys such a target cannot tell
+apart is refused before anything of it is written (see :func:`clashing_keys`).
 """
 
 from __future__ import annotations
 
+import unicodedata
 from typing import TypeVar
 
 from mlflow_exim.errors import EximError
@@ -32,3 +36,38 @@ def exactly(found: T | None, name: str, what: str, target: str,
 def same(found: T | None, name: str) -> T | None:
     """``found`` when its name is ``name``, else None: for a lookup that may miss."""
     return found if found is not None and found.name == name else None
+
+
+def folded(key: str) -> str:
+    """``key`` as a case- and accent-insensitive collation compares it (roughly: letters
+    without case and accents, trailing spaces dropped, as the PAD SPACE collations drop
+    them)."""
+    decomposed = unicodedata.normalize("NFKD", key)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold().rstrip(" ")
+
+
+# The sections of a bundle document whose keys a target stores as one column each.
+KEYED_SECTIONS = ("tags", "params")
+
+
+def clashing_keys(doc: dict) -> str | None:
+    """Why a target that folds case cannot hold the object of document ``doc``: two keys
+    of one of its sections (tags, params, a run's metrics) that such a collation takes for
+    one; None when there are none."""
+    sections = {name: doc.get(name) for name in KEYED_SECTIONS}
+    metrics = doc.get("metrics")
+    if isinstance(metrics, dict) and isinstance(metrics.get("keys"), list):
+        sections["metric"] = metrics["keys"]
+    for section, keys in sections.items():
+        if not isinstance(keys, (dict, list)):
+            continue
+        by_fold: dict[str, list[str]] = {}
+        for key in keys:
+            by_fold.setdefault(folded(str(key)), []).append(str(key))
+        for same_keys in by_fold.values():
+            if len(same_keys) > 1:
+                one, other = sorted(same_keys)[:2]
+                return (f"its {section.rstrip('s')} keys {one!r} and {other!r} differ only by "
+                        "case or accents, which the target's database does not tell apart "
+                        "(a case-insensitive collation): one would overwrite the other")
+    return None
