@@ -220,6 +220,9 @@ class _Retrying:
         return call
 
 
+# What a store's database may compare names and keys without regard to (Endpoint.folding).
+CASE, TRAILING_SPACES = "case", "trailing spaces"
+
 # A metric point as a bundle holds it: (key, value, timestamp, step).
 Point = tuple[str, float, int, int]
 _API = extract_api_info_for_service(MlflowService, _REST_API_PATH_PREFIX)
@@ -598,16 +601,22 @@ class Endpoint:
             return self._capabilities[capability]
 
     @cached_property
-    def folds_case(self) -> bool:
-        """Whether the store compares names without regard to case, as MySQL's and
-        MariaDB's default collations do: asked for the experiment ``DEFAULT``, it answers
-        with its ``Default`` (which every tracking store has). Where it does, keys that
-        differ only by case are one key to it."""
-        try:
-            found = self.client.get_experiment_by_name("DEFAULT")
-        except Exception:  # noqa: BLE001 - unreachable: the requests that follow say so
-            return False
-        return found is not None and found.name != "DEFAULT"
+    def folding(self) -> frozenset[str]:
+        """What the store's database compares names and keys without regard to:
+        ``case`` where, asked for the experiment ``DEFAULT``, it answers with its
+        ``Default`` (which every tracking store has), as MySQL's and MariaDB's default
+        collations do; ``trailing spaces`` where it does so for ``Default `` (their PAD
+        SPACE collations). Two requests, once."""
+        probes = {CASE: "DEFAULT", TRAILING_SPACES: "Default "}
+        found = set()
+        for what, name in probes.items():
+            try:
+                experiment = self.client.get_experiment_by_name(name)
+            except Exception:  # noqa: BLE001 - unreachable: the requests that follow say so
+                continue
+            if experiment is not None and experiment.name != name:
+                found.add(what)
+        return frozenset(found)
 
     def lacks(self, capability: str, role: str) -> str | None:
         """Why ``capability`` cannot be used here (``role`` is "source" or "target"), or

@@ -339,8 +339,8 @@ class _Import:
                                 dry_run=self.dry_run, empty_target=new_store, **self.settings)
             for kind in KINDS:
                 ctx.steps[kind.name] = kind.plan(ctx)
-            if self.dst.folds_case:
-                _refuse_clashing_keys(ctx)
+            if not new_store and self.dst.folding:  # asking a missing store creates it
+                _refuse_clashing_keys(ctx, self.dst.folding)
             for kind in KINDS:
                 if kind.review:
                     kind.review(ctx)
@@ -410,23 +410,24 @@ class _Import:
                         else "are deleted and written again")
 
 
-def _refuse_clashing_keys(ctx: ImportContext) -> None:
-    """On a target that folds case (:attr:`Endpoint.folds_case`), each object still to be
-    written whose keys it would take for one (:func:`names.clashing_keys`) fails before
-    anything of it is written, and what needs it with it."""
+def _refuse_clashing_keys(ctx: ImportContext, folding: frozenset[str]) -> None:
+    """On a target whose database folds case or trailing spaces (``folding``, see
+    :attr:`Endpoint.folding`), each object still to be written whose keys it would take
+    for one (:func:`names.clashing_keys`) fails before anything of it is written, and what
+    needs it with it."""
     for kind in KINDS:
         documents = ctx.bundle.documents.get(kind.name, {})
         for step in ctx.steps[kind.name]:
             if step.error or step.action == SKIP or step.source_id not in documents:
                 continue
             doc = documents[step.source_id]
-            step.error = names.clashing_keys(doc)
+            step.error = names.clashing_keys(doc, folding)
             versions = {str(v.get("version")): v for v in doc.get("versions") or []
                         if isinstance(v, dict)}
             for part in step.parts:
                 version = versions.get(part.source_id.rpartition("/")[2])
                 if version is not None and not part.error and part.action != SKIP:
-                    part.error = names.clashing_keys(version)
+                    part.error = names.clashing_keys(version, folding)
 
 
 def _selection(bundle: Bundle, experiments: Selection, models: Selection) -> dict[str, set[str]]:

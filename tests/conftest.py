@@ -20,6 +20,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from tests.databases import MariaDBServer, PostgresServer
 from tests.servers import MlflowServer, MotoServer
 
 # The test process (not the library) sets its own environment.
@@ -97,3 +98,24 @@ def workdir(tmp_path, monkeypatch) -> Path:
     stores keep their ./mlruns there."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def _running(server):
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL cluster of this test process (tests/databases.py), started when first
+    asked for."""
+    yield from _running(PostgresServer())
+
+
+@pytest.fixture(scope="session")
+def mariadb():
+    """A MariaDB server of this test process (tests/databases.py), started when first
+    asked for."""
+    yield from _running(MariaDBServer())

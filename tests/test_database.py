@@ -27,7 +27,7 @@ from mlflow_exim.bundle.jsonio import NON_FINITE, dumps, encode_float
 from mlflow_exim.database import Database
 from mlflow_exim.endpoint import Endpoint, display_uri
 from mlflow_exim.errors import EximError
-from tests.databases import DatabaseServer, MariaDBServer, PostgresServer
+from tests.databases import DatabaseServer
 from tests.seed import T0
 from tests.servers import BIN
 
@@ -53,24 +53,6 @@ def cli(*argv, cwd: Path | None = None, env: dict | None = None) -> subprocess.C
 
 def sqlite_uri(path: Path) -> str:
     return f"sqlite:///{path}"
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    server = PostgresServer()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def mariadb():
-    server = MariaDBServer()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=["postgresql", "mysql"])

@@ -1,36 +1,76 @@
-"""A target whose database compares names without regard to case: MySQL's and MariaDB's
-default collations. Asked for experiment ``case`` it answers with ``Case``; the import must
-not write two source objects into one, and verify must not count one as the other."""
+"""A tracking server on MySQL's dialect (a MariaDB server the tests start): the whole of
+a rich source arrives on one with a utf8mb4 database; and on one whose database compares
+names without regard to case (MySQL's and MariaDB's default collations), which, asked for
+experiment ``case``, answers with ``Case``, the import writes no two source objects into
+one and no key over another, and verify does not count one as the other."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
-from tests.databases import DatabaseServer, MariaDBServer
+import mlflow_exim
+from tests.databases import DatabaseServer
+from tests.seed import seed_rich_source
 from tests.test_database import cli
 
+ROOT = Path(__file__).resolve().parent.parent
 NAMES = {"experiments": ("Fold", "fold"), "registered_models": ("Model", "model"),
          "prompts": ("Greet", "greet")}
 RENAMED = ("experiments", "registered_models")  # prompts have no rename option
 
 
+def test_a_rich_source_arrives_whole_on_a_mysql_target(mariadb, tmp_path):
+    """Runs of every shape (unicode keys and values, a 6,000-character param, NaN and
+    ±inf, nested runs, deleted ones), logged models, registered models with versions and
+    aliases, a prompt and traces: verify finds all of it identical."""
+    servers = []
+    try:
+        src = DatabaseServer("rich-source", tmp_path, f"sqlite:///{tmp_path / 'source.db'}")
+        servers.append(src)
+        dst = DatabaseServer("rich-target", tmp_path, mariadb.create_database(
+            "rich", "CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"))
+        servers.append(dst)
+        seed_rich_source(src.uri, "rich")
+        for module, name in (("tests.seed_registry", "reg"), ("tests.seed_traces", "trc")):
+            subprocess.run([sys.executable, "-m", module, src.uri, name], cwd=ROOT,
+                           capture_output=True, text=True, timeout=300, check=True,
+                           env={**os.environ, "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"})
+        bundle = tmp_path / "bundle"
+        exported = mlflow_exim.export_all(bundle, tracking_uri=src.uri, export_deleted_runs=True)
+        assert exported.ok, exported.summary()
+        imported = mlflow_exim.import_all(bundle, tracking_uri=dst.uri)
+        assert imported.ok, imported.summary()
+        card = mlflow_exim.verify(src.uri, dst.uri)
+        assert card.ok, card.text()
+        assert card.identical == card.totals
+        assert {kind for kind, count in card.totals.items() if count} >= {
+            "experiments", "runs", "logged_models", "registered_models", "model_versions",
+            "prompts", "traces"}
+    finally:
+        for server in servers:
+            server.stop()
+
+
 @pytest.fixture(scope="module")
-def sides(tmp_path_factory):
+def sides(mariadb, tmp_path_factory):
     """A sqlite source holding two experiments, two models and two prompts whose names
     differ only by case, each with a run or a version of its own (the models' runs in a
     third experiment), and its bundle; a target on a fresh
     MariaDB database of the server's defaults (latin1, case-insensitive)."""
     work = tmp_path_factory.mktemp("collation")
-    database = MariaDBServer()
     servers = []
     try:
         src = DatabaseServer("collation-source", work, f"sqlite:///{work / 'source.db'}")
         servers.append(src)
-        dst = DatabaseServer("collation-target", work, database.create_database("target"))
+        dst = DatabaseServer("collation-target", work, mariadb.create_database("folding"))
         servers.append(dst)
         client = MlflowClient(src.uri)
         for name in NAMES["experiments"]:
@@ -52,7 +92,6 @@ def sides(tmp_path_factory):
     finally:
         for server in servers:
             server.stop()
-        database.stop()
 
 
 def _keys_bundle(client: MlflowClient, uri: str, work) -> dict:
@@ -88,7 +127,8 @@ def test_an_object_whose_keys_the_target_takes_for_one_is_refused_before_any_is_
     assert done.returncode == 1, done.stdout + done.stderr
     outcomes = {(o["kind"], o["name"] if o["kind"] == "experiments" else o["source_id"]): o
                 for o in json.loads(report.read_text())["objects"]}
-    clash = "differ only by case or accents, which the target's database does not tell apart"
+    clash = ("are one key to the target's database, which compares them without regard to "
+             "case or trailing spaces")
     runs = keys["runs"]
     expected = {("experiments", "clash-tags"): "its tag keys 'Owner' and 'owner' ",
                 ("runs", runs["tags"]): "its tag keys 'Stage' and 'stage' ",
