@@ -46,6 +46,13 @@ def is_pending(tags: dict) -> bool:
                                and tags.get(MLFLOW_RUN_NAME) == pending_run_name(source_run_id))
 
 
+# What an export says of an object a killed import left half-written in its source.
+LEFT_HALF_WRITTEN = ("left half-written by an interrupted mlflow-exim import into this "
+                     "server (it bears that import's pending mark): exported as it is, "
+                     "and imported as a complete object; run that import again first to "
+                     "complete it")
+
+
 def without_import_marks(tags: dict) -> dict:
     """``tags`` without the recognition tags and pending marker a source may carry from an
     earlier import: an import writes its own, at its own time."""

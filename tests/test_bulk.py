@@ -370,3 +370,32 @@ def test_migrate_with_a_bad_config_is_one_clear_line(tmp_path):
     assert result.exit_code == 2
     [line] = result.output.strip().splitlines()
     assert str(config) in line and "pasword_env" in line
+
+
+def test_an_export_says_what_an_interrupted_import_into_its_source_left_half_written(
+        stack, tmp_path):
+    """A source that was itself the target of a killed import holds its half-written
+    objects: the export carries them as they are, each with a warning that says so, and
+    the import makes them complete objects (the marks are the import's own)."""
+    client = MlflowClient(stack.source.uri)
+    name = "left-" + os.urandom(4).hex()
+    experiment = client.create_experiment(name)
+    marked = "0" * 32
+    pending = client.create_run(experiment, run_name=lineage.pending_run_name(marked),
+                                tags={lineage.SOURCE_RUN_ID: marked}).info.run_id
+    complete = client.create_run(experiment, run_name="complete").info.run_id
+    model = client.create_logged_model(experiment, name="half",
+                                       tags={lineage.PENDING: marked}).model_id
+    report = mlflow_exim.export_experiment(name, tmp_path / "bundle",
+                                           tracking_uri=stack.source.uri)
+    assert report.ok, report.summary()
+    warned = {o.source_id: o.warnings for o in report.outcomes}
+    assert warned[pending] == [lineage.LEFT_HALF_WRITTEN]
+    assert warned[model] == [lineage.LEFT_HALF_WRITTEN]
+    assert warned[complete] == []
+    imported = mlflow_exim.import_experiment(tmp_path / "bundle", tracking_uri=stack.target.uri,
+                                             experiment_name=name)
+    assert imported.ok, imported.summary()
+    target = MlflowClient(stack.target.uri)
+    runs = target.search_runs([target.get_experiment_by_name(name).experiment_id])
+    assert len(runs) == 2 and not any(lineage.is_pending(r.data.tags) for r in runs)

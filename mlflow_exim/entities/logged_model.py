@@ -336,6 +336,8 @@ def _delete_resent(ctx: ImportContext, steps: list[Step]) -> None:
 def _export(ctx: ExportContext, model_id: str, model: LoggedModel, directory: Path,
             outcome: Outcome) -> None:
     export(ctx.src, model, directory)
+    if lineage.PENDING in (model.tags or {}):
+        outcome.warn(lineage.LEFT_HALF_WRITTEN)
 
 
 def _unchanged(_ctx: ExportContext, _model_id: str, model: LoggedModel,

@@ -699,7 +699,10 @@ def _report_metric_path(ctx: ImportContext) -> None:
 def _export(ctx: ExportContext, run_id: str, experiment_id: str, directory: Path,
             outcome: Outcome) -> None:
     run = ctx.read.pop((NAME, run_id), None)
-    outcome.name = export(ctx.src, run_id, directory, run)["info"]["run_name"]
+    doc = export(ctx.src, run_id, directory, run)
+    outcome.name = doc["info"]["run_name"]
+    if lineage.is_pending(doc["tags"]):
+        outcome.warn(lineage.LEFT_HALF_WRITTEN)
 
 
 def _unchanged(ctx: ExportContext, run_id: str, _experiment_id: str, directory: Path) -> bool:
