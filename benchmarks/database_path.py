@@ -1,18 +1,20 @@
 """The direct-database path against REST on one run of many metric points.
 
-    python benchmarks/database_path.py --points 1000000 [--postgres] [--rest-points N]
-        [--workdir DIR] [--json PATH]
+    python benchmarks/database_path.py --points 1000000 [--postgres] [--mysql]
+        [--rest-points N] [--workdir DIR] [--json PATH]
 
 A bundle holding one run of ``--points`` points (four metrics, NaN among them) is made
 once. Then, each into a fresh, empty target ``mlflow server`` (sqlite; with ``--postgres``
-also PostgreSQL, started here as in tests/test_database.py):
+also PostgreSQL, with ``--mysql`` also MariaDB, MySQL's dialect, each started here as the
+tests start them, tests/databases.py):
 
 * ``import-run`` over REST (``--rest-points`` takes a bundle of fewer points for it, whose
   rate is then quoted; by default the same run);
 * ``import-run --database-uri``: the direct-database path; the command's wall time and its
   own peak RSS (VmHWM);
 * the ceiling: the same rows inserted into the same ``metrics`` table through the driver
-  alone (sqlite3 ``executemany``, psycopg2 ``COPY``), rows built in memory
+  alone (sqlite3 ``executemany``, psycopg2 ``COPY``, PyMySQL ``executemany``, which
+  sends multi-row INSERTs), rows built in memory
   beforehand, batches of the same size, one transaction each; no SQLAlchemy, no parsing.
 
 Rates are points per second of the whole command (its start-up included), so the
@@ -78,13 +80,13 @@ def import_run(work: Path, name: str, bundle: Path, backend: str | None,
 
 
 def _server(work: Path, name: str, backend: str | None):
-    """An ``mlflow server`` on ``backend`` (PostgreSQL), or on a new sqlite file."""
+    """An ``mlflow server`` on ``backend`` (a database server's), or on a new sqlite file."""
     if backend is None:
         server = MlflowServer(name, work, str(work / f"{name}-artifacts"))
         server.backend = f"sqlite:///{work / f'{name}.db'}"
         server.wait()
         return server
-    from tests.test_database import DatabaseServer
+    from tests.databases import DatabaseServer
 
     server = DatabaseServer(name, work, backend)
     server.backend = backend
@@ -139,11 +141,35 @@ def raw_postgres(database: str, count: int) -> float:
     return seconds
 
 
+def raw_mysql(database: str, count: int) -> float:
+    """The same through PyMySQL's executemany (one multi-row INSERT per batch) into a
+    fresh MLflow database."""
+    import pymysql
+    from sqlalchemy.engine import make_url
+
+    client = MlflowClient(database)  # creates MLflow's tables
+    run_id = client.create_run(client.create_experiment("raw")).info.run_id
+    rows = raw_rows(count, run_id)
+    url = make_url(database)
+    connection = pymysql.connect(host=url.host, port=url.port, user=url.username,
+                                 database=url.database)
+    insert = INSERT.replace("(key,", "(`key`,").format(", ".join(["%s"] * 6))
+    start = time.perf_counter()
+    for at in range(0, len(rows), CHUNK_ROWS):
+        with connection.cursor() as cursor:
+            cursor.executemany(insert, rows[at:at + CHUNK_ROWS])
+        connection.commit()
+    seconds = time.perf_counter() - start
+    connection.close()
+    return seconds
+
+
 def side(work: Path, label: str, bundle: Path, rest_bundle: Path, count: int,
          rest_count: int, backends) -> dict:
     rest_s, rest_mb = import_run(work, f"{label}-rest", rest_bundle, backends(), direct=False)
     db_s, db_mb = import_run(work, f"{label}-db", bundle, backends(), direct=True)
-    raw_s = raw_sqlite(work, count) if label == "sqlite" else raw_postgres(backends(), count)
+    raw_s = (raw_sqlite(work, count) if label == "sqlite" else
+             {"postgresql": raw_postgres, "mysql": raw_mysql}[label](backends(), count))
     result = {
         "points": count, "rest_points": rest_count,
         "rest_import_s": round(rest_s, 2), "rest_points_per_s": round(rest_count / rest_s),
@@ -171,6 +197,8 @@ def main() -> None:
                         help="points of the run imported over REST (default: --points)")
     parser.add_argument("--postgres", action="store_true",
                         help="also into PostgreSQL (needs the postgresql package)")
+    parser.add_argument("--mysql", action="store_true",
+                        help="also into MariaDB, MySQL's dialect (needs mariadb-server)")
     parser.add_argument("--workdir", default="bench-work/database-path")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     options = parser.parse_args()
@@ -184,17 +212,20 @@ def main() -> None:
     figures = {"load_average": os.getloadavg()[0],
                "sqlite": side(work, "sqlite", bundle, rest_bundle, options.points, rest_count,
                               lambda: None)}
-    if options.postgres:
-        from tests.test_database import PostgresServer
+    from tests.databases import MariaDBServer, PostgresServer
 
-        postgres = PostgresServer()
+    for label, wanted, server_class in (("postgresql", options.postgres, PostgresServer),
+                                        ("mysql", options.mysql, MariaDBServer)):
+        if not wanted:
+            continue
+        server = server_class()
         try:
             names = iter(range(1000))
-            figures["postgresql"] = side(
-                work, "postgresql", bundle, rest_bundle, options.points, rest_count,
-                lambda: postgres.create_database(f"bench{next(names)}"))
+            figures[label] = side(work, label, bundle, rest_bundle, options.points,
+                                  rest_count, lambda server=server, names=names:
+                                  server.create_database(f"bench{next(names)}"))
         finally:
-            postgres.stop()
+            server.stop()
     print(f"load average {figures['load_average']:.1f}")
     if options.json:
         options.json.write_text(json.dumps(figures, indent=2) + "\n")

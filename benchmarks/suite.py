@@ -1,7 +1,7 @@
 """Every speed and memory figure that README quotes, from one run (``make bench``).
 
     python benchmarks/suite.py [--quick] [--workdir DIR] [--reference-venv PATH]
-        [--postgres] [--json PATH]
+        [--postgres] [--mysql] [--json PATH]
 
 1. benchmarks/compare.py on the team-shaped workload: mlflow-exim and the reference tool,
    export-all and import-all, with the CPU seconds each phase made its server spend, the
@@ -43,6 +43,8 @@ def parse_args() -> argparse.Namespace:
                         help="the reference tool's virtual environment (compare.py's option)")
     parser.add_argument("--postgres", action="store_true",
                         help="database_path.py on PostgreSQL as well as sqlite")
+    parser.add_argument("--mysql", action="store_true",
+                        help="database_path.py on MariaDB (MySQL's dialect) as well")
     parser.add_argument("--json", type=Path, help="also write every result here as JSON")
     return parser.parse_args()
 
@@ -52,15 +54,16 @@ def _part(title: str) -> float:
     return time.perf_counter()
 
 
-def database_path(points: int, postgres: bool, work: Path) -> dict | None:
-    """database_path.py's results, or None where this checkout does not have it."""
+def database_path(points: int, servers: list[str], work: Path) -> dict | None:
+    """database_path.py's results (``servers``: its flags for database servers beside
+    sqlite), or None where this checkout does not have it."""
     if not DATABASE_PATH.exists():
         print(f"skipped: {DATABASE_PATH.relative_to(ROOT)} is not in this checkout")
         return None
     work.mkdir(parents=True, exist_ok=True)
     out = work / "database-path.json"
     subprocess.run([sys.executable, str(DATABASE_PATH), "--points", str(points),
-                    *(["--postgres"] if postgres else []), "--workdir", str(work),
+                    *servers, "--workdir", str(work),
                     "--json", str(out)], check=True, cwd=ROOT)
     return json.loads(out.read_text())
 
@@ -79,7 +82,9 @@ def main() -> None:
     results["compare_s"] = round(time.perf_counter() - started)
 
     started = _part(f"REST and direct-database paths, one run of {big:,} points")
-    results["database_path"] = database_path(big, options.postgres, work / "database-path")
+    servers = [flag for flag, wanted in (("--postgres", options.postgres),
+                                         ("--mysql", options.mysql)) if wanted]
+    results["database_path"] = database_path(big, servers, work / "database-path")
     results["database_path_s"] = round(time.perf_counter() - started)
 
     started = _part("peak memory against history length (embedded sqlite stores)")
