@@ -909,9 +909,10 @@ def migrate_command(report_path, **flags):
                "(or by an import report's id map, --id-map), versions by number; runs by the "
                "source-id tag mlflow_exim.run_info.run_id, or else by run name and start time; "
                "logged models by the tag mlflow_exim.field.model_id, or else by name, run, "
-               "type and params. Leftovers of an interrupted import (tagged "
+               "type and params. A target's leftovers of an interrupted import (tagged "
                "mlflow_exim.import.pending, or runs named mlflow_exim.import.pending:<source "
-               "id>) are ignored. Exit codes: 0 identical; "
+               "id>) are ignored; a source's are compared, as its export carries them. "
+               "Exit codes: 0 identical; "
                "1 differences; 2 bad input or unreachable server.")
 @src_uri_option(required=False, dest="source", detail=" Or --input-dir, or --config.")
 @input_dir_option(required=False,

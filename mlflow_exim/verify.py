@@ -28,8 +28,8 @@ defined: each compared version's source must name the matched logged model.
 
 Runs, logged models and model versions still marked pending (tagged
 ``mlflow_exim.import.pending``, or a run named ``mlflow_exim.import.pending:<source id>``)
-are leftovers of an interrupted import: they are ignored on both sides, never matched nor
-counted.
+on the target are leftovers of an interrupted import, not yet arrived: they are never matched
+nor counted there. On the source they are counted, as an export carries them (and warns).
 """
 
 from __future__ import annotations
@@ -144,8 +144,8 @@ def verify(src_uri: str | Endpoint, dst_uri: str | Endpoint, *,
     A side given as an :class:`Endpoint` with a ``database_uri`` (an embedded store is its
     own) has runs' metric histories read from its database. Both sides are only read: an
     embedded store that does not exist is an error."""
-    src = _ServerSide(Endpoint.connect(src_uri, must_exist=True))
-    dst = _ServerSide(Endpoint.connect(dst_uri, must_exist=True))
+    src = _ServerSide(Endpoint.connect(src_uri, must_exist=True), target=False)
+    dst = _ServerSide(Endpoint.connect(dst_uri, must_exist=True), target=True)
     if experiments is None and models is None:
         experiments = models = "all"
     selected = [] if experiments in (None, "none") else [
@@ -167,7 +167,7 @@ def verify_bundle(bundle_dir: str | Path, dst_uri: str | Endpoint, *,
     reported only where its export wrote whole experiments (or whole models). ``id_map``
     is as for :func:`verify`."""
     bundle = open_bundle(bundle_dir)
-    dst = _ServerSide(Endpoint.connect(dst_uri, must_exist=True))
+    dst = _ServerSide(Endpoint.connect(dst_uri, must_exist=True), target=True)
     side = _BundleSide(bundle)
     comparison = _Comparison(side, dst, compare_artifact_content, read_id_map(id_map))
     comparison.run(list(bundle.documents["experiments"].values()),
@@ -212,10 +212,13 @@ def read_id_map(id_map: IdMapLike | None) -> dict[str, dict[str, str]]:
 # The two kinds of side, read as bundle documents ------------------------------------------
 
 class _ServerSide:
-    """A tracking server (source or target), read as bundle documents."""
+    """A tracking server (source or target), read as bundle documents. Of a ``target``,
+    runs and logged models an import left pending are not counted (they have not arrived);
+    of a source, they are, as its export carries them."""
 
-    def __init__(self, endpoint: Endpoint):
+    def __init__(self, endpoint: Endpoint, *, target: bool):
         self.endpoint = endpoint
+        self._settled = _settled if target else list
         self.client = endpoint.client
         self.label = endpoint.display_uri
         self._by_source_id: dict[str, dict] | None = None  # experiments, built when needed
@@ -241,7 +244,7 @@ class _ServerSide:
         return self._by_source_id.get(source_id)
 
     def runs(self, experiment_id: str) -> list[dict]:
-        return _settled(run_entity.to_doc(run, 0, 0) for run in paged(
+        return self._settled(run_entity.to_doc(run, 0, 0) for run in paged(
             self.client.search_runs, [experiment_id], run_view_type=ViewType.ALL))
 
     def run(self, run_id: str) -> dict | None:
@@ -249,8 +252,8 @@ class _ServerSide:
         return run_entity.to_doc(found, 0, 0) if found else None
 
     def logged_models(self, experiment_id: str) -> list[dict]:
-        return _settled(logged_model_entity.to_doc(m, 0)
-                        for m in logged_model_entity.search(self.endpoint, experiment_id))
+        return self._settled(logged_model_entity.to_doc(m, 0)
+                             for m in logged_model_entity.search(self.endpoint, experiment_id))
 
     def genai(self, experiment_ids: set[str] | None) -> dict[str, list[dict]]:
         """The prompts, evaluation datasets (with their records) and scorers of these
@@ -400,15 +403,15 @@ class _BundleSide:
         return self.bundle.documents["experiments"].get(experiment_id)
 
     def runs(self, experiment_id: str) -> list[dict]:
-        return _settled(doc for doc in self.bundle.documents["runs"].values()
-                        if doc["info"]["experiment_id"] == experiment_id)
+        return [doc for doc in self.bundle.documents["runs"].values()
+                if doc["info"]["experiment_id"] == experiment_id]
 
     def run(self, run_id: str) -> dict | None:
         return self.bundle.documents["runs"].get(run_id)
 
     def logged_models(self, experiment_id: str) -> list[dict]:
-        return _settled(doc for doc in self.bundle.documents["logged_models"].values()
-                        if doc["experiment_id"] == experiment_id)
+        return [doc for doc in self.bundle.documents["logged_models"].values()
+                if doc["experiment_id"] == experiment_id]
 
     def logged_model(self, model_id: str) -> dict | None:
         return self.bundle.documents["logged_models"].get(model_id)
@@ -472,7 +475,8 @@ def _own_id(kind: str, doc: dict) -> str:
 
 
 def _settled(docs: Iterable[dict]) -> list[dict]:
-    """The documents (runs, logged models, versions) but those an import left pending."""
+    """The target's documents (runs, logged models, versions) but those an import left
+    pending."""
     return [doc for doc in docs if not lineage.is_pending(doc["tags"])]
 
 
@@ -1025,7 +1029,7 @@ class _Comparison:
         targets = {v["version"]: v for v in _settled(target["versions"])}
         pairs = [(v, targets.pop(self.ids.target_version_number(model["name"], v["version"]),
                                  None))
-                 for v in _settled(model["versions"])]
+                 for v in model["versions"]]
         self._score("model_versions", pairs, lambda v: f"{label} version {v['version']}",
                     self._diff_version)
         self._extras("model_versions", list(targets.values()),

@@ -376,8 +376,9 @@ def test_an_export_says_what_an_interrupted_import_into_its_source_left_half_wri
         tmp_path):
     """A source that was itself the target of a killed import holds its half-written
     objects: the export carries them as they are, each with a warning that says so, and
-    the import makes them complete objects (the marks are the import's own). Embedded
-    stores of its own: the shared servers' whole-server tests would find them."""
+    the import makes them complete objects (the marks are the import's own), which verify
+    counts on both sides. Embedded stores of its own, so that no whole-server test of the
+    shared servers finds them."""
     source, target = f"sqlite:///{tmp_path / 'source.db'}", f"sqlite:///{tmp_path / 'target.db'}"
     client = MlflowClient(source)
     name = "left"
@@ -399,3 +400,6 @@ def test_an_export_says_what_an_interrupted_import_into_its_source_left_half_wri
     copied = MlflowClient(target)
     runs = copied.search_runs([copied.get_experiment_by_name(name).experiment_id])
     assert len(runs) == 2 and not any(lineage.is_pending(r.data.tags) for r in runs)
+    card = mlflow_exim.verify(source, target)  # the source's leftovers count, and arrived
+    assert card.ok, card.text()
+    assert card.totals["runs"] == 2 and card.totals["logged_models"] == 1
