@@ -13,13 +13,16 @@ tests start them, tests/databases.py):
 * ``import-run --database-uri``: the direct-database path; the command's wall time and its
   own peak RSS (VmHWM);
 * the ceiling: the same rows inserted into the same ``metrics`` table through the driver
-  alone (sqlite3 ``executemany``, psycopg2 ``COPY``, PyMySQL ``executemany``, which
-  sends multi-row INSERTs), rows built in memory
-  beforehand, batches of the same size, one transaction each; no SQLAlchemy, no parsing.
+  alone (sqlite3 ``executemany``, psycopg2 ``COPY``, PyMySQL sending multi-row INSERTs
+  of literals), rows built in memory (COPY text and INSERT statements too) beforehand,
+  batches of the same size, one transaction each; no SQLAlchemy, no parsing. On a
+  database server, on one connection and on as many as the path uses at once
+  (``SERVER_CONNECTIONS``, batches dealt among them): the share is of the latter.
 
 Rates are points per second of the whole command (its start-up included), so the
-database path's ratio to the ceiling is a floor. Wall clock on a possibly shared machine:
-the load average is printed with the figures.
+database path's ratio to the ceiling is a floor. Each measurement starts once the CPUs
+are 90% idle (a database server settles a million new rows in the background). Wall
+clock on a possibly shared machine: the load average is printed with the figures.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import os
 import shutil
 import sqlite3
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -38,7 +42,14 @@ from mlflow import MlflowClient
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from benchmarks.metric_memory import measure  # noqa: E402
-from mlflow_exim.database import CHUNK_ROWS, Database, copy_text, stored_value  # noqa: E402
+from mlflow_exim.database import (  # noqa: E402
+    CHUNK_ROWS,
+    MAX_STATEMENT_CHARS,
+    SERVER_CONNECTIONS,
+    Database,
+    copy_text,
+    stored_value,
+)
 from tests.servers import MlflowServer  # noqa: E402
 
 T0 = 1_700_000_000_000
@@ -121,7 +132,25 @@ def raw_sqlite(work: Path, count: int) -> float:
     return seconds
 
 
-def raw_postgres(database: str, count: int) -> float:
+def _sent(batches: list, connect, send, connections: int) -> float:
+    """Seconds to send the prepared ``batches``, each in a transaction of its own, on
+    ``connections`` connections at once (batches dealt round-robin, one thread each)."""
+    opened = [connect() for _ in range(connections)]
+    threads = [threading.Thread(target=lambda c=c, i=i: [send(c, b) for b in
+                                                         batches[i::connections]])
+               for i, c in enumerate(opened)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - start
+    for connection in opened:
+        connection.close()
+    return seconds
+
+
+def raw_postgres(database: str, count: int, connections: int) -> float:
     """The same through psycopg2's COPY (its fastest way in) into a fresh MLflow
     database, rows written as COPY text ahead of the clock."""
     import psycopg2
@@ -129,21 +158,21 @@ def raw_postgres(database: str, count: int) -> float:
     client = MlflowClient(database)  # creates MLflow's tables
     run_id = client.create_run(client.create_experiment("raw")).info.run_id
     rows = raw_rows(count, run_id)
-    connection = psycopg2.connect(database.replace("+psycopg2", ""))
     texts = [copy_text(rows[at:at + CHUNK_ROWS]) for at in range(0, len(rows), CHUNK_ROWS)]
-    start = time.perf_counter()
-    for text in texts:
+
+    def send(connection, text) -> None:
         with connection, connection.cursor() as cursor:
             cursor.copy_expert("COPY metrics (key, value, timestamp, step, is_nan, run_uuid) "
                                "FROM STDIN", text)
-    seconds = time.perf_counter() - start
-    connection.close()
-    return seconds
+    return _sent(texts, lambda: psycopg2.connect(database.replace("+psycopg2", "")), send,
+                 connections)
 
 
-def raw_mysql(database: str, count: int) -> float:
-    """The same through PyMySQL's executemany (one multi-row INSERT per batch) into a
-    fresh MLflow database."""
+def raw_mysql(database: str, count: int, connections: int) -> float:
+    """The same as multi-row INSERTs of literals into a fresh MLflow database, each row
+    escaped by PyMySQL itself ahead of the clock, statements as long as the database
+    path's: the server's own rate, which PyMySQL's executemany (escaping as it goes)
+    stays below."""
     import pymysql
     from sqlalchemy.engine import make_url
 
@@ -151,25 +180,68 @@ def raw_mysql(database: str, count: int) -> float:
     run_id = client.create_run(client.create_experiment("raw")).info.run_id
     rows = raw_rows(count, run_id)
     url = make_url(database)
-    connection = pymysql.connect(host=url.host, port=url.port, user=url.username,
-                                 database=url.database)
-    insert = INSERT.replace("(key,", "(`key`,").format(", ".join(["%s"] * 6))
-    start = time.perf_counter()
+
+    def connect():
+        return pymysql.connect(host=url.host, port=url.port, user=url.username,
+                               database=url.database)
+    head = INSERT.replace("(key,", "(`key`,").split("VALUES")[0] + "VALUES "
+    batches = []  # per batch of CHUNK_ROWS, its statements
+    quoting = connect()
+    mogrify, row_of = quoting.cursor().mogrify, "(" + ", ".join(["%s"] * 6) + ")"
     for at in range(0, len(rows), CHUNK_ROWS):
+        statements, values, size = [], [], len(head)
+        for row in rows[at:at + CHUNK_ROWS]:
+            literal = mogrify(row_of, row)
+            if values and size + len(literal) + 1 > MAX_STATEMENT_CHARS:
+                statements.append(head + ",".join(values))
+                values, size = [], len(head)
+            values.append(literal)
+            size += len(literal) + 1
+        batches.append([*statements, head + ",".join(values)])
+    quoting.close()
+
+    def send(connection, statements) -> None:
         with connection.cursor() as cursor:
-            cursor.executemany(insert, rows[at:at + CHUNK_ROWS])
+            for statement in statements:
+                cursor.execute(statement)
         connection.commit()
-    seconds = time.perf_counter() - start
-    connection.close()
-    return seconds
+    return _sent(batches, connect, send, connections)
+
+
+def quiet(idle: float = 0.9, timeout: float = 120.0) -> None:
+    """Wait until the machine's CPUs are ``idle`` over a second (from /proc/stat), so that
+    a measurement does not share them with a database server still settling the one
+    before (PostgreSQL's autovacuum of a million new rows, InnoDB's purge)."""
+    def times() -> tuple[int, int]:
+        fields = [int(f) for f in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        return fields[3] + fields[4], sum(fields)  # idle + iowait, all
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        idle_before, all_before = times()
+        time.sleep(1)
+        idle_after, all_after = times()
+        if idle_after - idle_before >= idle * (all_after - all_before):
+            return
 
 
 def side(work: Path, label: str, bundle: Path, rest_bundle: Path, count: int,
          rest_count: int, backends) -> dict:
+    quiet()
     rest_s, rest_mb = import_run(work, f"{label}-rest", rest_bundle, backends(), direct=False)
+    quiet()
     db_s, db_mb = import_run(work, f"{label}-db", bundle, backends(), direct=True)
-    raw_s = (raw_sqlite(work, count) if label == "sqlite" else
-             {"postgresql": raw_postgres, "mysql": raw_mysql}[label](backends(), count))
+    quiet()
+    if label == "sqlite":
+        raw_s = raw_sqlite(work, count)
+        connections = {1: raw_s}
+    else:
+        raw = {"postgresql": raw_postgres, "mysql": raw_mysql}[label]
+        connections = {}
+        for n in sorted({1, SERVER_CONNECTIONS}):
+            database = backends()
+            quiet()
+            connections[n] = raw(database, count, n)
+        raw_s = connections[SERVER_CONNECTIONS]  # as many connections as the path uses
     result = {
         "points": count, "rest_points": rest_count,
         "rest_import_s": round(rest_s, 2), "rest_points_per_s": round(rest_count / rest_s),
@@ -177,16 +249,20 @@ def side(work: Path, label: str, bundle: Path, rest_bundle: Path, count: int,
         "database_import_s": round(db_s, 2), "database_points_per_s": round(count / db_s),
         "database_peak_rss_mb": db_mb,
         "driver_insert_s": round(raw_s, 2), "driver_points_per_s": round(count / raw_s),
+        "driver_points_per_s_by_connections": {n: round(count / seconds)
+                                               for n, seconds in connections.items()},
     }
     result["speedup_vs_rest"] = round(result["database_points_per_s"]
                                       / result["rest_points_per_s"], 1)
     result["share_of_driver_rate"] = round(result["database_points_per_s"]
                                            / result["driver_points_per_s"], 2)
+    by = ", ".join(f"{rate:,} on {n}" for n, rate in
+                   result["driver_points_per_s_by_connections"].items())
     print(f"{label:>10}: REST {result['rest_points_per_s']:>9,} pt/s ({rest_mb} MB) | "
           f"database {result['database_points_per_s']:>9,} pt/s in {db_s:.1f} s ({db_mb} MB)"
-          f" | driver {result['driver_points_per_s']:>9,} pt/s | "
-          f"{result['speedup_vs_rest']}x REST, {result['share_of_driver_rate']:.0%} of the "
-          "driver", flush=True)
+          f" | driver {by} | {result['speedup_vs_rest']}x REST, "
+          f"{result['share_of_driver_rate']:.0%} of the driver on as many connections",
+          flush=True)
     return result
 
 

@@ -12,6 +12,8 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -42,6 +44,14 @@ ODD_POINTS = [
     ("loss", 2.0, T0 + 9, 3), ("loss", 1.0, T0 + 5, 3), ("loss", NAN, T0 + 9, 3),
     ("B", 1.0, T0, 0), ("a", 2.0, T0, 0), ("Ä", 3.0, T0, 0), ("z_inf", INF, T0, 7),
     ("z_inf", -1e300, T0, 7),
+]
+# Keys and values a statement of literals must write exactly (every character MLflow
+# allows in a name, a letter latin1 holds, the longest key; the smallest and largest
+# doubles, negative zero, digits a short form would round), beside MLflow's own writes.
+LITERAL_POINTS = [
+    ("a b/c:d-e.f_9", 5e-324, T0, 0), ("naïve", -0.0, T0, 0), ("k" * 250, 0.1 + 0.2, T0, 0),
+    ("tiny", 2.2250738585072014e-308, T0, 0), ("tiny", 123456789.12345679, T0, 1),
+    ("tiny", -1.7976931348623157e308, T0, 2), ("tiny", 1e22, T0, 3), ("tiny", 1e-7, T0, 4),
 ]
 BIG_RUN_POINTS = 30_000  # "tens of thousands": a run that takes several insert batches
 
@@ -345,15 +355,22 @@ def test_the_rows_written_are_the_rows_mlflow_writes(embedded, points):
 
 
 def test_the_rows_written_into_a_server_database_are_the_rows_mlflow_writes(server_database):
-    import sqlalchemy
 
     database = server_database.create_database("rows")
     client = MlflowClient(database)
     experiment = client.create_experiment("rows")
     theirs, ours = (client.create_run(experiment).info.run_id for _ in range(2))
-    points = [*ODD_POINTS, *ODD_POINTS[:3], *big_history()]  # duplicates dropped, as MLflow does
+    # duplicates dropped, as MLflow does
+    points = [*ODD_POINTS, *ODD_POINTS[:3], *LITERAL_POINTS, *big_history()]
     log_points(client, theirs, points)
     assert Database(database, "rows").write_metric_history(ours, points) == len(points)
+    assert_same_rows(database, theirs, ours)
+
+
+def assert_same_rows(database: str, theirs: str, ours: str) -> None:
+    """The ``metrics`` and ``latest_metrics`` rows of run ``ours`` are those of ``theirs``."""
+    import sqlalchemy
+
     engine = sqlalchemy.create_engine(database)
     with engine.connect() as connection:
         for table in (SqlMetric.__table__, SqlLatestMetric.__table__):
@@ -363,6 +380,83 @@ def test_the_rows_written_into_a_server_database_are_the_rows_mlflow_writes(serv
                 .where(c.run_uuid == run_id))) for run_id in (theirs, ours)}
             assert rows[ours] == rows[theirs] and rows[ours], table.name
     engine.dispose()
+
+
+def real_deadlock(database: str) -> Exception:
+    """The error of a deadlock the database itself detects and breaks: two transactions,
+    each holding a row the other then asks for."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(database)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE crossed (id INT PRIMARY KEY, n INT)")
+        connection.exec_driver_sql("INSERT INTO crossed VALUES (1, 0), (2, 0)")
+    both_hold = threading.Barrier(2, timeout=30)
+    errors = []
+
+    def cross(first: int, second: int) -> None:
+        try:
+            with engine.begin() as connection:
+                connection.exec_driver_sql(f"UPDATE crossed SET n = 1 WHERE id = {first}")
+                both_hold.wait()
+                connection.exec_driver_sql(f"UPDATE crossed SET n = 2 WHERE id = {second}")
+        except Exception as exc:  # noqa: BLE001 - the one the database chose
+            errors.append(exc)
+    threads = [threading.Thread(target=cross, args=ids) for ids in ((1, 2), (2, 1))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    engine.dispose()
+    assert len(errors) == 1, errors
+    return errors[0]
+
+
+def test_batches_in_flight_on_two_connections_write_the_rows_mlflow_writes(server_database,
+                                                                          monkeypatch):
+    """Batches go in two at a time, each on a connection of its own, and a point held by
+    two batches in flight together is still written once; a batch the database rolls
+    back to break a deadlock (here the real error of one, raised for the fifth batch)
+    is written again, alone, and the run's rows are still MLflow's."""
+    from mlflow_exim import database
+
+    uri = server_database.create_database("flight")
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("flight")
+    theirs, ours, deadlocked = (client.create_run(experiment).info.run_id for _ in range(3))
+    history = list(big_history())
+    points = [*history, *history[100::997], *history[5000:5100]]  # later batches repeat points
+    log_points(client, theirs, points)
+    monkeypatch.setattr(database, "CHUNK_ROWS", 500)
+    deadlock = real_deadlock(uri)
+    assert database._is_deadlock(deadlock) and database._is_deadlock(deadlock.orig)
+    active, most, calls = [0], [0], []
+    execute, lock = Database._execute, threading.Lock()
+
+    def watched(self, statement, rows, *more):
+        with lock:
+            calls.append(len(rows))
+            fail = self.failing and len(calls) == 5
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        try:
+            time.sleep(0.01)  # long enough for the next batch to be handed over meanwhile
+            if fail:
+                raise deadlock
+            return execute(self, statement, rows, *more)
+        finally:
+            with lock:
+                active[0] -= 1
+    monkeypatch.setattr(Database, "_execute", watched)
+    for run_id, failing in ((ours, False), (deadlocked, True)):
+        side = Database(uri, "flight")
+        side.failing = failing
+        calls.clear()
+        assert side.write_metric_history(run_id, points) == len(points)
+        assert_same_rows(uri, theirs, run_id)
+        assert most[0] == database.SERVER_CONNECTIONS == 2
+        batches = -(-len(points) // 500)
+        assert len(calls) == batches + failing  # the rolled-back batch once more
 
 
 def test_the_insert_that_skips_duplicates_skips_nothing_else(server_database):
