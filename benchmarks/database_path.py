@@ -44,10 +44,10 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.metric_memory import measure  # noqa: E402
 from mlflow_exim.database import (  # noqa: E402
     CHUNK_ROWS,
-    MAX_STATEMENT_CHARS,
     SERVER_CONNECTIONS,
     Database,
     copy_text,
+    joined_statements,
     stored_value,
 )
 from tests.servers import MlflowServer  # noqa: E402
@@ -136,9 +136,12 @@ def _sent(batches: list, connect, send, connections: int) -> float:
     """Seconds to send the prepared ``batches``, each in a transaction of its own, on
     ``connections`` connections at once (batches dealt round-robin, one thread each)."""
     opened = [connect() for _ in range(connections)]
-    threads = [threading.Thread(target=lambda c=c, i=i: [send(c, b) for b in
-                                                         batches[i::connections]])
-               for i, c in enumerate(opened)]
+
+    def send_share(index: int) -> None:
+        for batch in batches[index::connections]:
+            send(opened[index], batch)
+    threads = [threading.Thread(target=send_share, args=(index,))
+               for index in range(connections)]
     start = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -185,19 +188,10 @@ def raw_mysql(database: str, count: int, connections: int) -> float:
         return pymysql.connect(host=url.host, port=url.port, user=url.username,
                                database=url.database)
     head = INSERT.replace("(key,", "(`key`,").split("VALUES")[0] + "VALUES "
-    batches = []  # per batch of CHUNK_ROWS, its statements
     quoting = connect()
     mogrify, row_of = quoting.cursor().mogrify, "(" + ", ".join(["%s"] * 6) + ")"
-    for at in range(0, len(rows), CHUNK_ROWS):
-        statements, values, size = [], [], len(head)
-        for row in rows[at:at + CHUNK_ROWS]:
-            literal = mogrify(row_of, row)
-            if values and size + len(literal) + 1 > MAX_STATEMENT_CHARS:
-                statements.append(head + ",".join(values))
-                values, size = [], len(head)
-            values.append(literal)
-            size += len(literal) + 1
-        batches.append([*statements, head + ",".join(values)])
+    batches = [joined_statements(head, (mogrify(row_of, row) for row in rows[at:at + CHUNK_ROWS]))
+               for at in range(0, len(rows), CHUNK_ROWS)]  # per batch, its statements
     quoting.close()
 
     def send(connection, statements) -> None:

@@ -36,7 +36,7 @@ from mlflow_exim.errors import EximError
 # cost is spread over many rows, small enough that a sqlite server sharing the file waits
 # briefly for its lock and that memory stays flat.
 CHUNK_ROWS = 20_000
-# The longest statement _as_literal_statements writes, in characters: at most 2 MB of
+# The longest statement joined_statements writes, in characters: at most 2 MB of
 # UTF-8, below any MySQL server's smallest default max_allowed_packet (4 MB).
 MAX_STATEMENT_CHARS = 500_000
 # Batches in flight at once into a database server (PostgreSQL, MySQL), each on a
@@ -360,7 +360,7 @@ class Database:
                     connection.exec_driver_sql(str(compiled), batch)
                 elif psycopg2 and _copied(connection, insert.table.name, batch):
                     continue
-                elif not (psycopg2 and _execute_values(connection, insert, batch)):
+                elif not (psycopg2 and _execute_values(connection, compiled, batch)):
                     connection.execute(insert, [dict(zip(_COLUMNS, row, strict=True))
                                                 for row in batch])
 
@@ -455,17 +455,28 @@ def _copied(connection, table: str, rows: list[tuple]) -> bool:
     return True
 
 
-def _execute_values(connection, insert, rows: list[tuple]) -> bool:
-    """``insert`` (MLflow's table, with its ON CONFLICT clause) through psycopg2's
+def _values_row(compiled) -> re.Match | None:
+    """Where ``compiled`` (an INSERT of MLflow's table) has one VALUES row whose parameters
+    are ``_COLUMNS`` in that order, the match of that row in its SQL; else None."""
+    match = re.search(r"VALUES (\((?:%(?:\(\w+\))?s(?:, )?)+\))", str(compiled))
+    if match is None:
+        return None
+    names = (tuple(compiled.positiontup) if compiled.positional
+             else tuple(re.findall(r"%\((\w+)\)s", match[1])))
+    return match if names == _COLUMNS else None
+
+
+def _execute_values(connection, compiled, rows: list[tuple]) -> bool:
+    """``compiled`` (MLflow's table, with its ON CONFLICT clause) through psycopg2's
     execute_values, inside ``connection``'s transaction: the statement's one VALUES row of
     named parameters becomes the ``%s`` that pages of rows fill. False, and nothing
     done, where the statement does not have that shape."""
     from psycopg2.extras import execute_values
 
-    sql = str(insert.compile(dialect=connection.dialect))
-    match = re.search(r"VALUES (\((?:%\(\w+\)s(?:, )?)+\))", sql)
-    if match is None or tuple(re.findall(r"%\((\w+)\)s", match[1])) != _COLUMNS:
+    match = _values_row(compiled)
+    if match is None:
         return False
+    sql = match.string
     template = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
     with connection.connection.cursor() as cursor:
         execute_values(cursor, sql[:match.start(1)] + "%s" + sql[match.end(1):], rows,
@@ -499,24 +510,29 @@ def _as_literal_statements(compiled, rows: list[tuple], quote: Callable[[str], s
     numbers are written directly: a double with 17 significant digits in exponent form
     (a DOUBLE literal that reads back as the same double), integers as they are. The
     rows as they are where the statement does not have that shape."""
-    sql = str(compiled)
-    match = re.search(r"VALUES (\((?:%(?:\(\w+\))?s(?:, )?)+\))", sql)
-    names = (() if match is None else tuple(compiled.positiontup) if compiled.positional
-             else tuple(re.findall(r"%\((\w+)\)s", match[1])))
-    if names != _COLUMNS:
+    match = _values_row(compiled)
+    if match is None:
         return rows
+    sql = match.string
     # sent without parameters, so the format style's escaped "%%" is unescaped
     head, tail = (part.replace("%%", "%") for part in (sql[:match.start(1)], sql[match.end(1):]))
-    statements, values = _Statements(), []
+    return _Statements(joined_statements(head, (
+        f"({quote(key)},{value:.16e},{timestamp:d},{step:d},{1 if is_nan else 0},"
+        f"{quote(run_uuid)})" for key, value, timestamp, step, is_nan, run_uuid in rows), tail))
+
+
+def joined_statements(head: str, values: Iterable[str], tail: str = "") -> list[str]:
+    """``head`` + VALUES rows (each a literal ``(…)``) joined by commas + ``tail``, as few
+    statements as keep each within ``MAX_STATEMENT_CHARS``."""
+    statements: list[str] = []
+    batch: list[str] = []
     size = len(head) + len(tail)
-    for key, value, timestamp, step, is_nan, run_uuid in rows:
-        row = (f"({quote(key)},{value:.16e},{timestamp:d},{step:d},{1 if is_nan else 0},"
-               f"{quote(run_uuid)})")
-        if values and size + len(row) + 1 > MAX_STATEMENT_CHARS:
-            statements.append(head + ",".join(values) + tail)
-            values, size = [], len(head) + len(tail)
-        values.append(row)
+    for row in values:
+        if batch and size + len(row) + 1 > MAX_STATEMENT_CHARS:
+            statements.append(head + ",".join(batch) + tail)
+            batch, size = [], len(head) + len(tail)
+        batch.append(row)
         size += len(row) + 1
-    if values:
-        statements.append(head + ",".join(values) + tail)
+    if batch:
+        statements.append(head + ",".join(batch) + tail)
     return statements

@@ -355,7 +355,6 @@ def test_the_rows_written_are_the_rows_mlflow_writes(embedded, points):
 
 
 def test_the_rows_written_into_a_server_database_are_the_rows_mlflow_writes(server_database):
-
     database = server_database.create_database("rows")
     client = MlflowClient(database)
     experiment = client.create_experiment("rows")
